@@ -1,0 +1,73 @@
+"""seedline: reproducible scikit-learn pipelines, from training to serving.
+
+The public API is imported lazily so that ``import seedline`` (and ``seedline --help``)
+stays fast and does not import scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Manifest",
+    "RunResult",
+    "SeedPlan",
+    "SeedlineError",
+    "Spec",
+    "Store",
+    "TableFingerprint",
+    "__version__",
+    "fingerprint_array",
+    "fingerprint_estimator",
+    "fingerprint_file",
+    "fingerprint_table",
+    "fingerprint_value",
+    "load_spec",
+    "run",
+]
+
+_LAZY = {
+    "Manifest": "seedline.records.manifest",
+    "RunResult": "seedline.execution.runner",
+    "SeedPlan": "seedline.core.seeding",
+    "SeedlineError": "seedline.core.errors",
+    "Spec": "seedline.core.spec",
+    "Store": "seedline.records.tracking",
+    "TableFingerprint": "seedline.core.fingerprint",
+    "fingerprint_array": "seedline.core.fingerprint",
+    "fingerprint_estimator": "seedline.core.fingerprint",
+    "fingerprint_file": "seedline.core.fingerprint",
+    "fingerprint_table": "seedline.core.fingerprint",
+    "fingerprint_value": "seedline.core.fingerprint",
+    "load_spec": "seedline.core.spec",
+    "run": "seedline.execution.runner",
+}
+
+if TYPE_CHECKING:
+    from seedline.core.errors import SeedlineError
+    from seedline.core.fingerprint import (
+        TableFingerprint,
+        fingerprint_array,
+        fingerprint_estimator,
+        fingerprint_file,
+        fingerprint_table,
+        fingerprint_value,
+    )
+    from seedline.core.seeding import SeedPlan
+    from seedline.core.spec import Spec, load_spec
+    from seedline.execution.runner import RunResult, run
+    from seedline.records.manifest import Manifest
+    from seedline.records.tracking import Store
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seedline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,5 @@
+"""``python -m seedline`` runs the CLI."""
+
+from seedline.cli.main import main
+
+main()

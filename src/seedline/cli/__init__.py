@@ -1,0 +1,1 @@
+"""Apps layer: the command-line interface."""

@@ -1,0 +1,194 @@
+"""The ``seedline`` command line: a thin layer over the Python API.
+
+Only typer is imported at module level: ``seedline --help`` must start fast and never
+import scikit-learn. Each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from seedline import __version__
+
+app = typer.Typer(
+    name="seedline",
+    help="Reproducible scikit-learn pipelines: run with every source of randomness controlled, record everything, prove a rebuild.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# set by main(): only a real command-line start may re-exec the interpreter
+_ENTRYPOINT = False
+_PINNED_FLAG = "_SEEDLINE_HASH_SEED_PINNED"
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(exc: BaseException, code: int = 2) -> NoReturn:
+    err = _console(stderr=True)
+    err.print(f"[bold red]error:[/] {getattr(exc, 'message', str(exc))}", markup=True, highlight=False)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        err.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"seedline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """seedline: declare, run, record and prove reproducible ML pipelines."""
+
+
+def _pin_hash_seed(spec_path: Path, overrides: list[str]) -> None:
+    """Re-exec the interpreter with PYTHONHASHSEED derived from the spec's seed, unless already so."""
+    if not _ENTRYPOINT or os.environ.get(_PINNED_FLAG) == "1":
+        return
+    from seedline.core.seeding import SeedPlan
+    from seedline.core.spec import load_spec
+
+    spec = load_spec(spec_path, overrides)
+    wanted = str(SeedPlan(spec.seed).hash_seed())
+    if os.environ.get("PYTHONHASHSEED") == wanted:
+        return
+    env = dict(os.environ, PYTHONHASHSEED=wanted, **{_PINNED_FLAG: "1"})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "seedline", *sys.argv[1:]], env)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project folder (created if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing seedline.yaml.")] = False,
+) -> None:
+    """Scaffold a working example: seedline.yaml, data/penguins.csv and the .seedline/ store."""
+    from seedline.cli.scaffold import scaffold
+    from seedline.core.errors import SeedlineError
+
+    try:
+        written = scaffold(directory, force=force)
+    except SeedlineError as exc:
+        _fail(exc)
+    out = _console()
+    for p in written:
+        out.print(f"[green]created[/] {p}")
+    out.print("\nnext: [bold]seedline run[/]  (fits the pipeline and records the run)")
+
+
+@app.command("run")
+def run_cmd(
+    spec: Annotated[Path, typer.Argument(help="Spec file, or a folder holding seedline.yaml.")] = Path("seedline.yaml"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a spec value: path.to.key=value (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run_id, status, metrics, fingerprints).")] = False,
+) -> None:
+    """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
+    from seedline.core.errors import PipelineError, SeedlineError
+
+    overrides = list(set_ or [])
+    try:
+        _pin_hash_seed(spec, overrides)
+        from seedline.execution.runner import run
+
+        if as_json or not sys.stderr.isatty():
+            result = run(spec, overrides=overrides)
+        else:
+            result = _run_with_progress(spec, overrides)
+    except PipelineError as exc:
+        if as_json and exc.result is not None:
+            typer.echo(json.dumps(exc.result.summary(), indent=2, sort_keys=True))
+        _fail(exc, code=1)
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2, sort_keys=True))
+        return
+    from seedline.cli.render import render_run
+
+    render_run(_console(), result.manifest)
+
+
+def _run_with_progress(spec: Path, overrides: list[str]) -> Any:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from seedline.execution.runner import run
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=_console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(msg: str, i: int, n: int) -> None:
+            bar.update(task, description=msg, completed=i, total=n)
+
+        return run(spec, overrides=overrides, progress=update)
+
+
+@app.command()
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most this many runs (newest first).")] = 50,
+) -> None:
+    """List the runs in this project's store, newest first."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tracking import Store
+
+    try:
+        rows = Store.find().list_runs(limit=limit)
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
+        return
+    from seedline.cli.render import render_runs
+
+    render_runs(_console(), rows)
+
+
+@app.command()
+def show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or a unique prefix of it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+) -> None:
+    """Show a run's manifest: spec, seeds, data, environment, per-step fingerprints, metrics."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tracking import Store
+
+    try:
+        manifest = Store.find().manifest(run_ref)
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(manifest.to_json())
+        return
+    from seedline.cli.render import render_manifest
+
+    render_manifest(_console(), manifest)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    global _ENTRYPOINT
+    _ENTRYPOINT = True
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,116 @@
+"""Rich rendering of runs and manifests for people (scripts use --json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from seedline.records.manifest import Manifest
+from seedline.records.tracking import RunSummary
+
+
+def short(fp: str | None, n: int = 12) -> str:
+    if not fp:
+        return "-"
+    kind, _, digest = fp.partition(":")
+    return f"{kind}:{digest[:n]}" if digest else fp[:n]
+
+
+def _status(status: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(status, "white")
+    return f"[{colour}]{status}[/]"
+
+
+def render_run(out: Console, m: Manifest) -> None:
+    out.print(f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)")
+    if m.metrics:
+        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        for k, v in m.metrics.items():
+            t.add_row(k, f"{v:.6f}")
+        out.print(t)
+    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=None)
+    t.add_column("step")
+    t.add_column("fitted state")
+    t.add_column("output on train")
+    t.add_column("fit s", justify="right")
+    for s in m.steps:
+        t.add_row(s.name, short(s.fitted), short(s.output), f"{s.fit_seconds:.3f}")
+    out.print(t)
+    out.print(f"model       {m.fingerprints.get('model')}")
+    out.print(f"predictions {m.fingerprints.get('predictions')}")
+    if m.code.get("dirty"):
+        out.print("[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run")
+
+
+def render_runs(out: Console, rows: list[RunSummary]) -> None:
+    if not rows:
+        out.print("no runs yet: 'seedline run' makes one")
+        return
+    metric_names: list[str] = []
+    for r in rows:
+        metric_names += [k for k in r.metrics if k not in metric_names]
+    t = Table(header_style="bold")
+    for col in ("run", "spec", "status", "created (UTC)", "secs", *metric_names, "model", "predictions"):
+        t.add_column(col, justify="right" if col in metric_names or col == "secs" else "left")
+    for r in rows:
+        t.add_row(
+            r.run_id,
+            r.spec_name,
+            _status(r.status),
+            r.created_at.replace("T", " ")[:19],
+            f"{r.duration_s:.2f}" if r.duration_s is not None else "-",
+            *[f"{r.metrics[k]:.4f}" if k in r.metrics else "-" for k in metric_names],
+            short(r.model_fingerprint, 10),
+            short(r.predictions_fingerprint, 10),
+        )
+    out.print(t)
+
+
+def _kv(out: Console, title: str, items: dict[str, Any]) -> None:
+    out.print(f"\n[bold underline]{title}[/]")
+    for k, v in items.items():
+        out.print(f"  {k}: {v}")
+
+
+def render_manifest(out: Console, m: Manifest) -> None:
+    render_run(out, m)
+    if m.error:
+        out.print(f"\n[bold red]error[/] in phase {m.error.get('phase')}: {m.error.get('message')}")
+        out.print(m.error.get("traceback", ""), markup=False)
+    if m.overrides:
+        _kv(out, "overrides", {str(i): o for i, o in enumerate(m.overrides)})
+    if m.data:
+        _kv(
+            out,
+            "data",
+            {
+                **{s.uri: f"{s.fingerprint} ({s.rows} rows)" for s in m.data.sources},
+                "table": m.data.table.get("digest"),
+                "target": m.data.target,
+                "split": f"{m.data.split.get('kind')} seed {m.data.split.get('seed')}: {m.data.split.get('train_rows')} train / {m.data.split.get('test_rows')} test",
+            },
+        )
+    if m.seeds:
+        _kv(out, "seeds", {"master": m.seeds.master, "PYTHONHASHSEED": m.seeds.hash_seed.get("PYTHONHASHSEED"), **{f"filled {k}": v["seed"] for k, v in m.seeds.random_states.items()}})
+    env = m.environment
+    if env:
+        pools = ", ".join(f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}" for p in env.get("thread_pools", []))
+        _kv(
+            out,
+            "environment",
+            {
+                "python": f"{env['python']['implementation']} {env['python']['version']}",
+                "platform": env["platform"]["platform"],
+                "cpu": env["cpu"].get("model"),
+                "packages": f"{len(env.get('packages', {}))} installed (scikit-learn {env.get('packages', {}).get('scikit-learn')}, numpy {env.get('packages', {}).get('numpy')})",
+                "thread pools": pools or "-",
+                "fingerprint": env.get("fingerprint"),
+            },
+        )
+    if m.code:
+        _kv(out, "code", {k: m.code.get(k) for k in ("commit", "dirty", "diff") if k in m.code} | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"})
+    _kv(out, "settings", m.settings)

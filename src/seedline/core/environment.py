@@ -1,0 +1,178 @@
+"""Environment and code capture: what a rebuild needs to know about the machine and the source."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import os
+import platform
+import re
+import subprocess
+import sys
+import tokenize
+from pathlib import Path
+from typing import Any
+
+from seedline.core.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_value
+
+# environment variables that change numerical results or their determinism
+_ENV_PATTERNS = re.compile(
+    r"^(PYTHONHASHSEED|OMP_.*|MKL_.*|OPENBLAS_.*|BLIS_.*|VECLIB_.*|NUMEXPR_.*|KMP_.*|GOTO_NUM_THREADS"
+    r"|CUBLAS_WORKSPACE_CONFIG|CUDA_VISIBLE_DEVICES|CUDA_LAUNCH_BLOCKING|TF_DETERMINISTIC_OPS|TF_CUDNN_DETERMINISTIC"
+    r"|TF_ENABLE_ONEDNN_OPTS|KERAS_BACKEND|PYTORCH_.*|SKLEARN_.*|JOBLIB_.*|LOKY_.*|SEEDLINE_.*)$"
+)
+_SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
+
+
+def relevant_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Thread and determinism variables only; anything that looks secret is never recorded."""
+    env = os.environ if environ is None else environ
+    return {k: env[k] for k in sorted(env) if _ENV_PATTERNS.match(k) and not _SECRET.search(k)}
+
+
+def _cpu() -> dict[str, Any]:
+    info: dict[str, Any] = {"machine": platform.machine(), "count": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info["model"] = platform.processor() or None
+        return info
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
+    info["model"] = model.group(1).strip() if model else platform.processor() or None
+    # SIMD extensions decide which kernels BLAS picks, so they can change the last bits
+    simd = sorted(
+        f for f in (flags.group(1).split() if flags else []) if re.match(r"^(sse\d.*|avx.*|fma.*|neon|asimd.*|sve.*|amx.*)$", f)
+    )
+    info["simd"] = simd
+    return info
+
+
+def installed_distributions() -> dict[str, str]:
+    """Every installed distribution, name (normalised) -> version."""
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+    return dict(sorted(out.items()))
+
+
+def thread_pools() -> list[dict[str, Any]]:
+    """BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer")
+    pools = [{k: p.get(k) for k in keep} for p in threadpool_info()]
+    return sorted(pools, key=lambda p: (str(p["user_api"]), str(p["internal_api"]), str(p["prefix"])))
+
+
+def capture_environment() -> dict[str, Any]:
+    """Interpreter, platform, CPU, packages, thread pools and relevant environment variables."""
+    env: dict[str, Any] = {
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "compiler": platform.python_compiler(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "platform": platform.platform(),
+            "libc": "-".join(platform.libc_ver()),
+        },
+        "cpu": _cpu(),
+        "packages": installed_distributions(),
+        "thread_pools": thread_pools(),
+        "env_vars": relevant_env_vars(),
+    }
+    env["fingerprint"] = environment_fingerprint(env)
+    return env
+
+
+def environment_fingerprint(env: dict[str, Any]) -> str:
+    """Fingerprint of the parts that can change results (not paths or the executable's location)."""
+    essential = {
+        "python": {k: env["python"][k] for k in ("version", "implementation")},
+        "system": env["platform"]["system"],
+        "cpu": {k: env["cpu"].get(k) for k in ("machine", "simd")},
+        "packages": env["packages"],
+        "thread_pools": [{k: p[k] for k in ("internal_api", "version", "num_threads", "architecture")} for p in env["thread_pools"]],
+        "env_vars": env["env_vars"],
+    }
+    return fingerprint_value(essential, kind="env")
+
+
+# -- code ------------------------------------------------------------------------------------
+_MAX_LISTED = 200  # a manifest lists at most this many file names per kind; counts are exact
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=False, timeout=60)
+
+
+def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
+    """Commit, dirty flag and the uncommitted diff (returned as bytes to store as an object)."""
+    try:
+        top = _git(root, "rev-parse", "--show-toplevel")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"repository": False, "reason": "git is not installed"}, None
+    if top.returncode != 0:
+        return {"repository": False, "reason": "not inside a git repository"}, None
+    head = _git(root, "rev-parse", "HEAD")
+    commit = head.stdout.decode().strip() if head.returncode == 0 else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=all")
+    lines = [ln for ln in status.stdout.decode(errors="replace").splitlines() if ln.strip()]
+    # the store is seedline's own output: it never makes a tree dirty
+    lines = [ln for ln in lines if "/.seedline/" not in f"/{ln[3:]}" and not ln[3:].startswith(".seedline")]
+    diff = _git(root, "diff", "HEAD", "--binary") if commit else _git(root, "diff", "--binary")
+    diff_bytes = diff.stdout if diff.returncode == 0 else b""
+    untracked = sorted(ln[3:] for ln in lines if ln.startswith("??"))
+    changed = sorted(ln[3:] for ln in lines if not ln.startswith("??"))
+    info: dict[str, Any] = {
+        "repository": True,
+        "root": top.stdout.decode().strip(),
+        "commit": commit,
+        "dirty": bool(lines),
+        "changed_files": changed[:_MAX_LISTED],
+        "untracked_files": untracked[:_MAX_LISTED],
+        "counts": {"changed": len(changed), "untracked": len(untracked)},
+        "diff": fingerprint_bytes(diff_bytes, kind="diff") if diff_bytes else None,
+    }
+    return info, (diff_bytes or None)
+
+
+def source_fingerprint(source: str) -> str:
+    """Hash of Python source with comments, docstrings and layout removed: edits to prose don't count."""
+    tokens: list[str] = []
+    prev = tokenize.INDENT
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING):
+                continue
+            if tok.type == tokenize.STRING and prev in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT):
+                prev = tok.type
+                continue  # a docstring (or bare string statement)
+            prev = tok.type
+            tokens.append(f"{tok.type}:{tok.string}")
+    except (tokenize.TokenError, IndentationError):
+        return fingerprint_bytes(source.encode(), kind="source")
+    return fingerprint_bytes("\n".join(tokens).encode(), kind="source")
+
+
+def local_modules(module_names: list[str], root: Path) -> dict[str, dict[str, str]]:
+    """Source hashes of the modules among ``module_names`` whose file lives under ``root``."""
+    out: dict[str, dict[str, str]] = {}
+    root = root.resolve()
+    for name in sorted(set(module_names)):
+        mod = sys.modules.get(name)
+        file = getattr(mod, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        if root not in path.parents or "site-packages" in path.parts:
+            continue
+        src = path.read_text(encoding="utf-8", errors="replace")
+        out[name] = {"path": str(path.relative_to(root)), "source": source_fingerprint(src), "file": fingerprint_file(path)}
+    return out

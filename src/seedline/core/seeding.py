@@ -1,0 +1,104 @@
+"""The seed plan: every random consumer's seed derived from (master seed, stable path).
+
+This is the one place in seedline that derives seeds or seeds global generators. A path
+is a stable name such as ``pipeline/clf__random_state`` or ``split``; the seed depends on
+the master seed and that name only, never on the order in which work happens to run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
+import numpy as np
+
+_U32 = 2**32
+
+
+def _spawn_key(path: str) -> tuple[int, ...]:
+    digest = blake3.blake3(path.encode("utf-8")).digest(length=16)
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
+
+
+@dataclass
+class SeedPlan:
+    """Derives and records seeds from one master seed."""
+
+    master: int
+    derived: dict[str, int] = field(default_factory=dict)
+
+    def derive(self, path: str) -> int:
+        """The 32-bit seed for ``path``; the same (master, path) always gives the same seed."""
+        ss = np.random.SeedSequence(entropy=self.master, spawn_key=_spawn_key(path))
+        seed = int(ss.generate_state(1, dtype=np.uint32)[0])
+        self.derived[path] = seed
+        return seed
+
+    def hash_seed(self) -> int:
+        """The PYTHONHASHSEED the CLI pins before the pipeline's interpreter starts."""
+        return self.derive("python/hash_seed") % (_U32 - 1)
+
+    def seed_globals(self) -> dict[str, Any]:
+        """Seed Python's ``random``, NumPy's legacy global RNG, and deep-learning frameworks already imported."""
+        done: dict[str, Any] = {}
+        random.seed(self.derive("python/random"))
+        done["python.random"] = self.derived["python/random"]
+        np.random.seed(self.derive("numpy/global"))
+        done["numpy.random"] = self.derived["numpy/global"]
+        if "torch" in sys.modules:
+            torch: Any = sys.modules["torch"]
+            torch.manual_seed(self.derive("torch/manual_seed"))
+            done["torch"] = self.derived["torch/manual_seed"]
+        if "tensorflow" in sys.modules:
+            tf: Any = sys.modules["tensorflow"]
+            tf.random.set_seed(self.derive("tensorflow/global"))
+            done["tensorflow"] = self.derived["tensorflow/global"]
+        if "keras" in sys.modules:
+            keras: Any = sys.modules["keras"]
+            utils = getattr(keras, "utils", None)
+            if utils is not None and hasattr(utils, "set_random_seed"):
+                utils.set_random_seed(self.derive("keras/global"))
+                done["keras"] = self.derived["keras/global"]
+        return done
+
+
+def hash_seed_state() -> dict[str, Any]:
+    """How string hashing is seeded in this interpreter."""
+    value = os.environ.get("PYTHONHASHSEED")
+    return {
+        "PYTHONHASHSEED": value,
+        "randomized": bool(sys.flags.hash_randomization),
+        "pinned": value is not None and value != "random",
+    }
+
+
+def fill_random_states(estimator: Any, plan: SeedPlan, prefix: str = "pipeline") -> dict[str, dict[str, Any]]:
+    """Fill every ``random_state`` left as None (nested ones included) from the plan.
+
+    Explicit values are kept. Returns ``{param_path: {"seed": value, "source": "plan"|"explicit"}}``
+    for every ``random_state`` parameter found.
+    """
+    record: dict[str, dict[str, Any]] = {}
+    params = estimator.get_params(deep=True)
+    updates: dict[str, int] = {}
+    for key in sorted(params):
+        if key != "random_state" and not key.endswith("__random_state"):
+            continue
+        value = params[key]
+        if value is None:
+            seed = plan.derive(f"{prefix}/{key}")
+            updates[key] = seed
+            record[key] = {"seed": seed, "source": "plan"}
+        elif isinstance(value, int | np.integer):
+            record[key] = {"seed": int(value), "source": "explicit"}
+        else:
+            # a RandomState/Generator instance: its draws depend on how it was made; keep it, say so
+            record[key] = {"seed": None, "source": f"explicit {type(value).__name__} instance"}
+    # set outer-most first so a nested estimator replaced by a param set later keeps its filled value
+    for key in sorted(updates, key=lambda k: k.count("__")):
+        estimator.set_params(**{key: updates[key]})
+    return record

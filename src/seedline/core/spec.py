@@ -1,0 +1,374 @@
+"""The spec: a pipeline declared as data (YAML or Python), validated with pydantic.
+
+A spec is pure data. It never imports scikit-learn and never touches storage; the
+execution layer compiles it into a plain scikit-learn ``Pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from seedline.core.errors import SpecError, did_you_mean
+
+SPEC_FILENAME = "seedline.yaml"
+DTYPE_SELECTORS = ("number", "integer", "float", "string", "category", "bool", "datetime")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+
+class StepSpec(_Strict):
+    """One step: an import path and its parameters; a ColumnTransformer step also has column groups."""
+
+    name: str
+    cls: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+    transformers: list[ColumnGroupSpec] | None = None
+    remainder: str = "drop"
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        if not _NAME.match(v) or "__" in v:
+            raise ValueError(
+                f"step name {v!r} must start with a letter or '_', use letters, digits, '_' or '-', and not contain '__' (scikit-learn's parameter separator)"
+            )
+        return v
+
+    @field_validator("cls")
+    @classmethod
+    def _valid_class(cls, v: str) -> str:
+        if "." not in v:
+            raise ValueError(
+                f"class {v!r} must be a full import path such as 'sklearn.linear_model.LogisticRegression'"
+            )
+        return v
+
+    @field_validator("remainder")
+    @classmethod
+    def _valid_remainder(cls, v: str) -> str:
+        if v not in ("drop", "passthrough"):
+            raise ValueError(f"remainder must be 'drop' or 'passthrough', got {v!r}")
+        return v
+
+
+class ColumnGroupSpec(_Strict):
+    """A ColumnTransformer group: columns chosen by name or by dtype, transformed by a chain of steps."""
+
+    name: str
+    columns: list[str] | None = None
+    dtype: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    steps: list[StepSpec] | Literal["passthrough", "drop"] = "passthrough"
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, v: list[str] | None) -> list[str] | None:
+        for d in v or []:
+            if d not in DTYPE_SELECTORS:
+                raise ValueError(
+                    f"dtype selector {d!r} is not one of {', '.join(DTYPE_SELECTORS)}.{did_you_mean(d, DTYPE_SELECTORS)}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ColumnGroupSpec:
+        if (self.columns is None) == (self.dtype is None):
+            raise ValueError(
+                f"column group {self.name!r} needs exactly one of 'columns' (a list of names) or 'dtype' (one of {', '.join(DTYPE_SELECTORS)})"
+            )
+        return self
+
+
+class DataSpec(_Strict):
+    """Where the table comes from: files relative to the project, or ``sklearn:load_NAME``."""
+
+    sources: list[str] = Field(min_length=1)
+    target: str
+    features: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_alias(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "source" in v:
+            v = dict(v)
+            src = v.pop("source")
+            if "sources" in v:
+                raise ValueError("give either 'source' or 'sources', not both")
+            v["sources"] = [src] if isinstance(src, str) else src
+        return v
+
+
+class SplitSpec(_Strict):
+    """How rows are split: a seeded holdout, or k folds (used by cross-validation)."""
+
+    kind: Literal["holdout", "kfold"] = "holdout"
+    test_size: float = 0.25
+    stratify: bool = False
+    n_splits: int = 5
+    groups: str | None = None
+
+    @field_validator("test_size")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"test_size must be a fraction in (0, 1), got {v}")
+        return v
+
+    @field_validator("n_splits")
+    @classmethod
+    def _splits(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"n_splits must be an int in the range [2, inf), got {v}")
+        return v
+
+
+class ExecutionSpec(_Strict):
+    """Execution settings. They are recorded; ``threads`` pins BLAS/OpenMP pools while fitting."""
+
+    threads: int = 1
+
+    @field_validator("threads")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"threads must be an int in the range [1, inf), got {v}")
+        return v
+
+
+class Spec(_Strict):
+    """A whole pipeline declaration. ``Spec.from_dict(s.to_dict()) == s`` always holds."""
+
+    name: str
+    seed: int
+    description: str = ""
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    pipeline: list[StepSpec] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int) -> int:
+        if not 0 <= v < 2**63:
+            raise ValueError(f"seed must be an int in the range [0, 2**63), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Spec:
+        seen: set[str] = set()
+        for step in self.pipeline:
+            if step.name in seen:
+                raise ValueError(f"step name {step.name!r} is used twice; step names must be unique")
+            seen.add(step.name)
+        return self
+
+    # -- conversions -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able dict with YAML key names; the canonical form of the spec."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str | None = None, text: str | None = None) -> Spec:
+        """Validate a dict; errors name the key path, and the file and line when ``text`` is given."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _spec_error(exc, source, text) from None
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def fingerprint(self) -> str:
+        from seedline.core.fingerprint import fingerprint_bytes
+
+        return fingerprint_bytes(self.canonical_json().encode(), kind="spec")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read a YAML spec file, apply ``--set`` overrides, validate, and return the Spec."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / SPEC_FILENAME
+    if not p.exists():
+        near = sorted(str(x.name) for x in p.parent.glob("*.y*ml")) if p.parent.exists() else []
+        raise SpecError(
+            f"spec file {str(p)!r} does not exist",
+            hint=("YAML files here: " + ", ".join(near)) if near else "run 'seedline init' to scaffold one",
+        )
+    text = p.read_text(encoding="utf-8")
+    data = parse_yaml(text, str(p))
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return Spec.from_dict(data, source=str(p), text=None if overrides else text)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(
+            f"malformed YAML: {problem}",
+            file=source,
+            line=mark.line + 1 if mark is not None else None,
+            hint="check indentation and that every 'key: value' has a space after the colon",
+        ) from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"expected a mapping of keys (name, seed, data, pipeline, metrics), found {type(data).__name__}",
+            file=source,
+            line=1,
+        )
+    return data
+
+
+# -- overrides ---------------------------------------------------------------------------------
+_STEP_KEYS = {"name", "class", "params", "transformers", "remainder", "columns", "dtype", "exclude", "steps"}
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``path.to.key=value`` overrides to a spec dict (values parsed as YAML).
+
+    Lists of named items (pipeline steps, column groups) are addressed by name; inside a
+    step, a key that is not a step field is a parameter: ``pipeline.clf.C=1`` sets
+    ``params.C`` of the step named ``clf``.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(f"override {item!r} must look like path.to.key=value", hint="e.g. --set pipeline.clf.C=0.5")
+        path, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(out, path.strip().split("."), value, path)
+    return out
+
+
+def _set_path(node: Any, parts: list[str], value: Any, full: str) -> None:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            names = [x.get("name") for x in node if isinstance(x, dict)]
+            if part not in names:
+                raise SpecError(
+                    f"override {full!r}: no item named {part!r} here; names are {', '.join(map(str, names))}.{did_you_mean(part, [str(n) for n in names])}"
+                )
+            if last:
+                raise SpecError(f"override {full!r} names a whole step; set one of its keys instead")
+            node = node[names.index(part)]
+            continue
+        if not isinstance(node, dict):
+            raise SpecError(f"override {full!r}: {'.'.join(parts[:i])!r} is a value, not a mapping")
+        if "class" in node and part not in _STEP_KEYS:
+            node = node.setdefault("params", {})
+        if last:
+            node[part] = value
+            return
+        if part not in node:
+            if "class" not in node and part != "params":
+                raise SpecError(
+                    f"override {full!r}: no key {part!r}; keys here are {', '.join(sorted(node))}.{did_you_mean(part, node)}"
+                )
+            node[part] = {}
+        node = node[part]
+
+
+# -- errors that point at the file and line ------------------------------------------------------
+def _spec_error(exc: ValidationError, source: str | None, text: str | None) -> SpecError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    path = ".".join(str(x) for x in loc)
+    line = _line_of(text, loc) if text is not None else None
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        msg = f"unknown key {path!r}.{did_you_mean(str(loc[-1]), allowed)}"
+        hint = "allowed keys here: " + ", ".join(sorted(allowed)) if allowed else None
+        return SpecError(msg, file=source, line=line, path=path, hint=hint)
+    if err["type"] == "missing":
+        return SpecError(f"missing required key {path!r}", file=source, line=line, path=path)
+    text_msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    detail = f" (got {got!r})" if err["type"] not in ("value_error",) and not isinstance(got, dict | list) else ""
+    where = f"{path!r}: " if path else ""
+    return SpecError(f"{where}{text_msg}{detail}", file=source, line=line, path=path)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Spec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        nested = _model_in(field.annotation)
+        if nested is None:
+            return []
+        model = nested
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = 1
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+StepSpec.model_rebuild()
+ColumnGroupSpec.model_rebuild()

@@ -1,0 +1,168 @@
+"""Compiling a spec into a plain scikit-learn ``Pipeline`` (no seedline class inside)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import pandas as pd
+
+from seedline.core.errors import SpecError, did_you_mean
+from seedline.core.spec import ColumnGroupSpec, Spec, StepSpec
+
+
+def resolve_class(path: str, where: str) -> type:
+    """Import ``package.module.Class``; errors suggest the closest existing names."""
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        parent, _, leaf = module_name.rpartition(".")
+        options: list[str] = []
+        if parent:
+            try:
+                pkg = importlib.import_module(parent)
+                options = [m.name for m in pkgutil.iter_modules(getattr(pkg, "__path__", []))]
+                options = [f"{parent}.{o}" for o in options if not o.startswith("_")]
+            except ImportError:
+                options = []
+        raise SpecError(
+            f"{where}: cannot import module {module_name!r} for class {path!r} ({exc}).{did_you_mean(module_name, options)}",
+            path=where,
+        ) from None
+    except Exception as exc:
+        raise SpecError(f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}", path=where) from exc
+    obj = getattr(module, attr, None)
+    if obj is None:
+        public = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n, None), type)]
+        raise SpecError(
+            f"{where}: module {module_name!r} has no class {attr!r}.{did_you_mean(attr, public)}",
+            path=where,
+        )
+    if not isinstance(obj, type):
+        raise SpecError(f"{where}: {path!r} is a {type(obj).__name__}, not a class", path=where)
+    return obj
+
+
+def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
+    cls = resolve_class(cls_path, where)
+    try:
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+    except (TypeError, ValueError):
+        accepted = set()
+    if hasattr(cls, "get_params") and accepted:
+        for key in params:
+            if key not in accepted:
+                raise SpecError(
+                    f"{where}: {cls.__name__} has no parameter {key!r}.{did_you_mean(key, accepted)}",
+                    path=f"{where}.params.{key}",
+                    hint="valid parameters: " + ", ".join(sorted(accepted)),
+                )
+    built = {k: _param_value(v, f"{where}.params.{k}") for k, v in params.items()}
+    try:
+        return cls(**built)
+    except Exception as exc:
+        raise SpecError(f"{where}: {cls.__name__}({built}) failed: {type(exc).__name__}: {exc}", path=where) from exc
+
+
+def _param_value(value: Any, where: str) -> Any:
+    """A param that is a mapping with 'class' is a nested estimator; lists may hold them too."""
+    if isinstance(value, dict) and "class" in value:
+        extra = set(value) - {"class", "params"}
+        if extra:
+            raise SpecError(f"{where}: a nested estimator takes only 'class' and 'params', found {sorted(extra)}", path=where)
+        return _build(value["class"], dict(value.get("params") or {}), where)
+    if isinstance(value, list):
+        return [_param_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _select_by_dtype(X: pd.DataFrame, kinds: list[str]) -> list[str]:
+    from pandas.api import types as pt
+
+    tests = {
+        "number": lambda s: pt.is_numeric_dtype(s) and not pt.is_bool_dtype(s),
+        "integer": lambda s: pt.is_integer_dtype(s) and not pt.is_bool_dtype(s),
+        "float": pt.is_float_dtype,
+        "string": lambda s: pt.is_string_dtype(s) or s.dtype == object,
+        "category": lambda s: isinstance(s.dtype, pd.CategoricalDtype),
+        "bool": pt.is_bool_dtype,
+        "datetime": pt.is_datetime64_any_dtype,
+    }
+    return [str(c) for c in X.columns if any(tests[k](X[c]) for k in kinds)]
+
+
+def _group_columns(group: ColumnGroupSpec, X: pd.DataFrame, where: str) -> list[str]:
+    cols = [str(c) for c in X.columns]
+    if group.columns is not None:
+        for c in group.columns:
+            if c not in cols:
+                raise SpecError(
+                    f"{where}: column {c!r} is not among the features.{did_you_mean(c, cols)}",
+                    path=where,
+                    hint="features: " + ", ".join(cols),
+                )
+        chosen = list(group.columns)
+    else:
+        chosen = _select_by_dtype(X, group.dtype or [])
+    return [c for c in chosen if c not in group.exclude]
+
+
+def _chain(steps: list[StepSpec], where: str) -> Any:
+    from sklearn.pipeline import Pipeline
+
+    built = [(s.name, _compile_step(s, None, f"{where}.{s.name}")) for s in steps]
+    return built[0][1] if len(built) == 1 else Pipeline(built)
+
+
+def _compile_step(step: StepSpec, X: pd.DataFrame | None, where: str, resolved: dict[str, dict[str, list[str]]] | None = None) -> Any:
+    if step.transformers is None:
+        return _build(step.cls, step.params, where)
+    if X is None:
+        raise SpecError(f"{where}: a step with column groups must be a top-level pipeline step", path=where)
+    groups: list[tuple[str, Any, list[str]]] = []
+    chosen: dict[str, list[str]] = {}
+    for g in step.transformers:
+        cols = _group_columns(g, X, f"{where}.{g.name}")
+        chosen[g.name] = cols
+        if not cols:
+            raise SpecError(
+                f"{where}.{g.name}: the group selects no column",
+                path=where,
+                hint="features and their types: " + ", ".join(f"{c} ({X[c].dtype})" for c in X.columns),
+            )
+        est = g.steps if isinstance(g.steps, str) else _chain(g.steps, f"{where}.{g.name}")
+        groups.append((g.name, est, cols))
+    if resolved is not None:
+        resolved[step.name] = chosen
+    params = dict(step.params)
+    params.setdefault("remainder", step.remainder)
+    cls = resolve_class(step.cls, where)
+    try:
+        return cls(groups, **params)
+    except TypeError as exc:
+        raise SpecError(f"{where}: {step.cls} cannot take column groups: {exc}", path=where) from exc
+
+
+def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[str, list[str]]]]:
+    """The spec's steps as an unfitted scikit-learn Pipeline, and the columns each group resolved to."""
+    from sklearn.pipeline import Pipeline
+
+    resolved: dict[str, dict[str, list[str]]] = {}
+    steps = [(s.name, _compile_step(s, X, f"pipeline.{s.name}", resolved)) for s in spec.pipeline]
+    return Pipeline(steps), resolved
+
+
+def check_metrics(names: list[str]) -> None:
+    from sklearn.metrics import get_scorer_names
+
+    known = list(get_scorer_names())
+    for n in names:
+        if n not in known:
+            raise SpecError(
+                f"metrics: {n!r} is not a scikit-learn scorer name.{did_you_mean(n, known)}",
+                path="metrics",
+                hint="see sklearn.metrics.get_scorer_names() for the full list",
+            )

@@ -1,0 +1,1 @@
+"""Records layer: manifests and the run tracking built on the store."""

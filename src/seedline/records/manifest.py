@@ -1,0 +1,110 @@
+"""The manifest: a run's lock file, a schema-versioned JSON document.
+
+``docs/manifest.md`` explains every field; ``docs/manifest.schema.json`` is generated from
+these models (``python -m seedline.records.manifest``) and a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeedRecord(_M):
+    master: int = Field(description="The spec's master seed.")
+    hash_seed: dict[str, Any] = Field(description="PYTHONHASHSEED the interpreter ran with, and whether it was pinned.")
+    derived: dict[str, int] = Field(description="Every seed derived from the plan: stable path -> 32-bit seed.")
+    random_states: dict[str, dict[str, Any]] = Field(
+        description="Every random_state parameter of the pipeline: param path -> {seed, source: plan|explicit}."
+    )
+    globals: dict[str, Any] = Field(description="Global generators seeded before fitting (python.random, numpy.random, torch ...).")
+
+
+class SourceRecord(_M):
+    uri: str = Field(description="Path relative to the project, or sklearn:load_NAME.")
+    kind: Literal["csv", "parquet", "sklearn"]
+    fingerprint: str = Field(description="file:... for files; for bundled datasets, the table fingerprint.")
+    bytes: int | None = None
+    rows: int
+    table: dict[str, Any] = Field(description="Table fingerprint of this source: digest, rows, schema, columns.")
+
+
+class DataRecord(_M):
+    sources: list[SourceRecord]
+    table: dict[str, Any] = Field(description="Fingerprint of the combined table, with one hash per column.")
+    target: str
+    features: list[str]
+    split: dict[str, Any] = Field(description="Split kind, seed, sizes and fingerprints of the row indices.")
+
+
+class StepRecord(_M):
+    name: str
+    path: str = Field(description="Position in the pipeline, e.g. 'pipeline/clf'.")
+    cls: str = Field(alias="class")
+    fitted: str = Field(description="estimator:... fingerprint of the canonical fitted state.")
+    output: str | None = Field(description="Fingerprint of the step's transformed output on the training data (null for the final step).")
+    output_shape: list[int] | None = None
+    fit_seconds: float
+    resolved_columns: dict[str, list[str]] | None = Field(
+        default=None, description="For ColumnTransformer steps: the columns each group selected."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Manifest(_M):
+    schema_version: int = SCHEMA_VERSION
+    seedline_version: str
+    run_id: str
+    parent_run: str | None = None
+    status: Literal["running", "succeeded", "failed"]
+    created_at: str
+    finished_at: str | None = None
+    spec: dict[str, Any] = Field(description="The canonical spec, overrides applied.")
+    spec_fingerprint: str
+    overrides: list[str] = Field(default_factory=list, description="The --set overrides, as given.")
+    project_root: str = Field(description="Absolute path of the project when the run was made (informative).")
+    seeds: SeedRecord | None = None
+    settings: dict[str, Any] = Field(default_factory=dict, description="Execution settings: threads, executor, workers.")
+    data: DataRecord | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    code: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    fingerprints: dict[str, str | None] = Field(
+        default_factory=dict, description="Headline fingerprints: model, predictions, spec, data, environment, code."
+    )
+    probe: dict[str, Any] = Field(default_factory=dict, description="The probe set and its predictions.")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
+    artifacts: dict[str, str] = Field(default_factory=dict, description="Object addresses: model (skops), diff, ...")
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        return cls.model_validate_json(text)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"seedline run manifest, schema version {SCHEMA_VERSION}"
+    return schema
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates docs/manifest.schema.json
+    sys.stdout.write(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""Storage layer: the metadata database and the content-addressed object store under ``.seedline/``."""

@@ -1,0 +1,1 @@
+"""Workflow layer: reproduce, diff, check and sweeps build on runs here."""
