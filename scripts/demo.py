@@ -20,18 +20,37 @@ def step(title: str) -> None:
 
 def main() -> int:
     env = dict(os.environ)
-    step("seedline run  (examples/penguins: a ColumnTransformer + random forest on a CSV shipped in the repo)")
+    step(
+        "seedline run  (examples/penguins: a ColumnTransformer + random forest on a CSV shipped in the repo)"
+    )
     first = subprocess.run([*SEEDLINE, "run"], cwd=EXAMPLE, env=env, check=False)
     if first.returncode != 0:
         return first.returncode
-    step("seedline run --json  (again, in a fresh interpreter started with a different PYTHONHASHSEED)")
+    step(
+        "seedline run --json  (again, in a fresh interpreter started with a different PYTHONHASHSEED)"
+    )
     env["PYTHONHASHSEED"] = "12345"
-    out = subprocess.run([*SEEDLINE, "run", "--json"], cwd=EXAMPLE, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [*SEEDLINE, "run", "--json"],
+        cwd=EXAMPLE,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     second = json.loads(out.stdout)
     print(json.dumps({k: second[k] for k in ("run_id", "status", "metrics")}, indent=2))
     step("seedline runs")
     subprocess.run([*SEEDLINE, "runs", "-n", "5"], cwd=EXAMPLE, check=True)
-    listing = json.loads(subprocess.run([*SEEDLINE, "runs", "--json", "-n", "2"], cwd=EXAMPLE, check=True, capture_output=True, text=True).stdout)
+    listing = json.loads(
+        subprocess.run(
+            [*SEEDLINE, "runs", "--json", "-n", "2"],
+            cwd=EXAMPLE,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     a, b = listing[1], listing[0]
     step(f"fingerprints of {a['run_id']} and {b['run_id']}")
     same = True

@@ -32,12 +32,17 @@ _PINNED_FLAG = "_SEEDLINE_HASH_SEED_PINNED"
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output is read by people in logs and by tests: don't squeeze tables into 80 columns
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     err = _console(stderr=True)
-    err.print(f"[bold red]error:[/] {getattr(exc, 'message', str(exc))}", markup=True, highlight=False)
+    err.print(
+        f"[bold red]error:[/] {getattr(exc, 'message', str(exc))}", markup=True, highlight=False
+    )
     hint = getattr(exc, "hint", None)
     if hint:
         err.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
@@ -52,7 +57,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """seedline: declare, run, record and prove reproducible ML pipelines."""
 
@@ -76,8 +89,12 @@ def _pin_hash_seed(spec_path: Path, overrides: list[str]) -> None:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Project folder (created if missing).")] = Path("."),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing seedline.yaml.")] = False,
+    directory: Annotated[Path, typer.Argument(help="Project folder (created if missing).")] = Path(
+        "."
+    ),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing seedline.yaml.")
+    ] = False,
 ) -> None:
     """Scaffold a working example: seedline.yaml, data/penguins.csv and the .seedline/ store."""
     from seedline.cli.scaffold import scaffold
@@ -95,9 +112,19 @@ def init(
 
 @app.command("run")
 def run_cmd(
-    spec: Annotated[Path, typer.Argument(help="Spec file, or a folder holding seedline.yaml.")] = Path("seedline.yaml"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a spec value: path.to.key=value (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run_id, status, metrics, fingerprints).")] = False,
+    spec: Annotated[
+        Path, typer.Argument(help="Spec file, or a folder holding seedline.yaml.")
+    ] = Path("seedline.yaml"),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a spec value: path.to.key=value (repeatable)."),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (run_id, status, metrics, fingerprints)."
+        ),
+    ] = False,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.core.errors import PipelineError, SeedlineError
@@ -131,7 +158,12 @@ def _run_with_progress(spec: Path, overrides: list[str]) -> Any:
     from seedline.execution.runner import run
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=_console(stderr=True), transient=True
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task("starting", total=None)
 
@@ -144,7 +176,9 @@ def _run_with_progress(spec: Path, overrides: list[str]) -> Any:
 @app.command()
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most this many runs (newest first).")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Show at most this many runs (newest first).")
+    ] = 50,
 ) -> None:
     """List the runs in this project's store, newest first."""
     from seedline.core.errors import SeedlineError
@@ -165,7 +199,9 @@ def runs(
 @app.command()
 def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or a unique prefix of it.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole manifest as JSON.")
+    ] = False,
 ) -> None:
     """Show a run's manifest: spec, seeds, data, environment, per-step fingerprints, metrics."""
     from seedline.core.errors import SeedlineError

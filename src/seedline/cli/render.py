@@ -24,7 +24,9 @@ def _status(status: str) -> str:
 
 
 def render_run(out: Console, m: Manifest) -> None:
-    out.print(f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)")
+    out.print(
+        f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)"
+    )
     if m.metrics:
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         t.add_column("metric")
@@ -43,7 +45,9 @@ def render_run(out: Console, m: Manifest) -> None:
     out.print(f"model       {m.fingerprints.get('model')}")
     out.print(f"predictions {m.fingerprints.get('predictions')}")
     if m.code.get("dirty"):
-        out.print("[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run")
+        out.print(
+            "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
+        )
 
 
 def render_runs(out: Console, rows: list[RunSummary]) -> None:
@@ -54,8 +58,21 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
     for r in rows:
         metric_names += [k for k in r.metrics if k not in metric_names]
     t = Table(header_style="bold")
-    for col in ("run", "spec", "status", "created (UTC)", "secs", *metric_names, "model", "predictions"):
-        t.add_column(col, justify="right" if col in metric_names or col == "secs" else "left")
+    for col in (
+        "run",
+        "spec",
+        "status",
+        "created (UTC)",
+        "secs",
+        *metric_names,
+        "model",
+        "predictions",
+    ):
+        t.add_column(
+            col,
+            justify="right" if col in metric_names or col == "secs" else "left",
+            no_wrap=col in ("run", "created (UTC)"),
+        )
     for r in rows:
         t.add_row(
             r.run_id,
@@ -95,10 +112,21 @@ def render_manifest(out: Console, m: Manifest) -> None:
             },
         )
     if m.seeds:
-        _kv(out, "seeds", {"master": m.seeds.master, "PYTHONHASHSEED": m.seeds.hash_seed.get("PYTHONHASHSEED"), **{f"filled {k}": v["seed"] for k, v in m.seeds.random_states.items()}})
+        _kv(
+            out,
+            "seeds",
+            {
+                "master": m.seeds.master,
+                "PYTHONHASHSEED": m.seeds.hash_seed.get("PYTHONHASHSEED"),
+                **{f"filled {k}": v["seed"] for k, v in m.seeds.random_states.items()},
+            },
+        )
     env = m.environment
     if env:
-        pools = ", ".join(f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}" for p in env.get("thread_pools", []))
+        pools = ", ".join(
+            f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}"
+            for p in env.get("thread_pools", [])
+        )
         _kv(
             out,
             "environment",
@@ -112,5 +140,10 @@ def render_manifest(out: Console, m: Manifest) -> None:
             },
         )
     if m.code:
-        _kv(out, "code", {k: m.code.get(k) for k in ("commit", "dirty", "diff") if k in m.code} | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"})
+        _kv(
+            out,
+            "code",
+            {k: m.code.get(k) for k in ("commit", "dirty", "diff") if k in m.code}
+            | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"},
+        )
     _kv(out, "settings", m.settings)

@@ -15,7 +15,10 @@ def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     spec_path = directory / SPEC_FILENAME
     if spec_path.exists() and not force:
-        raise SeedlineError(f"{spec_path} already exists", hint="pass --force to overwrite it, or init another folder")
+        raise SeedlineError(
+            f"{spec_path} already exists",
+            hint="pass --force to overwrite it, or init another folder",
+        )
     written: list[Path] = []
     pkg = files("seedline") / "data"
     spec_path.write_text((pkg / "penguins.yaml").read_text(encoding="utf-8"), encoding="utf-8")

@@ -42,7 +42,9 @@ def _cpu() -> dict[str, Any]:
     info["model"] = model.group(1).strip() if model else platform.processor() or None
     # SIMD extensions decide which kernels BLAS picks, so they can change the last bits
     simd = sorted(
-        f for f in (flags.group(1).split() if flags else []) if re.match(r"^(sse\d.*|avx.*|fma.*|neon|asimd.*|sve.*|amx.*)$", f)
+        f
+        for f in (flags.group(1).split() if flags else [])
+        if re.match(r"^(sse\d.*|avx.*|fma.*|neon|asimd.*|sve.*|amx.*)$", f)
     )
     info["simd"] = simd
     return info
@@ -62,9 +64,19 @@ def thread_pools() -> list[dict[str, Any]]:
     """BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl)."""
     from threadpoolctl import threadpool_info
 
-    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer")
+    keep = (
+        "user_api",
+        "internal_api",
+        "prefix",
+        "version",
+        "num_threads",
+        "architecture",
+        "threading_layer",
+    )
     pools = [{k: p.get(k) for k in keep} for p in threadpool_info()]
-    return sorted(pools, key=lambda p: (str(p["user_api"]), str(p["internal_api"]), str(p["prefix"])))
+    return sorted(
+        pools, key=lambda p: (str(p["user_api"]), str(p["internal_api"]), str(p["prefix"]))
+    )
 
 
 def capture_environment() -> dict[str, Any]:
@@ -98,7 +110,10 @@ def environment_fingerprint(env: dict[str, Any]) -> str:
         "system": env["platform"]["system"],
         "cpu": {k: env["cpu"].get(k) for k in ("machine", "simd")},
         "packages": env["packages"],
-        "thread_pools": [{k: p[k] for k in ("internal_api", "version", "num_threads", "architecture")} for p in env["thread_pools"]],
+        "thread_pools": [
+            {k: p[k] for k in ("internal_api", "version", "num_threads", "architecture")}
+            for p in env["thread_pools"]
+        ],
         "env_vars": env["env_vars"],
     }
     return fingerprint_value(essential, kind="env")
@@ -125,7 +140,11 @@ def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
     status = _git(root, "status", "--porcelain", "--untracked-files=all")
     lines = [ln for ln in status.stdout.decode(errors="replace").splitlines() if ln.strip()]
     # the store is seedline's own output: it never makes a tree dirty
-    lines = [ln for ln in lines if "/.seedline/" not in f"/{ln[3:]}" and not ln[3:].startswith(".seedline")]
+    lines = [
+        ln
+        for ln in lines
+        if "/.seedline/" not in f"/{ln[3:]}" and not ln[3:].startswith(".seedline")
+    ]
     diff = _git(root, "diff", "HEAD", "--binary") if commit else _git(root, "diff", "--binary")
     diff_bytes = diff.stdout if diff.returncode == 0 else b""
     untracked = sorted(ln[3:] for ln in lines if ln.startswith("??"))
@@ -151,7 +170,11 @@ def source_fingerprint(source: str) -> str:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING):
                 continue
-            if tok.type == tokenize.STRING and prev in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT):
+            if tok.type == tokenize.STRING and prev in (
+                tokenize.INDENT,
+                tokenize.NEWLINE,
+                tokenize.DEDENT,
+            ):
                 prev = tok.type
                 continue  # a docstring (or bare string statement)
             prev = tok.type
@@ -174,5 +197,9 @@ def local_modules(module_names: list[str], root: Path) -> dict[str, dict[str, st
         if root not in path.parents or "site-packages" in path.parts:
             continue
         src = path.read_text(encoding="utf-8", errors="replace")
-        out[name] = {"path": str(path.relative_to(root)), "source": source_fingerprint(src), "file": fingerprint_file(path)}
+        out[name] = {
+            "path": str(path.relative_to(root)),
+            "source": source_fingerprint(src),
+            "file": fingerprint_file(path),
+        }
     return out

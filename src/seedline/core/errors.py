@@ -82,7 +82,9 @@ class CorruptObjectError(StoreError):
 class RunNotFoundError(StoreError):
     """Raised when a run id or prefix matches no run, or more than one."""
 
-    def __init__(self, message: str, *, candidates: list[str] | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, candidates: list[str] | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.candidates = candidates or []
 

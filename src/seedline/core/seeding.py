@@ -76,7 +76,9 @@ def hash_seed_state() -> dict[str, Any]:
     }
 
 
-def fill_random_states(estimator: Any, plan: SeedPlan, prefix: str = "pipeline") -> dict[str, dict[str, Any]]:
+def fill_random_states(
+    estimator: Any, plan: SeedPlan, prefix: str = "pipeline"
+) -> dict[str, dict[str, Any]]:
     """Fill every ``random_state`` left as None (nested ones included) from the plan.
 
     Explicit values are kept. Returns ``{param_path: {"seed": value, "source": "plan"|"explicit"}}``

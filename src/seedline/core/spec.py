@@ -173,7 +173,9 @@ class Spec(_Strict):
         seen: set[str] = set()
         for step in self.pipeline:
             if step.name in seen:
-                raise ValueError(f"step name {step.name!r} is used twice; step names must be unique")
+                raise ValueError(
+                    f"step name {step.name!r} is used twice; step names must be unique"
+                )
             seen.add(step.name)
         return self
 
@@ -183,7 +185,9 @@ class Spec(_Strict):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str | None = None, text: str | None = None) -> Spec:
+    def from_dict(
+        cls, data: dict[str, Any], *, source: str | None = None, text: str | None = None
+    ) -> Spec:
         """Validate a dict; errors name the key path, and the file and line when ``text`` is given."""
         try:
             return cls.model_validate(data)
@@ -211,7 +215,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
         near = sorted(str(x.name) for x in p.parent.glob("*.y*ml")) if p.parent.exists() else []
         raise SpecError(
             f"spec file {str(p)!r} does not exist",
-            hint=("YAML files here: " + ", ".join(near)) if near else "run 'seedline init' to scaffold one",
+            hint=("YAML files here: " + ", ".join(near))
+            if near
+            else "run 'seedline init' to scaffold one",
         )
     text = p.read_text(encoding="utf-8")
     data = parse_yaml(text, str(p))
@@ -242,7 +248,17 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 
 
 # -- overrides ---------------------------------------------------------------------------------
-_STEP_KEYS = {"name", "class", "params", "transformers", "remainder", "columns", "dtype", "exclude", "steps"}
+_STEP_KEYS = {
+    "name",
+    "class",
+    "params",
+    "transformers",
+    "remainder",
+    "columns",
+    "dtype",
+    "exclude",
+    "steps",
+}
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -257,7 +273,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise SpecError(f"override {item!r} must look like path.to.key=value", hint="e.g. --set pipeline.clf.C=0.5")
+            raise SpecError(
+                f"override {item!r} must look like path.to.key=value",
+                hint="e.g. --set pipeline.clf.C=0.5",
+            )
         path, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
@@ -265,6 +284,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = raw
         _set_path(out, path.strip().split("."), value, path)
     return out
+
+
+def _named_child(node: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A column group of a step, or a step of a group, addressed by its name."""
+    for key in ("transformers", "steps"):
+        for item in node.get(key) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                return item
+    return None
 
 
 def _set_path(node: Any, parts: list[str], value: Any, full: str) -> None:
@@ -277,28 +305,31 @@ def _set_path(node: Any, parts: list[str], value: Any, full: str) -> None:
                     f"override {full!r}: no item named {part!r} here; names are {', '.join(map(str, names))}.{did_you_mean(part, [str(n) for n in names])}"
                 )
             if last:
-                raise SpecError(f"override {full!r} names a whole step; set one of its keys instead")
+                raise SpecError(
+                    f"override {full!r} names a whole step; set one of its keys instead"
+                )
             node = node[names.index(part)]
             continue
         if not isinstance(node, dict):
             raise SpecError(f"override {full!r}: {'.'.join(parts[:i])!r} is a value, not a mapping")
+        child = _named_child(node, part)
+        if child is not None and not last:
+            node = child
+            continue
         if "class" in node and part not in _STEP_KEYS:
             node = node.setdefault("params", {})
         if last:
             node[part] = value
             return
-        if part not in node:
-            if "class" not in node and part != "params":
-                raise SpecError(
-                    f"override {full!r}: no key {part!r}; keys here are {', '.join(sorted(node))}.{did_you_mean(part, node)}"
-                )
-            node[part] = {}
-        node = node[part]
+        # a key the file leaves out is created; validation then rejects names the schema lacks
+        node = node.setdefault(part, {})
 
 
 # -- errors that point at the file and line ------------------------------------------------------
 def _spec_error(exc: ValidationError, source: str | None, text: str | None) -> SpecError:
-    err = exc.errors()[0]
+    # an unknown key explains a 'missing' one next to it (a typo), so report it first
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = tuple(err["loc"])
     path = ".".join(str(x) for x in loc)
     line = _line_of(text, loc) if text is not None else None
@@ -311,7 +342,11 @@ def _spec_error(exc: ValidationError, source: str | None, text: str | None) -> S
         return SpecError(f"missing required key {path!r}", file=source, line=line, path=path)
     text_msg = str(err["msg"]).removeprefix("Value error, ")
     got = err.get("input")
-    detail = f" (got {got!r})" if err["type"] not in ("value_error",) and not isinstance(got, dict | list) else ""
+    detail = (
+        f" (got {got!r})"
+        if err["type"] not in ("value_error",) and not isinstance(got, dict | list)
+        else ""
+    )
     where = f"{path!r}: " if path else ""
     return SpecError(f"{where}{text_msg}{detail}", file=source, line=line, path=path)
 
@@ -362,7 +397,9 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
                     line = k.start_mark.line + 1
                     break
             node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -19,7 +20,7 @@ def resolve_class(path: str, where: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        parent, _, leaf = module_name.rpartition(".")
+        parent = module_name.rpartition(".")[0]
         options: list[str] = []
         if parent:
             try:
@@ -33,10 +34,16 @@ def resolve_class(path: str, where: str) -> type:
             path=where,
         ) from None
     except Exception as exc:
-        raise SpecError(f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}", path=where) from exc
+        raise SpecError(
+            f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}", path=where
+        ) from exc
     obj = getattr(module, attr, None)
     if obj is None:
-        public = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n, None), type)]
+        public = [
+            n
+            for n in dir(module)
+            if not n.startswith("_") and isinstance(getattr(module, n, None), type)
+        ]
         raise SpecError(
             f"{where}: module {module_name!r} has no class {attr!r}.{did_you_mean(attr, public)}",
             path=where,
@@ -49,7 +56,7 @@ def resolve_class(path: str, where: str) -> type:
 def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
     cls = resolve_class(cls_path, where)
     try:
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        accepted = set(inspect.signature(cls).parameters) - {"self", "args", "kwargs"}
     except (TypeError, ValueError):
         accepted = set()
     if hasattr(cls, "get_params") and accepted:
@@ -64,7 +71,9 @@ def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
     try:
         return cls(**built)
     except Exception as exc:
-        raise SpecError(f"{where}: {cls.__name__}({built}) failed: {type(exc).__name__}: {exc}", path=where) from exc
+        raise SpecError(
+            f"{where}: {cls.__name__}({built}) failed: {type(exc).__name__}: {exc}", path=where
+        ) from exc
 
 
 def _param_value(value: Any, where: str) -> Any:
@@ -72,7 +81,10 @@ def _param_value(value: Any, where: str) -> Any:
     if isinstance(value, dict) and "class" in value:
         extra = set(value) - {"class", "params"}
         if extra:
-            raise SpecError(f"{where}: a nested estimator takes only 'class' and 'params', found {sorted(extra)}", path=where)
+            raise SpecError(
+                f"{where}: a nested estimator takes only 'class' and 'params', found {sorted(extra)}",
+                path=where,
+            )
         return _build(value["class"], dict(value.get("params") or {}), where)
     if isinstance(value, list):
         return [_param_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -82,7 +94,7 @@ def _param_value(value: Any, where: str) -> Any:
 def _select_by_dtype(X: pd.DataFrame, kinds: list[str]) -> list[str]:
     from pandas.api import types as pt
 
-    tests = {
+    tests: dict[str, Callable[[Any], bool]] = {
         "number": lambda s: pt.is_numeric_dtype(s) and not pt.is_bool_dtype(s),
         "integer": lambda s: pt.is_integer_dtype(s) and not pt.is_bool_dtype(s),
         "float": pt.is_float_dtype,
@@ -91,7 +103,8 @@ def _select_by_dtype(X: pd.DataFrame, kinds: list[str]) -> list[str]:
         "bool": pt.is_bool_dtype,
         "datetime": pt.is_datetime64_any_dtype,
     }
-    return [str(c) for c in X.columns if any(tests[k](X[c]) for k in kinds)]
+    columns: dict[str, Any] = {str(c): X[c] for c in X.columns}
+    return [name for name, col in columns.items() if any(tests[k](col) for k in kinds)]
 
 
 def _group_columns(group: ColumnGroupSpec, X: pd.DataFrame, where: str) -> list[str]:
@@ -117,11 +130,18 @@ def _chain(steps: list[StepSpec], where: str) -> Any:
     return built[0][1] if len(built) == 1 else Pipeline(built)
 
 
-def _compile_step(step: StepSpec, X: pd.DataFrame | None, where: str, resolved: dict[str, dict[str, list[str]]] | None = None) -> Any:
+def _compile_step(
+    step: StepSpec,
+    X: pd.DataFrame | None,
+    where: str,
+    resolved: dict[str, dict[str, list[str]]] | None = None,
+) -> Any:
     if step.transformers is None:
         return _build(step.cls, step.params, where)
     if X is None:
-        raise SpecError(f"{where}: a step with column groups must be a top-level pipeline step", path=where)
+        raise SpecError(
+            f"{where}: a step with column groups must be a top-level pipeline step", path=where
+        )
     groups: list[tuple[str, Any, list[str]]] = []
     chosen: dict[str, list[str]] = {}
     for g in step.transformers:
@@ -131,7 +151,8 @@ def _compile_step(step: StepSpec, X: pd.DataFrame | None, where: str, resolved: 
             raise SpecError(
                 f"{where}.{g.name}: the group selects no column",
                 path=where,
-                hint="features and their types: " + ", ".join(f"{c} ({X[c].dtype})" for c in X.columns),
+                hint="features and their types: "
+                + ", ".join(f"{c} ({X[c].dtype})" for c in X.columns),
             )
         est = g.steps if isinstance(g.steps, str) else _chain(g.steps, f"{where}.{g.name}")
         groups.append((g.name, est, cols))
@@ -143,7 +164,9 @@ def _compile_step(step: StepSpec, X: pd.DataFrame | None, where: str, resolved: 
     try:
         return cls(groups, **params)
     except TypeError as exc:
-        raise SpecError(f"{where}: {step.cls} cannot take column groups: {exc}", path=where) from exc
+        raise SpecError(
+            f"{where}: {step.cls} cannot take column groups: {exc}", path=where
+        ) from exc
 
 
 def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[str, list[str]]]]:

@@ -25,7 +25,19 @@ def bundled_datasets() -> list[str]:
     """scikit-learn datasets shipped inside the package (the fetch_* ones need the network)."""
     import sklearn.datasets as ds
 
-    return sorted(n for n in dir(ds) if n.startswith("load_") and n not in ("load_files", "load_svmlight_file", "load_svmlight_files", "load_sample_image", "load_sample_images"))
+    return sorted(
+        n
+        for n in dir(ds)
+        if n.startswith("load_")
+        and n
+        not in (
+            "load_files",
+            "load_svmlight_file",
+            "load_svmlight_files",
+            "load_sample_image",
+            "load_sample_images",
+        )
+    )
 
 
 def _load_sklearn(name: str) -> pd.DataFrame:
@@ -47,7 +59,11 @@ def _load_sklearn(name: str) -> pd.DataFrame:
 def _data_files(root: Path) -> list[str]:
     found: list[str] = []
     for suffix in _DATA_SUFFIXES:
-        found += [str(p.relative_to(root)) for p in root.rglob(f"*{suffix}") if ".seedline" not in p.parts and ".venv" not in p.parts]
+        found += [
+            str(p.relative_to(root))
+            for p in root.rglob(f"*{suffix}")
+            if ".seedline" not in p.parts and ".venv" not in p.parts
+        ]
     return sorted(found)[:20]
 
 
@@ -59,7 +75,16 @@ def load_data(spec: DataSpec, root: Path) -> LoadedData:
         if uri.startswith("sklearn:"):
             frame = _load_sklearn(uri.removeprefix("sklearn:"))
             tf = fingerprint_table(frame)
-            records.append({"uri": uri, "kind": "sklearn", "fingerprint": tf.digest, "bytes": None, "rows": len(frame), "table": tf.to_dict()})
+            records.append(
+                {
+                    "uri": uri,
+                    "kind": "sklearn",
+                    "fingerprint": tf.digest,
+                    "bytes": None,
+                    "rows": len(frame),
+                    "table": tf.to_dict(),
+                }
+            )
             frames.append(frame)
             continue
         path = (root / uri).resolve()
@@ -73,7 +98,9 @@ def load_data(spec: DataSpec, root: Path) -> LoadedData:
             files = _data_files(root)
             raise DataError(
                 f"data file {uri!r} does not exist (looked for {path}).{did_you_mean(uri, files)}",
-                hint=("data files in the project: " + ", ".join(files)) if files else "no .csv or .parquet files found in the project",
+                hint=("data files in the project: " + ", ".join(files))
+                if files
+                else "no .csv or .parquet files found in the project",
             )
         try:
             frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
@@ -81,7 +108,14 @@ def load_data(spec: DataSpec, root: Path) -> LoadedData:
             raise DataError(f"cannot read {uri!r} as {kind}: {exc}") from exc
         tf = fingerprint_table(frame)
         records.append(
-            {"uri": uri, "kind": kind, "fingerprint": fingerprint_file(path), "bytes": path.stat().st_size, "rows": len(frame), "table": tf.to_dict()}
+            {
+                "uri": uri,
+                "kind": kind,
+                "fingerprint": fingerprint_file(path),
+                "bytes": path.stat().st_size,
+                "rows": len(frame),
+                "table": tf.to_dict(),
+            }
         )
         frames.append(frame)
     if len(frames) > 1:
@@ -98,7 +132,9 @@ def load_data(spec: DataSpec, root: Path) -> LoadedData:
     return LoadedData(frame=frame, sources=records)
 
 
-def select_columns(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+def select_columns(
+    frame: pd.DataFrame, spec: DataSpec
+) -> tuple[pd.DataFrame, pd.Series, list[str]]:
     """Split the table into features X and target y, checking the named columns exist."""
     cols = [str(c) for c in frame.columns]
     if spec.target not in cols:
@@ -110,12 +146,18 @@ def select_columns(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, p
         missing = [c for c in spec.features if c not in cols]
         if missing:
             hints = "".join(did_you_mean(m, cols) for m in missing)
-            raise DataError(f"feature column(s) {missing} are not in the data.{hints}", hint="columns: " + ", ".join(cols))
+            raise DataError(
+                f"feature column(s) {missing} are not in the data.{hints}",
+                hint="columns: " + ", ".join(cols),
+            )
         features = list(spec.features)
     else:
         features = [c for c in cols if c != spec.target]
     if spec.target in features:
-        raise DataError(f"the target {spec.target!r} is also listed as a feature", hint="remove it from data.features")
+        raise DataError(
+            f"the target {spec.target!r} is also listed as a feature",
+            hint="remove it from data.features",
+        )
     y = frame[spec.target]
     if y.isna().any():
         raise DataError(

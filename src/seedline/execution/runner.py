@@ -20,7 +20,12 @@ import numpy as np
 from seedline import __version__
 from seedline.core.environment import capture_environment, capture_git, local_modules
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
-from seedline.core.fingerprint import fingerprint_array, fingerprint_estimator, fingerprint_table, fingerprint_value
+from seedline.core.fingerprint import (
+    fingerprint_array,
+    fingerprint_estimator,
+    fingerprint_table,
+    fingerprint_value,
+)
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
 from seedline.core.spec import Spec, load_spec
 from seedline.execution.compile import check_metrics, compile_pipeline
@@ -65,7 +70,10 @@ class RunResult:
             "metrics": dict(m.metrics),
             "fingerprints": dict(m.fingerprints),
             "steps": [{"name": s.name, "fitted": s.fitted, "output": s.output} for s in m.steps],
-            "seeds": {"master": m.seeds.master if m.seeds else None, "hash_seed": m.seeds.hash_seed if m.seeds else None},
+            "seeds": {
+                "master": m.seeds.master if m.seeds else None,
+                "hash_seed": m.seeds.hash_seed if m.seeds else None,
+            },
             "duration_s": m.timings.get("total"),
             "error": m.error,
         }
@@ -87,7 +95,12 @@ def _split(spec: Spec, X: Any, y: Any, plan: SeedPlan) -> tuple[Any, Any, Any, A
     seed = plan.derive("split")
     idx = np.arange(len(X))
     try:
-        tr, te = train_test_split(idx, test_size=spec.split.test_size, random_state=seed, stratify=y if spec.split.stratify else None)
+        tr, te = train_test_split(
+            idx,
+            test_size=spec.split.test_size,
+            random_state=seed,
+            stratify=y if spec.split.stratify else None,
+        )
     except ValueError as exc:
         raise SpecError(f"split: {exc}", path="split") from exc
     info = {
@@ -115,11 +128,13 @@ def _probe_bytes(pred: Any, proba: Any | None) -> bytes:
         arrays["predictions"] = arrays["predictions"].astype(str)
     if proba is not None:
         arrays["proba"] = np.asarray(proba)
-    np.savez(buf, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    np.savez(buf, allow_pickle=False, **arrays)
     return buf.getvalue()
 
 
-def _resolve_spec(spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None) -> tuple[Spec, Path]:
+def _resolve_spec(
+    spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None
+) -> tuple[Spec, Path]:
     if isinstance(spec, Spec):
         if overrides:
             from seedline.core.spec import apply_overrides
@@ -211,7 +226,11 @@ def run(
             timings["environment"] = time.perf_counter() - t
             seeded = plan.seed_globals()
             manifest.seeds = SeedRecord(
-                master=spec_obj.seed, hash_seed=hash_seed_state(), derived={}, random_states=random_states, globals=seeded
+                master=spec_obj.seed,
+                hash_seed=hash_seed_state(),
+                derived={},
+                random_states=random_states,
+                globals=seeded,
             )
 
             phase = "fit"
@@ -223,7 +242,17 @@ def run(
                 t = time.perf_counter()
                 last = i == n - 1
                 if est is None or est == "passthrough":
-                    manifest.steps.append(StepRecord(name=name, path=f"pipeline/{name}", cls="passthrough", fitted="passthrough", output=None if last else fingerprint_array(Xt, kind="output"), output_shape=_shape(Xt), fit_seconds=0.0))
+                    manifest.steps.append(
+                        StepRecord(
+                            name=name,
+                            path=f"pipeline/{name}",
+                            cls="passthrough",
+                            fitted="passthrough",
+                            output=None if last else fingerprint_array(Xt, kind="output"),
+                            output_shape=_shape(Xt),
+                            fit_seconds=0.0,
+                        )
+                    )
                     continue
                 if last:
                     est.fit(Xt, y_train)
@@ -252,9 +281,16 @@ def run(
             t = time.perf_counter()
             from sklearn.metrics import get_scorer
 
-            metrics = {name: float(get_scorer(name)(pipeline, X_test, y_test)) for name in spec_obj.metrics}
+            metrics = {
+                name: float(get_scorer(name)(pipeline, X_test, y_test)) for name in spec_obj.metrics
+            }
             pred = pipeline.predict(X_test)
-            proba = pipeline.predict_proba(X_test) if hasattr(pipeline, "predict_proba") and hasattr(pipeline.steps[-1][1], "predict_proba") else None
+            proba = (
+                pipeline.predict_proba(X_test)
+                if hasattr(pipeline, "predict_proba")
+                and hasattr(pipeline.steps[-1][1], "predict_proba")
+                else None
+            )
             timings["score"] = time.perf_counter() - t
 
         phase = "save"

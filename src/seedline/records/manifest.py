@@ -21,29 +21,43 @@ class _M(BaseModel):
 
 class SeedRecord(_M):
     master: int = Field(description="The spec's master seed.")
-    hash_seed: dict[str, Any] = Field(description="PYTHONHASHSEED the interpreter ran with, and whether it was pinned.")
-    derived: dict[str, int] = Field(description="Every seed derived from the plan: stable path -> 32-bit seed.")
+    hash_seed: dict[str, Any] = Field(
+        description="PYTHONHASHSEED the interpreter ran with, and whether it was pinned."
+    )
+    derived: dict[str, int] = Field(
+        description="Every seed derived from the plan: stable path -> 32-bit seed."
+    )
     random_states: dict[str, dict[str, Any]] = Field(
         description="Every random_state parameter of the pipeline: param path -> {seed, source: plan|explicit}."
     )
-    globals: dict[str, Any] = Field(description="Global generators seeded before fitting (python.random, numpy.random, torch ...).")
+    globals: dict[str, Any] = Field(
+        description="Global generators seeded before fitting (python.random, numpy.random, torch ...)."
+    )
 
 
 class SourceRecord(_M):
     uri: str = Field(description="Path relative to the project, or sklearn:load_NAME.")
     kind: Literal["csv", "parquet", "sklearn"]
-    fingerprint: str = Field(description="file:... for files; for bundled datasets, the table fingerprint.")
+    fingerprint: str = Field(
+        description="file:... for files; for bundled datasets, the table fingerprint."
+    )
     bytes: int | None = None
     rows: int
-    table: dict[str, Any] = Field(description="Table fingerprint of this source: digest, rows, schema, columns.")
+    table: dict[str, Any] = Field(
+        description="Table fingerprint of this source: digest, rows, schema, columns."
+    )
 
 
 class DataRecord(_M):
     sources: list[SourceRecord]
-    table: dict[str, Any] = Field(description="Fingerprint of the combined table, with one hash per column.")
+    table: dict[str, Any] = Field(
+        description="Fingerprint of the combined table, with one hash per column."
+    )
     target: str
     features: list[str]
-    split: dict[str, Any] = Field(description="Split kind, seed, sizes and fingerprints of the row indices.")
+    split: dict[str, Any] = Field(
+        description="Split kind, seed, sizes and fingerprints of the row indices."
+    )
 
 
 class StepRecord(_M):
@@ -51,7 +65,9 @@ class StepRecord(_M):
     path: str = Field(description="Position in the pipeline, e.g. 'pipeline/clf'.")
     cls: str = Field(alias="class")
     fitted: str = Field(description="estimator:... fingerprint of the canonical fitted state.")
-    output: str | None = Field(description="Fingerprint of the step's transformed output on the training data (null for the final step).")
+    output: str | None = Field(
+        description="Fingerprint of the step's transformed output on the training data (null for the final step)."
+    )
     output_shape: list[int] | None = None
     fit_seconds: float
     resolved_columns: dict[str, list[str]] | None = Field(
@@ -72,20 +88,29 @@ class Manifest(_M):
     spec: dict[str, Any] = Field(description="The canonical spec, overrides applied.")
     spec_fingerprint: str
     overrides: list[str] = Field(default_factory=list, description="The --set overrides, as given.")
-    project_root: str = Field(description="Absolute path of the project when the run was made (informative).")
+    project_root: str = Field(
+        description="Absolute path of the project when the run was made (informative)."
+    )
     seeds: SeedRecord | None = None
-    settings: dict[str, Any] = Field(default_factory=dict, description="Execution settings: threads, executor, workers.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Execution settings: threads, executor, workers."
+    )
     data: DataRecord | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     code: dict[str, Any] = Field(default_factory=dict)
     steps: list[StepRecord] = Field(default_factory=list)
     fingerprints: dict[str, str | None] = Field(
-        default_factory=dict, description="Headline fingerprints: model, predictions, spec, data, environment, code."
+        default_factory=dict,
+        description="Headline fingerprints: model, predictions, spec, data, environment, code.",
     )
-    probe: dict[str, Any] = Field(default_factory=dict, description="The probe set and its predictions.")
+    probe: dict[str, Any] = Field(
+        default_factory=dict, description="The probe set and its predictions."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
-    artifacts: dict[str, str] = Field(default_factory=dict, description="Object addresses: model (skops), diff, ...")
+    artifacts: dict[str, str] = Field(
+        default_factory=dict, description="Object addresses: model (skops), diff, ..."
+    )
     error: dict[str, Any] | None = None
 
     def to_json(self) -> str:

@@ -20,11 +20,24 @@ STORE_DIRNAME = ".seedline"
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last_id = [0, 0]  # (milliseconds, counter) of the last id made in this process
+
+
 def new_run_id() -> str:
-    """12 characters: 9 of milliseconds since the epoch (so ids sort by time), 3 random."""
+    """13 characters: 9 of milliseconds since the epoch, then 4 of a counter.
+
+    Ids sort by creation time. Within one process the counter increases within a
+    millisecond (so ids are unique and ordered); across processes it starts at a random
+    value, so two machines making runs in the same millisecond almost never collide.
+    """
     ms = time.time_ns() // 1_000_000
+    if ms <= _last_id[0]:
+        ms, counter = _last_id[0], _last_id[1] + 1
+    else:
+        counter = secrets.randbelow(32**4 // 2)
+    _last_id[:] = [ms, counter]
     head = "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in reversed(range(9)))
-    tail = "".join(secrets.choice(_CROCKFORD) for _ in range(3))
+    tail = "".join(_CROCKFORD[(counter >> (5 * i)) & 31] for i in reversed(range(4)))
     return head + tail
 
 
@@ -53,7 +66,11 @@ class Store:
     def __init__(self, root: str | Path, database_url: str | None = None) -> None:
         self.root = Path(root)
         self.objects = ObjectStore(self.root / "objects")
-        url = database_url or os.environ.get("SEEDLINE_DATABASE_URL") or f"sqlite:///{self.root / 'metadata.db'}"
+        url = (
+            database_url
+            or os.environ.get("SEEDLINE_DATABASE_URL")
+            or f"sqlite:///{self.root / 'metadata.db'}"
+        )
         self.database_url = url
         self.engine = open_engine(url)
         self._sessions = make_session_factory(self.engine)
@@ -63,7 +80,10 @@ class Store:
         root = Path(project_root) / STORE_DIRNAME
         if not root.exists():
             if not create:
-                raise StoreError(f"no seedline store at {root}", hint="run 'seedline init' or 'seedline run' here first")
+                raise StoreError(
+                    f"no seedline store at {root}",
+                    hint="run 'seedline init' or 'seedline run' here first",
+                )
             root.mkdir(parents=True)
             (root / ".gitignore").write_text("# seedline's store: runs, manifests and models\n*\n")
         return cls(root)
@@ -129,11 +149,17 @@ class Store:
         if not ref:
             raise RunNotFoundError("empty run id")
         with self._sessions() as s:
-            ids = list(s.scalars(select(RunRow.id).where(RunRow.id.startswith(ref, autoescape=True)).limit(11)))
+            ids = list(
+                s.scalars(
+                    select(RunRow.id).where(RunRow.id.startswith(ref, autoescape=True)).limit(11)
+                )
+            )
         if len(ids) == 1:
             return ids[0]
         if not ids:
-            raise RunNotFoundError(f"no run matches {ref!r}", hint="'seedline runs' lists the runs in this store")
+            raise RunNotFoundError(
+                f"no run matches {ref!r}", hint="'seedline runs' lists the runs in this store"
+            )
         raise RunNotFoundError(
             f"run prefix {ref!r} is ambiguous: it matches {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}",
             candidates=ids,

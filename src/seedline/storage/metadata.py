@@ -111,4 +111,12 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-__all__ = ["HEAD_REVISION", "MetricRow", "RunRow", "make_session_factory", "now_iso", "open_engine", "select"]
+__all__ = [
+    "HEAD_REVISION",
+    "MetricRow",
+    "RunRow",
+    "make_session_factory",
+    "now_iso",
+    "open_engine",
+    "select",
+]

@@ -32,7 +32,9 @@ def upgrade() -> None:
     op.create_index("ix_runs_created", "runs", ["created_at"])
     op.create_table(
         "metrics",
-        sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("name", sa.String(100), primary_key=True),
         sa.Column("value", sa.Float, nullable=False),
     )

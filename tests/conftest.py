@@ -1,0 +1,99 @@
+"""Shared fixtures: throwaway git projects copied from the examples, and a CLI runner in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "seedline tests",
+    "GIT_AUTHOR_EMAIL": "tests@seedline.invalid",
+    "GIT_COMMITTER_NAME": "seedline tests",
+    "GIT_COMMITTER_EMAIL": "tests@seedline.invalid",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout
+
+
+def make_project(tmp: Path, example: str) -> Path:
+    """A copy of an example in its own committed git repository."""
+    root = tmp / example
+    shutil.copytree(EXAMPLES / example, root, ignore=shutil.ignore_patterns(".seedline"))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.fixture
+def penguins(tmp_path: Path) -> Path:
+    return make_project(tmp_path, "penguins")
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    return make_project(tmp_path, "digits")
+
+
+CliResult = subprocess.CompletedProcess[str]
+
+
+def clean_env(**extra: str | None) -> dict[str, str]:
+    """The test process's environment with seedline's re-exec marker removed and ``extra`` applied (None unsets)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_SEEDLINE")}
+    env.update(GIT_ENV)
+    for k, v in extra.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> CliResult:
+    """``python -m seedline ARGS`` in a fresh interpreter, as a user's shell would start it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "seedline", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"seedline {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def run_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(run_cli(cwd, *args, "--json", env=env).stdout)
+
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    return run_cli

@@ -1,0 +1,210 @@
+"""Fingerprints: stable encodings locked by expected hashes, format independence, per-column hashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.preprocessing import StandardScaler
+
+import seedline
+from seedline.core.errors import UnhashableError
+from seedline.core.fingerprint import fingerprint_array, fingerprint_bytes, fingerprint_value
+
+
+def small_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": [1.5, np.nan, -3.25, 4.0],
+            "n": [1, 2, 3, 4],
+            "s": ["a", None, "ccc", "d"],
+            "b": [True, False, True, True],
+        }
+    )
+
+
+def fitted_scaler() -> StandardScaler:
+    return StandardScaler().fit(np.arange(12, dtype=np.float64).reshape(4, 3))
+
+
+# Expected values are part of seedline's contract: if one of these changes, every stored
+# fingerprint (and every user's ability to verify an old run) changes with it.
+EXPECTED = {
+    "bytes": "bytes:5b0d9fff797ca268b0eba7c63cd89dfde417e7dca6a8989ac4800f54c48a3615",
+    "table": "table:4215ca6b55eb175d9494a997afec8036111800a5058ec07844c25f0546a50ec3",
+    "estimator": "estimator:72fe70fb94ef79a7113d5e9b34e13689ea57e8bbd26ca91a1412c4cf4718c068",
+    "value": "value:8a9e8bf241b4fdabbe3c55f6cfd1cd522775f9541e308970741c4af8bd019a86",
+}
+
+
+def test_bytes_fingerprint_is_blake3_with_a_type_prefix() -> None:
+    """The bytes fingerprint is BLAKE3 of the bytes, prefixed by its kind."""
+    import blake3
+
+    assert fingerprint_bytes(b"seedline") == "bytes:" + blake3.blake3(b"seedline").hexdigest()
+    assert fingerprint_bytes(b"seedline") == EXPECTED["bytes"]
+
+
+def test_file_fingerprint_matches_bytes_and_is_independent_of_threading(tmp_path: Path) -> None:
+    """A file hashes like its bytes, whether small (one thread) or large (all cores)."""
+    import blake3
+
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"seedline")
+    assert seedline.fingerprint_file(small) == "file:" + blake3.blake3(b"seedline").hexdigest()
+    big = tmp_path / "big.bin"
+    data = np.random.default_rng(0).integers(0, 255, size=5 << 20, dtype=np.uint8).tobytes()
+    big.write_bytes(data)
+    assert seedline.fingerprint_file(big) == "file:" + blake3.blake3(data).hexdigest()
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    assert seedline.fingerprint_file(empty) == "file:" + blake3.blake3(b"").hexdigest()
+
+
+def test_table_fingerprint_is_locked() -> None:
+    """The table encoding is stable: a fixed table always gives the same digest."""
+    fp = seedline.fingerprint_table(small_table())
+    assert fp.digest == EXPECTED["table"]
+    assert fp.schema == {"x": "float64", "n": "int64", "s": "string", "b": "bool"}
+    assert fp.rows == 4
+
+
+def test_estimator_fingerprint_is_locked() -> None:
+    """A fitted StandardScaler on fixed data always gives the same fingerprint."""
+    assert seedline.fingerprint_estimator(fitted_scaler()) == EXPECTED["estimator"]
+
+
+def test_value_fingerprint_is_locked_and_ignores_mapping_and_set_order() -> None:
+    """Mappings and sets hash independently of insertion order."""
+    a = {"b": [1, 2.5, "x"], "a": {3, 1, 2}, "c": None, "d": (True, b"\x00")}
+    b = {"d": (True, b"\x00"), "c": None, "a": {2, 3, 1}, "b": [1, 2.5, "x"]}
+    assert fingerprint_value(a) == fingerprint_value(b) == EXPECTED["value"]
+    assert fingerprint_value([1, 2]) != fingerprint_value((1, 2))
+    assert fingerprint_value(1) != fingerprint_value(1.0) != fingerprint_value("1")
+
+
+_CROSS = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_fingerprint import fitted_scaler, small_table
+import seedline
+from seedline.core.fingerprint import fingerprint_value
+print(json.dumps([seedline.fingerprint_table(small_table()).digest, seedline.fingerprint_estimator(fitted_scaler()),
+                  fingerprint_value({{"s": {{"x", "y", "z"}}, "k": ["a", 1]}})]))
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "1", "random"])
+def test_fingerprints_are_identical_in_a_fresh_process(hash_seed: str) -> None:
+    """Users would lose their caches and proofs if a fingerprint depended on the process (hash seed, set order)."""
+    code = _CROSS.format(tests=str(Path(__file__).parent))
+    env = {"PYTHONHASHSEED": hash_seed, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    here = [
+        seedline.fingerprint_table(small_table()).digest,
+        seedline.fingerprint_estimator(fitted_scaler()),
+        fingerprint_value({"s": {"x", "y", "z"}, "k": ["a", 1]}),
+    ]
+    assert json.loads(out.stdout) == here
+
+
+def test_changing_one_cell_changes_only_that_columns_hash() -> None:
+    """A diff can name the column that changed: the other columns keep their hashes."""
+    before = seedline.fingerprint_table(small_table())
+    changed = small_table()
+    changed.loc[2, "n"] = 99
+    after = seedline.fingerprint_table(changed)
+    assert after.digest != before.digest
+    assert before.changed_columns(after) == ["n"]
+    assert {k: v for k, v in after.columns.items() if k != "n"} == {
+        k: v for k, v in before.columns.items() if k != "n"
+    }
+
+
+def test_table_fingerprint_is_independent_of_file_format(tmp_path: Path) -> None:
+    """The same table read from CSV and from Parquet has the same fingerprint."""
+    df = small_table()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    from_csv = seedline.fingerprint_table(pd.read_csv(tmp_path / "t.csv"))
+    from_parquet = seedline.fingerprint_table(pd.read_parquet(tmp_path / "t.parquet"))
+    assert from_csv == from_parquet
+
+
+def test_table_fingerprint_sees_row_order_renames_and_types() -> None:
+    """Reordered rows, a renamed column or a changed type all change the digest."""
+    base = seedline.fingerprint_table(small_table()).digest
+    assert (
+        seedline.fingerprint_table(small_table().iloc[::-1].reset_index(drop=True)).digest != base
+    )
+    assert seedline.fingerprint_table(small_table().rename(columns={"x": "y"})).digest != base
+    assert seedline.fingerprint_table(small_table().astype({"n": "float64"})).digest != base
+
+
+def test_estimator_fingerprint_reflects_fitted_state_not_object_identity() -> None:
+    """Same seed -> same fingerprint; another seed or unfitted -> different; never pickle bytes."""
+    X = np.random.default_rng(1).normal(size=(200, 5))
+    y = (X[:, 0] > 0).astype(int)
+    a = RandomForestClassifier(n_estimators=10, random_state=3).fit(X, y)
+    b = RandomForestClassifier(n_estimators=10, random_state=3).fit(X, y)
+    c = RandomForestClassifier(n_estimators=10, random_state=4).fit(X, y)
+    unfitted = RandomForestClassifier(n_estimators=10, random_state=3)
+    fa = seedline.fingerprint_estimator(a)
+    assert fa.startswith("estimator:")
+    assert fa == seedline.fingerprint_estimator(b)
+    assert fa != seedline.fingerprint_estimator(c)
+    assert fa != seedline.fingerprint_estimator(unfitted)
+
+
+def test_tree_internals_are_part_of_the_fingerprint() -> None:
+    """Changing one threshold inside a fitted tree (Cython state) changes the fingerprint."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.random.default_rng(2).normal(size=(100, 3))
+    y = (X[:, 1] > 0).astype(int)
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    before = seedline.fingerprint_estimator(tree)
+    tree.tree_.threshold[0] += 1e-9
+    assert seedline.fingerprint_estimator(tree) != before
+
+
+def test_arrays_and_sparse_outputs() -> None:
+    """Arrays hash by dtype, shape and bytes; all NaN payloads are one NaN; sparse matrices by canonical CSR."""
+    import scipy.sparse as sp
+
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert fingerprint_array(a) == fingerprint_array(a.copy(order="F"))
+    assert fingerprint_array(a) != fingerprint_array(a.astype(np.float32))
+    assert fingerprint_array(a) != fingerprint_array(a.reshape(4, 1))
+    nan1 = np.array([np.nan])
+    nan2 = np.frombuffer(
+        np.array([0x7FF8000000000001], dtype=np.uint64).tobytes(), dtype=np.float64
+    )
+    assert fingerprint_array(nan1) == fingerprint_array(nan2)
+    m = sp.random(20, 10, density=0.2, random_state=0, format="csr")
+    assert fingerprint_array(m) == fingerprint_array(m.tocoo())
+
+
+def test_values_without_a_canonical_form_are_refused() -> None:
+    """seedline says 'unhashable' instead of guessing (a lock has no canonical state)."""
+    with pytest.raises(UnhashableError, match="no canonical fingerprint"):
+        fingerprint_value(threading.Lock())
+    with pytest.raises(UnhashableError, match="expects a scikit-learn estimator"):
+        seedline.fingerprint_estimator(np.zeros(3))
+    deep: list[object] = []
+    node = deep
+    for _ in range(100):
+        nxt: list[object] = []
+        node.append(nxt)
+        node = nxt
+    with pytest.raises(UnhashableError, match="nested deeper"):
+        fingerprint_value(deep)

@@ -1,0 +1,144 @@
+"""The store: atomic, verified objects; the metadata database and its Alembic migrations; run ids."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import blake3
+import pytest
+from sqlalchemy import inspect, text
+
+from seedline.core.errors import CorruptObjectError, RunNotFoundError, StoreError
+from seedline.records.manifest import Manifest
+from seedline.records.tracking import Store, new_run_id
+from seedline.storage.metadata import HEAD_REVISION, current_revision
+from seedline.storage.objects import ObjectStore
+
+
+def test_objects_are_addressed_by_blake3_and_read_back(tmp_path: Path) -> None:
+    """put returns the BLAKE3 of the bytes; get returns the same bytes; putting twice is harmless."""
+    store = ObjectStore(tmp_path / "objects")
+    address = store.put(b"hello")
+    assert address == blake3.blake3(b"hello").hexdigest()
+    assert store.put(b"hello") == address
+    assert store.get(address) == b"hello"
+    assert list(store) == [address]
+    assert store.exists(address) and store.size(address) == 5
+
+
+def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
+    """Objects are written to a temp name then renamed: no partial files remain."""
+    store = ObjectStore(tmp_path / "objects")
+    for i in range(20):
+        store.put(os.urandom(1000 + i))
+    leftovers = [
+        p for p in (tmp_path / "objects").rglob("*") if p.is_file() and p.name.startswith(".tmp-")
+    ]
+    assert leftovers == []
+    assert len(list(store)) == 20
+
+
+def test_a_corrupt_object_is_detected_on_read(tmp_path: Path) -> None:
+    """Bytes that no longer match their address are refused with both hashes named."""
+    store = ObjectStore(tmp_path / "objects")
+    address = store.put(b"original bytes")
+    path = tmp_path / "objects" / address[:2] / address[2:]
+    os.chmod(path, 0o644)
+    path.write_bytes(b"tampered bytes")
+    with pytest.raises(CorruptObjectError) as err:
+        store.get(address)
+    assert err.value.address == address
+    assert err.value.found == blake3.blake3(b"tampered bytes").hexdigest()
+
+
+def test_missing_objects_and_bad_addresses_are_clear_errors(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "objects")
+    with pytest.raises(StoreError, match="is missing"):
+        store.get("0" * 64)
+    with pytest.raises(StoreError, match="not an object address"):
+        store.get("../../etc/passwd")
+
+
+def test_database_is_created_by_alembic_at_head(tmp_path: Path) -> None:
+    """A new store's schema comes from the Alembic migrations, at the head revision."""
+    store = Store.open(tmp_path)
+    assert current_revision(store.engine) == HEAD_REVISION
+    with store.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        assert {"runs", "metrics", "alembic_version"} <= tables
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    store.close()
+    # reopening an up-to-date store runs no migration and keeps the data
+    again = Store.open(tmp_path, create=False)
+    assert current_revision(again.engine) == HEAD_REVISION
+    again.close()
+
+
+def test_store_ignores_itself_in_git(tmp_path: Path) -> None:
+    """The .seedline folder carries a .gitignore so runs never dirty the user's repository."""
+    Store.open(tmp_path).close()
+    assert (tmp_path / ".seedline" / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_find_searches_parent_folders_and_explains_when_absent(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert Store.find(deep).root == tmp_path / ".seedline"
+    with pytest.raises(StoreError, match="seedline init"):
+        Store.find(tmp_path.parent / "elsewhere-nonexistent")
+
+
+def test_run_ids_are_short_sortable_and_unique() -> None:
+    """Ids made one after another in a process are unique and sort in creation order."""
+    ids = [new_run_id() for _ in range(2000)]
+    assert all(re.fullmatch(r"[0-9a-z]{13}", i) for i in ids)
+    assert len(set(ids)) == 2000
+    assert ids == sorted(ids)
+
+
+def _manifest(run_id: str) -> Manifest:
+    return Manifest(
+        seedline_version="test",
+        run_id=run_id,
+        status="running",
+        created_at="2026-01-01T00:00:00.000Z",
+        spec={"name": "t"},
+        spec_fingerprint="spec:x",
+        project_root="/tmp",
+    )
+
+
+def test_prefixes_resolve_like_git(tmp_path: Path) -> None:
+    """A unique prefix resolves; an ambiguous one lists the candidates; an unknown one says so."""
+    store = Store.open(tmp_path)
+    for rid in ("abc111111111", "abc222222222", "def333333333"):
+        m = _manifest(rid)
+        store.begin_run(m)
+        m.status = "succeeded"
+        m.metrics = {"accuracy": 0.5}
+        store.finish_run(m, duration_s=1.0)
+    assert store.resolve("d") == "def333333333"
+    assert store.resolve("ABC1") == "abc111111111"
+    with pytest.raises(RunNotFoundError) as err:
+        store.resolve("abc")
+    assert err.value.candidates == ["abc111111111", "abc222222222"]
+    with pytest.raises(RunNotFoundError, match="no run matches 'zzz'"):
+        store.resolve("zzz")
+    with pytest.raises(RunNotFoundError):
+        store.resolve("%")  # LIKE wildcards are escaped, not matched
+    assert store.manifest("def").run_id == "def333333333"
+    rows = store.list_runs()
+    assert [r.run_id for r in rows] == ["def333333333", "abc222222222", "abc111111111"]
+    assert rows[0].metrics == {"accuracy": 0.5}
+
+
+def test_an_interrupted_run_is_reported_not_hidden(tmp_path: Path) -> None:
+    """A run begun but never finished (process killed) shows as running and has no manifest."""
+    store = Store.open(tmp_path)
+    store.begin_run(_manifest("kkk000000000"))
+    assert store.list_runs()[0].status == "running"
+    with pytest.raises(StoreError, match="interrupted"):
+        store.manifest("kkk")
