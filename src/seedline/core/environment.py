@@ -127,6 +127,30 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, check=False, timeout=60)
 
 
+_MAX_UNTRACKED_BYTES = 10 << 20  # larger untracked files are named, not copied into the diff
+
+
+def _working_tree_diff(toplevel: Path, commit: str | None, untracked: list[str]) -> tuple[bytes, list[str]]:
+    """Binary diff of the working tree against HEAD, untracked (non-ignored) files included.
+
+    Untracked files become 'new file' patches via ``git diff --no-index``, so nothing is
+    written into the user's repository; ``git apply`` recreates the whole tree.
+    """
+    parts: list[bytes] = []
+    if commit:
+        tracked = _git(toplevel, "diff", "HEAD", "--binary")
+        parts.append(tracked.stdout if tracked.returncode == 0 else b"")
+    skipped: list[str] = []
+    for rel in untracked:
+        path = toplevel / rel.strip('"')
+        if not path.is_file() or path.stat().st_size > _MAX_UNTRACKED_BYTES:
+            skipped.append(rel)
+            continue
+        patch = _git(toplevel, "diff", "--no-index", "--binary", "--", "/dev/null", rel.strip('"'))
+        parts.append(patch.stdout)  # exit status 1 means 'differs', which is the point
+    return b"".join(parts), skipped
+
+
 def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
     """Commit, dirty flag and the uncommitted diff (returned as bytes to store as an object)."""
     try:
@@ -145,10 +169,10 @@ def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
         for ln in lines
         if "/.seedline/" not in f"/{ln[3:]}" and not ln[3:].startswith(".seedline")
     ]
-    diff = _git(root, "diff", "HEAD", "--binary") if commit else _git(root, "diff", "--binary")
-    diff_bytes = diff.stdout if diff.returncode == 0 else b""
+    toplevel = Path(top.stdout.decode().strip())
     untracked = sorted(ln[3:] for ln in lines if ln.startswith("??"))
     changed = sorted(ln[3:] for ln in lines if not ln.startswith("??"))
+    diff_bytes, skipped = _working_tree_diff(toplevel, commit, untracked)
     info: dict[str, Any] = {
         "repository": True,
         "root": top.stdout.decode().strip(),
@@ -158,6 +182,7 @@ def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
         "untracked_files": untracked[:_MAX_LISTED],
         "counts": {"changed": len(changed), "untracked": len(untracked)},
         "diff": fingerprint_bytes(diff_bytes, kind="diff") if diff_bytes else None,
+        "untracked_not_captured": skipped,
     }
     return info, (diff_bytes or None)
 

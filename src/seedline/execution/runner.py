@@ -21,6 +21,7 @@ from seedline import __version__
 from seedline.core.environment import capture_environment, capture_git, local_modules
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.fingerprint import (
+    TableFingerprint,
     fingerprint_array,
     fingerprint_estimator,
     fingerprint_table,
@@ -29,7 +30,7 @@ from seedline.core.fingerprint import (
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
 from seedline.core.spec import Spec, load_spec
 from seedline.execution.compile import check_metrics, compile_pipeline
-from seedline.execution.data import load_data, select_columns
+from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
@@ -132,9 +133,7 @@ def _probe_bytes(pred: Any, proba: Any | None) -> bytes:
     return buf.getvalue()
 
 
-def _resolve_spec(
-    spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None
-) -> tuple[Spec, Path]:
+def _resolve_spec(spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None) -> tuple[Spec, Path]:
     if isinstance(spec, Spec):
         if overrides:
             from seedline.core.spec import apply_overrides
@@ -148,6 +147,108 @@ def _resolve_spec(
     return loaded, Path(project_root).resolve() if project_root else path.resolve().parent
 
 
+@dataclass
+class Prepared:
+    """A spec made ready to fit: data loaded and split, pipeline compiled and seeded."""
+
+    spec: Spec
+    root: Path
+    loaded: LoadedData
+    table: TableFingerprint
+    features: list[str]
+    pipeline: Any
+    resolved: dict[str, dict[str, list[str]]]
+    plan: SeedPlan
+    random_states: dict[str, dict[str, Any]]
+    X_train: Any
+    X_test: Any
+    y_train: Any
+    y_test: Any
+    split: dict[str, Any]
+
+
+def prepare(spec: Spec | str | Path, *, overrides: list[str] | None = None, project_root: str | Path | None = None) -> Prepared:
+    """Load, validate, compile, seed and split; raises SpecError/DataError and stores nothing."""
+    spec_obj, root = _resolve_spec(spec, overrides, project_root)
+    # imports of user code resolve from the project first, as `python -m` would
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    loaded = load_data(spec_obj.data, root)
+    X, y, features = select_columns(loaded.frame, spec_obj.data)
+    check_metrics(spec_obj.metrics)
+    pipeline, resolved = compile_pipeline(spec_obj, X)
+    plan = SeedPlan(spec_obj.seed)
+    random_states = fill_random_states(pipeline, plan)
+    X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+    return Prepared(
+        spec=spec_obj,
+        root=root,
+        loaded=loaded,
+        table=fingerprint_table(loaded.frame),
+        features=features,
+        pipeline=pipeline,
+        resolved=resolved,
+        plan=plan,
+        random_states=random_states,
+        X_train=X_train,
+        X_test=X_test,
+        y_train=y_train,
+        y_test=y_test,
+        split=split_info,
+    )
+
+
+def fit_steps(
+    pipeline: Any,
+    X: Any,
+    y: Any,
+    *,
+    resolved: dict[str, dict[str, list[str]]] | None = None,
+    progress: Progress | None = None,
+) -> list[StepRecord]:
+    """Fit the pipeline's steps in place, one by one, as Pipeline.fit would, fingerprinting each.
+
+    For every step: the fingerprint of its fitted state and of its transformed output on
+    the training data (none for the final step).
+    """
+    say = progress or _noop
+    records: list[StepRecord] = []
+    Xt: Any = X
+    n = len(pipeline.steps)
+    for i, (name, est) in enumerate(pipeline.steps):
+        say(f"fitting {name}", i, n)
+        last = i == n - 1
+        t = time.perf_counter()
+        if est is None or est == "passthrough":
+            cls, fitted = "passthrough", "passthrough"
+        else:
+            if last:
+                est.fit(Xt, y)
+            elif hasattr(est, "fit_transform"):
+                Xt = est.fit_transform(Xt, y)
+            else:
+                Xt = est.fit(Xt, y).transform(Xt)
+            cls, fitted = f"{type(est).__module__}.{type(est).__qualname__}", fingerprint_estimator(est)
+        secs = time.perf_counter() - t
+        records.append(
+            StepRecord(
+                name=name,
+                path=f"pipeline/{name}",
+                cls=cls,
+                fitted=fitted,
+                output=None if last else fingerprint_array(Xt, kind="output"),
+                output_shape=None if last else _shape(Xt),
+                fit_seconds=secs,
+                resolved_columns=(resolved or {}).get(name),
+            )
+        )
+    return records
+
+
+AfterFit = Callable[[Manifest, Any, "Prepared"], None]
+
+
 def run(
     spec: Spec | str | Path,
     *,
@@ -156,35 +257,23 @@ def run(
     store: Store | None = None,
     progress: Progress | None = None,
     parent_run: str | None = None,
+    after_fit: AfterFit | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
     Raises SpecError/DataError before anything is stored; a failure while fitting or
     scoring is recorded as a failed run and raised as PipelineError (``err.result``).
+    ``after_fit`` may add to the manifest of a successful run before it is stored.
     """
     from threadpoolctl import threadpool_limits
 
     t_start = time.perf_counter()
     say = progress or _noop
-    spec_obj, root = _resolve_spec(spec, overrides, project_root)
     timings: dict[str, float] = {}
-
-    # imports of user code resolve from the project, as `python -m` would
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-
-    t = time.perf_counter()
     say("loading data", 0, 1)
-    loaded = load_data(spec_obj.data, root)
-    X, y, features = select_columns(loaded.frame, spec_obj.data)
-    check_metrics(spec_obj.metrics)
-    pipeline, resolved = compile_pipeline(spec_obj, X)
-    combined = fingerprint_table(loaded.frame)
-    timings["load"] = time.perf_counter() - t
-
-    plan = SeedPlan(spec_obj.seed)
-    random_states = fill_random_states(pipeline, plan)
-    X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+    p = prepare(spec, overrides=overrides, project_root=project_root)
+    spec_obj, root, pipeline, plan = p.spec, p.root, p.pipeline, p.plan
+    timings["load"] = time.perf_counter() - t_start
 
     store = store or Store.open(root)
     manifest = Manifest(
@@ -199,11 +288,11 @@ def run(
         project_root=str(root),
         settings={"threads": spec_obj.execution.threads, "executor": "serial", "workers": 1},
         data=DataRecord(
-            sources=[SourceRecord(**s) for s in loaded.sources],
-            table=combined.to_dict(),
+            sources=[SourceRecord(**s) for s in p.loaded.sources],
+            table=p.table.to_dict(),
             target=spec_obj.data.target,
-            features=features,
-            split=split_info,
+            features=p.features,
+            split=p.split,
         ),
     )
     store.begin_run(manifest)
@@ -229,68 +318,25 @@ def run(
                 master=spec_obj.seed,
                 hash_seed=hash_seed_state(),
                 derived={},
-                random_states=random_states,
+                random_states=p.random_states,
                 globals=seeded,
             )
 
             phase = "fit"
-            t_fit = time.perf_counter()
-            Xt: Any = X_train
-            n = len(pipeline.steps)
-            for i, (name, est) in enumerate(pipeline.steps):
-                say(f"fitting {name}", i, n)
-                t = time.perf_counter()
-                last = i == n - 1
-                if est is None or est == "passthrough":
-                    manifest.steps.append(
-                        StepRecord(
-                            name=name,
-                            path=f"pipeline/{name}",
-                            cls="passthrough",
-                            fitted="passthrough",
-                            output=None if last else fingerprint_array(Xt, kind="output"),
-                            output_shape=_shape(Xt),
-                            fit_seconds=0.0,
-                        )
-                    )
-                    continue
-                if last:
-                    est.fit(Xt, y_train)
-                elif hasattr(est, "fit_transform"):
-                    Xt = est.fit_transform(Xt, y_train)
-                else:
-                    Xt = est.fit(Xt, y_train).transform(Xt)
-                secs = time.perf_counter() - t
-                manifest.steps.append(
-                    StepRecord(
-                        name=name,
-                        path=f"pipeline/{name}",
-                        cls=f"{type(est).__module__}.{type(est).__qualname__}",
-                        fitted=fingerprint_estimator(est),
-                        output=None if last else fingerprint_array(Xt, kind="output"),
-                        output_shape=None if last else _shape(Xt),
-                        fit_seconds=secs,
-                        resolved_columns=resolved.get(name),
-                    )
-                )
-            timings["fit"] = time.perf_counter() - t_fit
+            t = time.perf_counter()
+            manifest.steps = fit_steps(pipeline, p.X_train, p.y_train, resolved=p.resolved, progress=say)
+            timings["fit"] = time.perf_counter() - t
             model = pipeline
 
             phase = "score"
+            n = len(pipeline.steps)
             say("scoring", n, n)
             t = time.perf_counter()
             from sklearn.metrics import get_scorer
 
-            metrics = {
-                name: float(get_scorer(name)(pipeline, X_test, y_test)) for name in spec_obj.metrics
-            }
-            pred = pipeline.predict(X_test)
-            proba = (
-                pipeline.predict_proba(X_test)
-                if hasattr(pipeline, "predict_proba")
-                and hasattr(pipeline.steps[-1][1], "predict_proba")
-                else None
-            )
+            metrics = {name: float(get_scorer(name)(pipeline, p.X_test, p.y_test)) for name in spec_obj.metrics}
+            pred = pipeline.predict(p.X_test)
+            proba = pipeline.predict_proba(p.X_test) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
             timings["score"] = time.perf_counter() - t
 
         phase = "save"
@@ -301,8 +347,8 @@ def run(
         manifest.artifacts["probe"] = store.objects.put(_probe_bytes(pred, proba))
         manifest.probe = {
             "set": "test split",
-            "rows": len(X_test),
-            "input": fingerprint_value(X_test, kind="table"),
+            "rows": len(p.X_test),
+            "input": fingerprint_value(p.X_test, kind="table"),
             "predictions": fingerprint_array(pred, kind="predictions"),
             "proba": fingerprint_array(proba, kind="proba") if proba is not None else None,
         }
@@ -311,11 +357,14 @@ def run(
             "model": fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model"),
             "predictions": manifest.probe["predictions"],
             "spec": manifest.spec_fingerprint,
-            "data": combined.digest,
+            "data": p.table.digest,
             "environment": manifest.environment.get("fingerprint"),
             "code": git_info.get("commit"),
         }
         timings["save"] = time.perf_counter() - t
+        if after_fit is not None:
+            phase = "verify"
+            after_fit(manifest, pipeline, p)
         manifest.status = "succeeded"
     except BaseException as exc:
         manifest.status = "failed"
