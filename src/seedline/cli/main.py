@@ -71,14 +71,24 @@ def _root(
 
 
 def _pin_hash_seed(spec_path: Path, overrides: list[str]) -> None:
-    """Re-exec the interpreter with PYTHONHASHSEED derived from the spec's seed, unless already so."""
+    """Re-exec with PYTHONHASHSEED derived from the spec's seed, unless already so."""
     if not _ENTRYPOINT or os.environ.get(_PINNED_FLAG) == "1":
         return
     from seedline.core.seeding import SeedPlan
     from seedline.core.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
-    wanted = str(SeedPlan(spec.seed).hash_seed())
+    _reexec_with_hash_seed(str(SeedPlan(spec.seed).hash_seed()))
+
+
+def _reexec_with_hash_seed(wanted: str | None) -> None:
+    """Start this command again in an interpreter whose string hashing uses ``wanted``.
+
+    The hash seed is read once, when the interpreter starts, so it can only be pinned by
+    starting a new one. ``None`` (the original run was not pinned) changes nothing.
+    """
+    if not _ENTRYPOINT or wanted is None or os.environ.get(_PINNED_FLAG) == "1":
+        return
     if os.environ.get("PYTHONHASHSEED") == wanted:
         return
     env = dict(os.environ, PYTHONHASHSEED=wanted, **{_PINNED_FLAG: "1"})
@@ -217,6 +227,116 @@ def show(
     from seedline.cli.render import render_manifest
 
     render_manifest(_console(), manifest)
+
+
+@app.command()
+def reproduce(
+    run_ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_OR_MANIFEST", help="Run id (or unique prefix), or a manifest .json file."
+        ),
+    ],
+    allow_data_change: Annotated[
+        bool, typer.Option("--allow-data-change", help="Rerun even though a data file changed.")
+    ] = False,
+    at_commit: Annotated[
+        bool,
+        typer.Option(
+            "--at-commit",
+            help="Rebuild in a temporary git worktree at the recorded commit, with the recorded uncommitted diff applied.",
+        ),
+    ] = False,
+    rtol: Annotated[
+        float | None,
+        typer.Option(
+            "--rtol", help="Relative tolerance for the 'tolerance' verdict (default 1e-6)."
+        ),
+    ] = None,
+    atol: Annotated[
+        float | None,
+        typer.Option(
+            "--atol", help="Absolute tolerance for the 'tolerance' verdict (default 1e-9)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 unless the reproduction is bitwise.")
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the report as JSON (verdict, first_divergent_step, differences, ...).",
+        ),
+    ] = False,
+) -> None:
+    """Rebuild a run from its manifest alone and verify it: bitwise, within tolerance, or failed (exit 1)."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tracking import Store
+    from seedline.workflow.reproduce import DEFAULT_ATOL, DEFAULT_RTOL, load_manifest
+    from seedline.workflow.reproduce import reproduce as reproduce_run
+
+    try:
+        try:
+            store: Store | None = Store.find()
+        except SeedlineError:
+            store = None
+        original = load_manifest(run_ref, store)
+        if original.seeds is not None:
+            _reexec_with_hash_seed(original.seeds.hash_seed.get("PYTHONHASHSEED"))
+        report = reproduce_run(
+            run_ref,
+            store=store,
+            allow_data_change=allow_data_change,
+            at_commit=at_commit,
+            rtol=DEFAULT_RTOL if rtol is None else rtol,
+            atol=DEFAULT_ATOL if atol is None else atol,
+        )
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        from seedline.cli.render import render_reproduction
+
+        render_reproduction(_console(), report)
+    if report.verdict == "failed" or (strict and report.verdict != "bitwise"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    run_a: Annotated[
+        str, typer.Argument(metavar="RUN_A", help="Run id/prefix or manifest .json file.")
+    ],
+    run_b: Annotated[
+        str, typer.Argument(metavar="RUN_B", help="Run id/prefix or manifest .json file.")
+    ],
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print differences, first_divergent_step and metrics as JSON."),
+    ] = False,
+) -> None:
+    """Explain why two runs differ: data, params, seeds, code, environment, settings, platform; then steps and metrics."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tracking import Store
+    from seedline.workflow.compare import diff_manifests
+    from seedline.workflow.reproduce import load_manifest
+
+    try:
+        try:
+            store: Store | None = Store.find()
+        except SeedlineError:
+            store = None
+        report = diff_manifests(load_manifest(run_a, store), load_manifest(run_b, store))
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        return
+    from seedline.cli.render import render_diff
+
+    render_diff(_console(), report)
 
 
 def main() -> None:

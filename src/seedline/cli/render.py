@@ -147,3 +147,92 @@ def render_manifest(out: Console, m: Manifest) -> None:
             | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"},
         )
     _kv(out, "settings", m.settings)
+
+
+_VERDICT_STYLE = {"bitwise": "bold green", "tolerance": "bold yellow", "failed": "bold red"}
+
+
+def _differences_table(out: Console, diffs: list[Any], title: str) -> None:
+    if not diffs:
+        return
+    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for col in ("category", "what", "A", "B", "detail"):
+        t.add_column(col, overflow="fold")
+    for d in diffs:
+        t.add_row(d.category, d.name, _cell(d.a), _cell(d.b), d.detail)
+    out.print(t)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    text = v if isinstance(v, str) else str(v)
+    return short(text, 16) if ":" in text and len(text) > 40 else text
+
+
+def render_reproduction(out: Console, report: Any) -> None:
+    style = _VERDICT_STYLE.get(report.verdict, "bold")
+    what = {
+        "bitwise": "BITWISE: every step and the predictions are identical",
+        "tolerance": "WITHIN TOLERANCE",
+        "failed": "FAILED",
+    }[report.verdict]
+    out.print(
+        f"[{style}]{what}[/]  original {report.original} -> reproduction {report.reproduction or '(not run)'}"
+    )
+    if report.at_commit:
+        out.print(f"rebuilt at commit {report.at_commit}")
+    if report.steps:
+        t = Table(header_style="bold", box=None, pad_edge=False)
+        for col in ("step", "fitted state", "output", "largest deviation"):
+            t.add_column(col)
+        for s in report.steps:
+            dev = s.get("fitted_deviation") or {}
+            odev = s.get("output_deviation") or {}
+            worst = max(dev.get("max_abs", 0.0), odev.get("max_abs", 0.0))
+            note = (
+                dev.get("mismatch")
+                or odev.get("mismatch")
+                or (f"{worst:.3g} (abs)" if (dev or odev) else "")
+            )
+            t.add_row(
+                s["name"],
+                "same" if s["fitted_equal"] else "[red]differs[/]",
+                "same" if s["output_equal"] else "[red]differs[/]",
+                note,
+            )
+        out.print(t)
+    if report.first_divergent_step:
+        out.print(f"first divergent step: [bold]{report.first_divergent_step}[/]")
+    if report.likely_cause:
+        out.print(f"most likely cause: {report.likely_cause}")
+    if report.verdict == "tolerance":
+        out.print(
+            f"tolerance used: rtol={report.tolerance['rtol']:g}, atol={report.tolerance['atol']:g}"
+        )
+    for name in ("data", "code", "environment"):
+        _differences_table(out, report.preflight.get(name, []), f"{name} now vs recorded")
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def render_diff(out: Console, report: Any) -> None:
+    out.print(f"[bold]diff[/] A={report.a}  B={report.b}")
+    if report.differences:
+        _differences_table(out, report.differences, "what differs (most likely cause first)")
+    else:
+        out.print("no recorded input differs")
+    out.print(
+        f"first divergent step: [bold]{report.first_divergent_step or 'none: every step is identical'}[/]"
+    )
+    out.print(f"predictions: {'identical' if report.predictions_equal else '[red]differ[/]'}")
+    if report.metrics:
+        t = Table(header_style="bold", box=None, pad_edge=False)
+        for col in ("metric", "A", "B", "delta"):
+            t.add_column(col, justify="right" if col != "metric" else "left")
+        for k, m in report.metrics.items():
+            fmt = lambda v: "-" if v is None else f"{v:.6f}"  # noqa: E731
+            t.add_row(
+                k, fmt(m["a"]), fmt(m["b"]), "-" if m["delta"] is None else f"{m['delta']:+.6f}"
+            )
+        out.print(t)

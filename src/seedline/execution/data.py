@@ -67,57 +67,58 @@ def _data_files(root: Path) -> list[str]:
     return sorted(found)[:20]
 
 
+def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read one source; return the frame and its record (file and table fingerprints)."""
+    if uri.startswith("sklearn:"):
+        frame = _load_sklearn(uri.removeprefix("sklearn:"))
+        tf = fingerprint_table(frame)
+        return frame, {
+            "uri": uri,
+            "kind": "sklearn",
+            "fingerprint": tf.digest,
+            "bytes": None,
+            "rows": len(frame),
+            "table": tf.to_dict(),
+        }
+    path = (root / uri).resolve()
+    kind = _DATA_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(
+            f"data source {uri!r} has an unknown format {path.suffix!r}",
+            hint="use a .csv or .parquet file, or a bundled dataset such as 'sklearn:load_digits'",
+        )
+    if not path.is_file():
+        files = _data_files(root)
+        raise DataError(
+            f"data file {uri!r} does not exist (looked for {path}).{did_you_mean(uri, files)}",
+            hint=("data files in the project: " + ", ".join(files))
+            if files
+            else "no .csv or .parquet files found in the project",
+        )
+    try:
+        frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise DataError(f"cannot read {uri!r} as {kind}: {exc}") from exc
+    tf = fingerprint_table(frame)
+    record = {
+        "uri": uri,
+        "kind": kind,
+        "fingerprint": fingerprint_file(path),
+        "bytes": path.stat().st_size,
+        "rows": len(frame),
+        "table": tf.to_dict(),
+    }
+    return frame, record
+
+
 def load_data(spec: DataSpec, root: Path) -> LoadedData:
     """Read every source; rows of several sources are concatenated in the order given."""
     frames: list[pd.DataFrame] = []
     records: list[dict[str, Any]] = []
     for uri in spec.sources:
-        if uri.startswith("sklearn:"):
-            frame = _load_sklearn(uri.removeprefix("sklearn:"))
-            tf = fingerprint_table(frame)
-            records.append(
-                {
-                    "uri": uri,
-                    "kind": "sklearn",
-                    "fingerprint": tf.digest,
-                    "bytes": None,
-                    "rows": len(frame),
-                    "table": tf.to_dict(),
-                }
-            )
-            frames.append(frame)
-            continue
-        path = (root / uri).resolve()
-        kind = _DATA_SUFFIXES.get(path.suffix.lower())
-        if kind is None:
-            raise DataError(
-                f"data source {uri!r} has an unknown format {path.suffix!r}",
-                hint="use a .csv or .parquet file, or a bundled dataset such as 'sklearn:load_digits'",
-            )
-        if not path.is_file():
-            files = _data_files(root)
-            raise DataError(
-                f"data file {uri!r} does not exist (looked for {path}).{did_you_mean(uri, files)}",
-                hint=("data files in the project: " + ", ".join(files))
-                if files
-                else "no .csv or .parquet files found in the project",
-            )
-        try:
-            frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
-        except Exception as exc:
-            raise DataError(f"cannot read {uri!r} as {kind}: {exc}") from exc
-        tf = fingerprint_table(frame)
-        records.append(
-            {
-                "uri": uri,
-                "kind": kind,
-                "fingerprint": fingerprint_file(path),
-                "bytes": path.stat().st_size,
-                "rows": len(frame),
-                "table": tf.to_dict(),
-            }
-        )
+        frame, record = read_source(uri, root)
         frames.append(frame)
+        records.append(record)
     if len(frames) > 1:
         cols = list(frames[0].columns)
         for uri, fr in zip(spec.sources[1:], frames[1:], strict=True):

@@ -112,6 +112,10 @@ class Manifest(_M):
         default_factory=dict, description="Object addresses: model (skops), diff, ..."
     )
     error: dict[str, Any] | None = None
+    reproduction: dict[str, Any] | None = Field(
+        default=None,
+        description="For a run made by 'seedline reproduce': the original run, the verdict, the first divergent step, deviations and differences.",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)

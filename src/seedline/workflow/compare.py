@@ -1,0 +1,356 @@
+"""Why do two runs differ? Compare manifests section by section, most likely cause first.
+
+Categories, in the order a person should look at them: data, params, seeds, code,
+environment, settings, platform. Then the first step whose output diverged, then the
+metric deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from seedline.records.manifest import Manifest
+
+CATEGORIES = ("data", "params", "seeds", "code", "environment", "settings", "platform")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing that differs between run A and run B."""
+
+    category: str
+    name: str
+    a: Any
+    b: Any
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "name": self.name,
+            "a": self.a,
+            "b": self.b,
+            "detail": self.detail,
+        }
+
+    def describe(self) -> str:
+        text = f"{self.category}: {self.name}: {_short(self.a)} -> {_short(self.b)}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+def _short(v: Any) -> str:
+    s = "absent" if v is None else str(v)
+    kind, _, digest = s.partition(":")
+    if digest and len(digest) == 64 and kind.isidentifier():
+        return f"{kind}:{digest[:12]}"  # a fingerprint: the prefix is enough to tell two apart
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+@dataclass
+class StepComparison:
+    name: str
+    fitted_equal: bool
+    output_equal: bool
+    a_fitted: str | None
+    b_fitted: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DiffReport:
+    """Everything that differs between two runs."""
+
+    a: str
+    b: str
+    differences: list[Difference] = field(default_factory=list)
+    steps: list[StepComparison] = field(default_factory=list)
+    first_divergent_step: str | None = None
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    predictions_equal: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "differences": [d.to_dict() for d in self.differences],
+            "first_divergent_step": self.first_divergent_step,
+            "steps": [s.to_dict() for s in self.steps],
+            "predictions_equal": self.predictions_equal,
+            "metrics": self.metrics,
+        }
+
+
+# -- sections ---------------------------------------------------------------------------------
+def diff_data(a: Manifest, b: Manifest) -> list[Difference]:
+    if a.data is None or b.data is None:
+        return []
+    out: list[Difference] = []
+    sa = {s.uri: s for s in a.data.sources}
+    sb = {s.uri: s for s in b.data.sources}
+    for uri in [*sa, *(u for u in sb if u not in sa)]:
+        x, y = sa.get(uri), sb.get(uri)
+        if x is None or y is None:
+            out.append(
+                Difference(
+                    "data",
+                    uri,
+                    x.fingerprint if x else None,
+                    y.fingerprint if y else None,
+                    "source added or removed",
+                )
+            )
+            continue
+        if x.fingerprint != y.fingerprint:
+            out.append(
+                Difference(
+                    "data",
+                    uri,
+                    x.fingerprint,
+                    y.fingerprint,
+                    describe_table_change(x.table, y.table),
+                )
+            )
+    if not out and a.data.table.get("digest") != b.data.table.get("digest"):
+        out.append(
+            Difference(
+                "data",
+                "table",
+                a.data.table.get("digest"),
+                b.data.table.get("digest"),
+                describe_table_change(a.data.table, b.data.table),
+            )
+        )
+    return out
+
+
+def changed_columns(a_table: dict[str, Any], b_table: dict[str, Any]) -> list[str]:
+    ca, cb = a_table.get("columns", {}), b_table.get("columns", {})
+    return [c for c in [*ca, *(c for c in cb if c not in ca)] if ca.get(c) != cb.get(c)]
+
+
+def describe_table_change(a_table: dict[str, Any], b_table: dict[str, Any]) -> str:
+    """'columns changed: x, y; rows 344 -> 343' from two table fingerprint records."""
+    parts = []
+    cols = changed_columns(a_table, b_table)
+    if cols:
+        parts.append("columns changed: " + ", ".join(cols))
+    if a_table.get("rows") != b_table.get("rows"):
+        parts.append(f"rows {a_table.get('rows')} -> {b_table.get('rows')}")
+    sa, sb = a_table.get("schema", {}), b_table.get("schema", {})
+    types = [f"{c} {sa[c]} -> {sb[c]}" for c in sa if c in sb and sa[c] != sb[c]]
+    if types:
+        parts.append("types changed: " + ", ".join(types))
+    return "; ".join(parts) or "same columns and rows; bytes differ (formatting or order)"
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(node, list) and node and all(isinstance(x, dict) and "name" in x for x in node):
+        for item in node:
+            _flatten(
+                {k: v for k, v in item.items() if k != "name"}, f"{prefix}.{item['name']}", out
+            )
+    else:
+        out[prefix] = node
+
+
+def diff_params(a: Manifest, b: Manifest) -> list[Difference]:
+    fa: dict[str, Any] = {}
+    fb: dict[str, Any] = {}
+    _flatten({k: v for k, v in a.spec.items() if k != "seed"}, "", fa)
+    _flatten({k: v for k, v in b.spec.items() if k != "seed"}, "", fb)
+    keys = [*fa, *(k for k in fb if k not in fa)]
+    return [Difference("params", k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
+
+
+def diff_seeds(a: Manifest, b: Manifest) -> list[Difference]:
+    out: list[Difference] = []
+    if a.spec.get("seed") != b.spec.get("seed"):
+        out.append(Difference("seeds", "master seed", a.spec.get("seed"), b.spec.get("seed")))
+    if a.seeds and b.seeds:
+        ha, hb = a.seeds.hash_seed.get("PYTHONHASHSEED"), b.seeds.hash_seed.get("PYTHONHASHSEED")
+        if ha != hb:
+            out.append(Difference("seeds", "PYTHONHASHSEED", ha, hb))
+        elif ha is None:
+            out.append(
+                Difference(
+                    "seeds",
+                    "PYTHONHASHSEED",
+                    None,
+                    None,
+                    "pinned in neither run: string hashing was randomised",
+                )
+            )
+        ra, rb = a.seeds.random_states, b.seeds.random_states
+        for k in [*ra, *(k for k in rb if k not in ra)]:
+            va, vb = ra.get(k, {}).get("seed"), rb.get(k, {}).get("seed")
+            if va != vb and a.spec.get("seed") == b.spec.get("seed"):
+                out.append(Difference("seeds", k, va, vb))
+    return out
+
+
+def diff_code(a_code: dict[str, Any], b_code: dict[str, Any]) -> list[Difference]:
+    out: list[Difference] = []
+    if a_code.get("commit") != b_code.get("commit"):
+        out.append(Difference("code", "commit", a_code.get("commit"), b_code.get("commit")))
+    if a_code.get("diff") != b_code.get("diff"):
+        files = sorted(
+            set(a_code.get("changed_files", []) + a_code.get("untracked_files", []))
+            ^ set(b_code.get("changed_files", []) + b_code.get("untracked_files", []))
+        )
+        detail = ("files: " + ", ".join(files)) if files else "uncommitted changes differ"
+        out.append(
+            Difference("code", "uncommitted diff", a_code.get("diff"), b_code.get("diff"), detail)
+        )
+    ma, mb = a_code.get("local_modules", {}), b_code.get("local_modules", {})
+    for name in [*ma, *(n for n in mb if n not in ma)]:
+        x, y = ma.get(name, {}).get("source"), mb.get(name, {}).get("source")
+        if x != y:
+            path = (ma.get(name) or mb.get(name) or {}).get("path", "")
+            out.append(Difference("code", f"module {name}", x, y, f"source of {path} changed"))
+    return out
+
+
+def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Difference]:
+    if not a_env or not b_env:
+        return []
+    out: list[Difference] = []
+    for key in ("implementation", "version"):
+        if a_env["python"].get(key) != b_env["python"].get(key):
+            out.append(
+                Difference(
+                    "environment",
+                    f"python {key}",
+                    a_env["python"].get(key),
+                    b_env["python"].get(key),
+                )
+            )
+    pa, pb = a_env.get("packages", {}), b_env.get("packages", {})
+    for name in [*pa, *(n for n in pb if n not in pa)]:
+        if pa.get(name) != pb.get(name):
+            detail = (
+                "installed only in B"
+                if name not in pa
+                else "installed only in A"
+                if name not in pb
+                else ""
+            )
+            out.append(
+                Difference("environment", f"package {name}", pa.get(name), pb.get(name), detail)
+            )
+
+    def pools(env: dict[str, Any]) -> dict[str, str]:
+        return {
+            f"{p.get('user_api')} {p.get('internal_api')} ({p.get('prefix')})": f"{p.get('version')} {p.get('architecture') or ''} x{p.get('num_threads')}".strip()
+            for p in env.get("thread_pools", [])
+        }
+
+    qa, qb = pools(a_env), pools(b_env)
+    for name in [*qa, *(n for n in qb if n not in qa)]:
+        if qa.get(name) != qb.get(name):
+            out.append(
+                Difference(
+                    "environment",
+                    f"thread pool {name}",
+                    qa.get(name),
+                    qb.get(name),
+                    "BLAS/OpenMP library, version, kernel or threads",
+                )
+            )
+    va, vb = a_env.get("env_vars", {}), b_env.get("env_vars", {})
+    for name in [*va, *(n for n in vb if n not in va)]:
+        if name in ("PYTHONHASHSEED",) or name.startswith("_SEEDLINE"):
+            continue
+        if va.get(name) != vb.get(name):
+            out.append(Difference("environment", f"env {name}", va.get(name), vb.get(name)))
+    return out
+
+
+def diff_settings(a: Manifest, b: Manifest) -> list[Difference]:
+    keys = [*a.settings, *(k for k in b.settings if k not in a.settings)]
+    return [
+        Difference("settings", k, a.settings.get(k), b.settings.get(k))
+        for k in keys
+        if a.settings.get(k) != b.settings.get(k)
+    ]
+
+
+def diff_platform(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Difference]:
+    if not a_env or not b_env:
+        return []
+    out: list[Difference] = []
+    for key in ("system", "release", "libc"):
+        x, y = a_env["platform"].get(key), b_env["platform"].get(key)
+        if x != y:
+            out.append(Difference("platform", key, x, y))
+    for key in ("machine", "model", "count"):
+        x, y = a_env["cpu"].get(key), b_env["cpu"].get(key)
+        if x != y:
+            out.append(Difference("platform", f"cpu {key}", x, y))
+    sa, sb = set(a_env["cpu"].get("simd", [])), set(b_env["cpu"].get("simd", []))
+    if sa != sb:
+        out.append(
+            Difference(
+                "platform",
+                "cpu simd",
+                sorted(sa - sb),
+                sorted(sb - sa),
+                "instruction sets only in A / only in B",
+            )
+        )
+    return out
+
+
+def compare_steps(a: Manifest, b: Manifest) -> tuple[list[StepComparison], str | None]:
+    """Per-step comparison and the first step whose fitted state or output differs."""
+    rows: list[StepComparison] = []
+    first: str | None = None
+    sb = {s.name: s for s in b.steps}
+    for s in a.steps:
+        t = sb.get(s.name)
+        row = StepComparison(
+            name=s.name,
+            fitted_equal=t is not None and t.fitted == s.fitted,
+            output_equal=t is not None and t.output == s.output,
+            a_fitted=s.fitted,
+            b_fitted=t.fitted if t else None,
+        )
+        rows.append(row)
+        if first is None and not (row.fitted_equal and row.output_equal):
+            first = s.name
+    for t in b.steps:
+        if t.name not in {s.name for s in a.steps}:
+            rows.append(StepComparison(t.name, False, False, None, t.fitted))
+            first = first or t.name
+    return rows, first
+
+
+def diff_manifests(a: Manifest, b: Manifest) -> DiffReport:
+    """Explain why run B differs from run A, most likely cause first."""
+    report = DiffReport(a=a.run_id, b=b.run_id)
+    report.differences = [
+        *diff_data(a, b),
+        *diff_params(a, b),
+        *diff_seeds(a, b),
+        *diff_code(a.code, b.code),
+        *diff_environment(a.environment, b.environment),
+        *diff_settings(a, b),
+        *diff_platform(a.environment, b.environment),
+    ]
+    report.steps, report.first_divergent_step = compare_steps(a, b)
+    report.predictions_equal = a.fingerprints.get("predictions") == b.fingerprints.get(
+        "predictions"
+    )
+    for name in [*a.metrics, *(n for n in b.metrics if n not in a.metrics)]:
+        x, y = a.metrics.get(name), b.metrics.get(name)
+        report.metrics[name] = {
+            "a": x,
+            "b": y,
+            "delta": (y - x) if x is not None and y is not None else None,
+        }
+    return report
