@@ -64,7 +64,7 @@ def test_the_cli_pins_the_hash_seed_so_hash_sensitive_steps_reproduce(digits: Pa
     assert shown["seeds"]["hash_seed"]["pinned"] is True
     assert shown["code"]["local_modules"]["hashy"]["path"] == "hashy.py"
     # negative control: the library API cannot re-exec, so the shell's hash seed leaks through
-    code = "import json, seedline; print(json.dumps(seedline.run('seedline.yaml').fingerprints))"
+    code = "import json, seedline; print(json.dumps(seedline.run('seedline.yaml', use_cache=False).fingerprints))"
     direct = []
     for hs in ("1", "2"):
         out = subprocess.run(

@@ -208,3 +208,43 @@ def test_values_without_a_canonical_form_are_refused() -> None:
         node = nxt
     with pytest.raises(UnhashableError, match="nested deeper"):
         fingerprint_value(deep)
+
+
+def test_a_tree_keeps_its_fingerprint_through_a_skops_round_trip() -> None:
+    """Record padding bytes (uninitialised memory in tree node arrays) never reach the hash."""
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = np.random.default_rng(5).normal(size=(300, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    blob = sio.dumps(forest)
+    loaded = sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))
+    assert seedline.fingerprint_estimator(loaded) == seedline.fingerprint_estimator(forest)
+
+
+def test_search_timings_are_not_state() -> None:
+    """Two identical GridSearchCV fits fingerprint the same although their fit times differ."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    fits = [
+        GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0]}).fit(X, y)
+        for _ in range(2)
+    ]
+    assert seedline.fingerprint_estimator(fits[0]) == seedline.fingerprint_estimator(fits[1])
+
+
+def test_unsigned_and_time_zone_aware_columns() -> None:
+    """uint64 values above 2**63 stay distinct; tz-aware times hash as instants, whatever the zone."""
+    big = pd.DataFrame({"u": np.array([2**63 + 1, 2], dtype=np.uint64)})
+    wrapped = pd.DataFrame({"u": np.array([2**63 + 2, 2], dtype=np.uint64)})
+    assert seedline.fingerprint_table(big).schema == {"u": "uint64"}
+    assert seedline.fingerprint_table(big).digest != seedline.fingerprint_table(wrapped).digest
+    utc = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")})
+    paris = utc.assign(t=utc["t"].dt.tz_convert("Europe/Paris"))
+    assert seedline.fingerprint_table(utc) == seedline.fingerprint_table(paris)
+    naive = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3)})
+    assert seedline.fingerprint_table(naive).digest != seedline.fingerprint_table(utc).digest

@@ -259,3 +259,17 @@ def test_reproduce_refuses_what_cannot_be_reproduced(digits: Path, tmp_path: Pat
     bad.write_text('{"hello": 1}')
     with pytest.raises(SeedlineError, match="not a seedline manifest"):
         reproduce(str(bad), store=Store.open(digits))
+
+
+def test_reproduce_never_uses_the_cache(digits: Path) -> None:
+    """Even with every step cached, the reproduction fits every step itself."""
+    rid = seedline.run(digits / "seedline.yaml").run_id
+    assert [s.cache for s in seedline.run(digits / "seedline.yaml").manifest.steps] == [
+        "hit",
+        "hit",
+        "hit",
+    ]
+    report = reproduce(rid, project_root=digits)
+    stored = Store.open(digits).manifest(report.reproduction or "")
+    assert stored.settings["cache"] is False
+    assert [s.cache for s in stored.steps] == [None, None, None]

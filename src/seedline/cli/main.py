@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from seedline import __version__
+from seedline.cli import cache_cmds
 
 app = typer.Typer(
     name="seedline",
@@ -135,6 +136,10 @@ def run_cmd(
             "--json", help="Print one JSON object (run_id, status, metrics, fingerprints)."
         ),
     ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Fit every step; neither read nor write the step cache."),
+    ] = False,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.core.errors import PipelineError, SeedlineError
@@ -145,9 +150,9 @@ def run_cmd(
         from seedline.execution.runner import run
 
         if as_json or not sys.stderr.isatty():
-            result = run(spec, overrides=overrides)
+            result = run(spec, overrides=overrides, use_cache=not no_cache)
         else:
-            result = _run_with_progress(spec, overrides)
+            result = _run_with_progress(spec, overrides, use_cache=not no_cache)
     except PipelineError as exc:
         if as_json and exc.result is not None:
             typer.echo(json.dumps(exc.result.summary(), indent=2, sort_keys=True))
@@ -162,7 +167,7 @@ def run_cmd(
     render_run(_console(), result.manifest)
 
 
-def _run_with_progress(spec: Path, overrides: list[str]) -> Any:
+def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool) -> Any:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from seedline.execution.runner import run
@@ -180,7 +185,7 @@ def _run_with_progress(spec: Path, overrides: list[str]) -> Any:
         def update(msg: str, i: int, n: int) -> None:
             bar.update(task, description=msg, completed=i, total=n)
 
-        return run(spec, overrides=overrides, progress=update)
+        return run(spec, overrides=overrides, progress=update, use_cache=use_cache)
 
 
 @app.command()
@@ -337,6 +342,9 @@ def diff(
     from seedline.cli.render import render_diff
 
     render_diff(_console(), report)
+
+
+cache_cmds.register(app)
 
 
 def main() -> None:

@@ -74,9 +74,9 @@ def thread_pools() -> list[dict[str, Any]]:
         "threading_layer",
     )
     pools = [{k: p.get(k) for k in keep} for p in threadpool_info()]
-    return sorted(
-        pools, key=lambda p: (str(p["user_api"]), str(p["internal_api"]), str(p["prefix"]))
-    )
+    # every field in the key: two copies of one library (NumPy's and SciPy's OpenBLAS) must not
+    # swap places with import order
+    return sorted(pools, key=lambda p: tuple(str(p[k]) for k in keep))
 
 
 def capture_environment() -> dict[str, Any]:
@@ -114,13 +114,19 @@ def environment_fingerprint(env: dict[str, Any]) -> str:
             {k: p[k] for k in ("internal_api", "version", "num_threads", "architecture")}
             for p in env["thread_pools"]
         ],
-        "env_vars": env["env_vars"],
+        # the hash seed is a seed (recorded under seeds), derived from the master seed
+        "env_vars": {k: v for k, v in env["env_vars"].items() if k != "PYTHONHASHSEED"},
     }
     return fingerprint_value(essential, kind="env")
 
 
 # -- code ------------------------------------------------------------------------------------
 _MAX_LISTED = 200  # a manifest lists at most this many file names per kind; counts are exact
+
+
+def _generated(path: str) -> bool:
+    parts = path.split("/")
+    return ".seedline" in parts or "__pycache__" in parts or path.endswith((".pyc", ".pyo"))
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -163,12 +169,9 @@ def capture_git(root: Path) -> tuple[dict[str, Any], bytes | None]:
     commit = head.stdout.decode().strip() if head.returncode == 0 else None
     status = _git(root, "status", "--porcelain", "--untracked-files=all")
     lines = [ln for ln in status.stdout.decode(errors="replace").splitlines() if ln.strip()]
-    # the store is seedline's own output: it never makes a tree dirty
-    lines = [
-        ln
-        for ln in lines
-        if "/.seedline/" not in f"/{ln[3:]}" and not ln[3:].startswith(".seedline")
-    ]
+    # the store is seedline's own output, and byte-code caches are Python's: neither makes a
+    # tree dirty
+    lines = [ln for ln in lines if not _generated(ln[3:].strip('"'))]
     toplevel = Path(top.stdout.decode().strip())
     untracked = sorted(ln[3:] for ln in lines if ln.startswith("??"))
     changed = sorted(ln[3:] for ln in lines if not ln.startswith("??"))

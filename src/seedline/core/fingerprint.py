@@ -14,10 +14,12 @@ stored fingerprint, so tests pin expected hashes. Bump ``ENCODING_VERSION`` if i
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import singledispatch
+from functools import lru_cache, singledispatch
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ ENCODING_VERSION = 1
 MAX_DEPTH = 64
 # below this many bytes a single thread is faster than waking a pool
 _PARALLEL_MIN = 1 << 20
+# plain numeric columns are NaN-checked and hashed a block at a time, so that the hash reads
+# each block from cache right after the check has pulled it in
+_BLOCK = 1 << 20
+# a table with at least this many bytes in plain numeric columns hashes them a column per core
+_TABLE_PARALLEL_MIN = 8 << 20
+# length-prefixed values up to this many bytes reach the hasher in one update call
+_SMALL = 4096
 
 
 def _hex(h: Any) -> str:
@@ -79,7 +88,12 @@ class TableFingerprint:
         return self.digest
 
     def to_dict(self) -> dict[str, Any]:
-        return {"digest": self.digest, "rows": self.rows, "schema": dict(self.schema), "columns": dict(self.columns)}
+        return {
+            "digest": self.digest,
+            "rows": self.rows,
+            "schema": dict(self.schema),
+            "columns": dict(self.columns),
+        }
 
     def changed_columns(self, other: TableFingerprint) -> list[str]:
         """Columns whose values or type differ, plus columns only one side has."""
@@ -94,16 +108,25 @@ def logical_type(series: Any) -> str:
 
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return "string" if pt.is_string_dtype(dtype.categories.dtype) or dtype.categories.dtype == object else f"category[{dtype.categories.dtype}]"
+        cats = dtype.categories.dtype
+        return (
+            "string"
+            if pt.is_string_dtype(cats) or pt.is_object_dtype(cats)
+            else f"category[{cats}]"
+        )
     if pt.is_bool_dtype(dtype):
         return "bool"
+    if pt.is_unsigned_integer_dtype(dtype):
+        return "uint64"  # values above 2**63 must not wrap
     if pt.is_integer_dtype(dtype):
         return "int64"
     if pt.is_float_dtype(dtype):
         return "float64"
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "datetime[ns, UTC]"  # instants: the same moment in any zone hashes the same
     if pt.is_datetime64_any_dtype(dtype):
         return "datetime[ns]"
-    if pt.is_string_dtype(dtype) or dtype == object:
+    if pt.is_string_dtype(dtype) or pt.is_object_dtype(dtype):
         return "string"
     return str(dtype)
 
@@ -117,24 +140,85 @@ def _column_digest(series: Any, ltype: str) -> str:
     if na.any():
         h.update(b"mask\x00")
         h.update(np.packbits(na).tobytes())
-    if ltype in ("int64", "float64", "bool"):
-        dtype = {"int64": np.int64, "float64": np.float64, "bool": np.uint8}[ltype]
+    if ltype in ("int64", "uint64", "float64", "bool"):
+        dtype = {"int64": np.int64, "uint64": np.uint64, "float64": np.float64, "bool": np.uint8}[
+            ltype
+        ]
         if na.any() and ltype != "float64":
             values = series.astype(object).where(~na, 0).to_numpy(dtype=dtype)
         else:
-            values = series.to_numpy(dtype=dtype, na_value=np.nan) if ltype == "float64" else series.to_numpy(dtype=dtype)
+            values = (
+                series.to_numpy(dtype=dtype, na_value=np.nan)
+                if ltype == "float64"
+                else series.to_numpy(dtype=dtype)
+            )
         if ltype == "float64" and na.any():
             values = np.where(na, np.nan, values)  # one NaN bit pattern
         h.update(_byte_view(values))
-    elif ltype == "datetime[ns]":
-        values = pd.to_datetime(series).astype("datetime64[ns]").to_numpy().view(np.int64)
+    elif ltype.startswith("datetime"):
+        stamps = pd.to_datetime(series)
+        if ltype.endswith("UTC]"):
+            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
     else:
         texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
         encoded = [t.encode("utf-8") for t in texts]
-        h.update(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes())
+        h.update(
+            np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
+        )
         h.update(b"".join(encoded))
     return f"column:{_hex(h)}"
+
+
+def _plain_values(series: Any, ltype: str) -> np.ndarray | None:
+    """The column's values when their native bytes are exactly what ``_column_digest`` hashes.
+
+    That holds for NumPy-backed int64, bool and float64 columns: they cannot hold a missing
+    value other than NaN, and a float column with a NaN is detected (and handed back to
+    ``_column_digest``) by ``_plain_digest``. Anything else returns None.
+    """
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype):
+        return None
+    if not (
+        (ltype == "float64" and dtype == np.float64)
+        or (ltype == "int64" and dtype == np.int64)
+        or (ltype == "bool" and dtype == np.bool_)
+    ):
+        return None
+    values: np.ndarray = series.to_numpy()
+    return values if values.dtype == dtype else None
+
+
+def _plain_digest(values: np.ndarray, ltype: str, threads: int) -> str | None:
+    """``_column_digest`` of a column whose values ``_plain_values`` returned, without pandas.
+
+    Byte for byte the same encoding: the header, then the values (no mask, as there is no NA).
+    Returns None when a float column turns out to hold a NaN: the caller then falls back to
+    ``_column_digest``, which writes the mask and the canonical NaN.
+    """
+    flat = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+    multi = threads != 1 and flat.size >= _PARALLEL_MIN
+    h = blake3.blake3(max_threads=threads) if multi else blake3.blake3()
+    h.update(f"column\x00{ltype}\x00{values.size}\x00".encode())
+    check_nan = ltype == "float64"
+    # one block when the hasher is multi-threaded: it splits a big update across cores itself
+    step = _BLOCK if threads == 1 else max(flat.size, 1)
+    for start in range(0, flat.size, step):
+        block = flat[start : start + step]
+        # min() propagates NaN, and unlike isna() it allocates nothing
+        if check_nan and np.isnan(block.view(np.float64).min()):
+            return None
+        h.update(block.data)
+    return f"column:{_hex(h)}"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def fingerprint_table(df: Any) -> TableFingerprint:
@@ -144,17 +228,43 @@ def fingerprint_table(df: Any) -> TableFingerprint:
     if isinstance(df, pd.Series):
         df = df.to_frame()
     if not isinstance(df, pd.DataFrame):
-        raise UnhashableError(f"fingerprint_table expects a pandas DataFrame, got {type(df).__name__}")
+        raise UnhashableError(
+            f"fingerprint_table expects a pandas DataFrame, got {type(df).__name__}"
+        )
     if not df.columns.is_unique:
         dup = df.columns[df.columns.duplicated()].tolist()
-        raise UnhashableError(f"table has duplicate column names {dup}; rename them so each column can be fingerprinted")
+        raise UnhashableError(
+            f"table has duplicate column names {dup}; rename them so each column can be fingerprinted"
+        )
     schema: dict[str, str] = {}
-    columns: dict[str, str] = {}
+    series: dict[str, Any] = {}
+    plain: dict[str, np.ndarray] = {}
     for name in df.columns:
         s = df[name]
-        lt = logical_type(s)
-        schema[str(name)] = lt
-        columns[str(name)] = _column_digest(s, lt)
+        key = str(name)
+        schema[key] = logical_type(s)
+        series[key] = s
+        values = _plain_values(s, schema[key])
+        if values is not None:
+            plain[key] = values
+        else:  # names equal as strings (1 and "1"): the last column wins, as it always has
+            plain.pop(key, None)
+
+    # plain numeric columns: one column per core, each hashed single-threaded, when there are
+    # enough of them to keep the cores busy; otherwise one at a time, each on all cores
+    found: dict[str, str | None] = {}
+    workers = min(len(plain), _cpus())
+    if workers > 1 and sum(v.nbytes for v in plain.values()) >= _TABLE_PARALLEL_MIN:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
+            digests = pool.map(lambda k: _plain_digest(plain[k], schema[k], 1), list(plain))
+            found = dict(zip(plain, digests, strict=True))
+    else:
+        found = {k: _plain_digest(v, schema[k], blake3.blake3.AUTO) for k, v in plain.items()}
+
+    columns: dict[str, str] = {}
+    for key, s in series.items():
+        digest = found.get(key)
+        columns[key] = digest if digest is not None else _column_digest(s, schema[key])
     h = blake3.blake3()
     h.update(f"table\x00v{ENCODING_VERSION}\x00{len(df)}\x00".encode())
     for name, digest in columns.items():
@@ -174,6 +284,9 @@ class _Feed:
         self.h.update(t)
 
     def raw(self, b: bytes | memoryview) -> None:
+        if len(b) <= _SMALL:  # one update call instead of two: the same bytes reach the hasher
+            self.h.update(struct.pack("<Q", len(b)) + b)
+            return
         self.h.update(struct.pack("<Q", len(b)))
         self.h.update(b)
 
@@ -182,7 +295,18 @@ class _Feed:
 
 
 # timing figures some estimators keep: not state, and never reproducible
-_VOLATILE_KEYS = frozenset({"refit_time_", "fit_time_", "score_time_"})
+_VOLATILE_KEYS = frozenset(
+    {
+        "refit_time_",
+        "fit_time_",
+        "score_time_",
+        # timing columns of a search's cv_results_
+        "mean_fit_time",
+        "std_fit_time",
+        "mean_score_time",
+        "std_score_time",
+    }
+)
 
 
 def _qualname(obj: Any) -> str:
@@ -283,16 +407,29 @@ def _(obj: list[Any] | tuple[Any, ...], f: _Feed) -> None:
 
 
 def _sub_digest(obj: Any) -> bytes:
+    if type(obj) is str:  # dict keys: nearly always str, and the same few names recur
+        return _str_digest(obj)
     h = blake3.blake3()
     sub = _Feed(h)
     _encode_value(obj, sub)
     return bytes(h.digest())
 
 
+@lru_cache(maxsize=4096)
+def _str_digest(s: str) -> bytes:
+    h = blake3.blake3()
+    _encode_value(s, _Feed(h))
+    return bytes(h.digest())
+
+
 @_encode.register(dict)
 def _(obj: Mapping[Any, Any], f: _Feed) -> None:
     f.tag(b"M")
-    items = sorted((_sub_digest(k), k, v) for k, v in [(k, v) for k, v in obj.items()] if k not in _VOLATILE_KEYS)
+    items = sorted(
+        (_sub_digest(k), k, v)
+        for k, v in [(k, v) for k, v in obj.items()]
+        if k not in _VOLATILE_KEYS
+    )
     f.raw(struct.pack("<Q", len(items)))
     for kd, _k, v in items:
         f.raw(kd)
@@ -344,8 +481,18 @@ def _(obj: np.random.Generator, f: _Feed) -> None:
 
 
 def _encode_array(arr: np.ndarray, f: _Feed) -> None:
+    if arr.dtype.fields is not None:
+        # field by field: a record's padding bytes are uninitialised memory (scikit-learn's tree
+        # nodes have 7 of them), so the raw buffer of equal records can differ
+        f.tag(b"V")
+        f.raw(struct.pack(f"<{arr.ndim + 1}Q", arr.ndim, *arr.shape))
+        names = list(arr.dtype.names or ())
+        _encode_value(names, f)
+        for name in names:
+            _encode_array(np.ascontiguousarray(arr[name]), f)
+        return
     f.tag(b"A")
-    f.text(arr.dtype.str if arr.dtype.fields is None else repr(arr.dtype.descr))
+    f.text(arr.dtype.str)
     f.raw(struct.pack(f"<{arr.ndim + 1}Q", arr.ndim, *arr.shape))
     if arr.dtype.hasobject:
         for item in arr.ravel(order="C").tolist():
@@ -408,7 +555,9 @@ def fingerprint_value(obj: Any, kind: str = "value") -> str:
 def fingerprint_estimator(est: Any) -> str:
     """Fingerprint a (fitted or unfitted) estimator by its canonical state, never its pickle bytes."""
     if not _is_estimator(est):
-        raise UnhashableError(f"fingerprint_estimator expects a scikit-learn estimator, got {_qualname(est)}")
+        raise UnhashableError(
+            f"fingerprint_estimator expects a scikit-learn estimator, got {_qualname(est)}"
+        )
     return fingerprint_value(est, kind="estimator")
 
 
@@ -417,7 +566,9 @@ def fingerprint_array(arr: Any, kind: str = "array") -> str:
     if hasattr(arr, "tocsr") and hasattr(arr, "nnz"):
         csr = arr.tocsr()
         csr.sort_indices()
-        return fingerprint_value(("sparse", csr.shape, csr.data, csr.indices, csr.indptr), kind=kind)
+        return fingerprint_value(
+            ("sparse", csr.shape, csr.data, csr.indices, csr.indptr), kind=kind
+        )
     if hasattr(arr, "to_numpy") and hasattr(arr, "columns"):
         return fingerprint_value(arr, kind=kind)
     return fingerprint_value(np.asarray(arr), kind=kind)

@@ -192,7 +192,7 @@ class Spec(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise _spec_error(exc, source, text) from None
+            raise _spec_error(exc, source, text, data) from None
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -326,16 +326,33 @@ def _set_path(node: Any, parts: list[str], value: Any, full: str) -> None:
 
 
 # -- errors that point at the file and line ------------------------------------------------------
-def _spec_error(exc: ValidationError, source: str | None, text: str | None) -> SpecError:
+def _named_path(loc: tuple[Any, ...], data: Any) -> str:
+    """'pipeline.prep.transformers.cat.dtype' rather than 'pipeline.0.transformers.1.dtype'."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            node = node[part]
+            name = node.get("name") if isinstance(node, dict) else None
+            parts.append(str(name) if name else str(part))
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _spec_error(
+    exc: ValidationError, source: str | None, text: str | None, data: Any = None
+) -> SpecError:
     # an unknown key explains a 'missing' one next to it (a typo), so report it first
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     loc = tuple(err["loc"])
-    path = ".".join(str(x) for x in loc)
+    path = _named_path(loc, data)
     line = _line_of(text, loc) if text is not None else None
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        msg = f"unknown key {path!r}.{did_you_mean(str(loc[-1]), allowed)}"
+        msg = f"unknown key {path!r}" + did_you_mean(str(loc[-1]), allowed).replace(" Did", ". Did")
         hint = "allowed keys here: " + ", ".join(sorted(allowed)) if allowed else None
         return SpecError(msg, file=source, line=line, path=path, hint=hint)
     if err["type"] == "missing":

@@ -162,11 +162,22 @@ def _compile_step(
     params.setdefault("remainder", step.remainder)
     cls = resolve_class(step.cls, where)
     try:
+        accepted = set(inspect.signature(cls).parameters) - {"self", "transformers"}
+    except (TypeError, ValueError):
+        accepted = set()
+    for key in params:
+        if accepted and key not in accepted:
+            groups_named = [g.name for g in step.transformers]
+            raise SpecError(
+                f"{where}: {cls.__name__} has no parameter {key!r} and no column group of that name."
+                f"{did_you_mean(key, [*accepted, *groups_named])}",
+                path=f"{where}.params.{key}",
+                hint=f"column groups: {', '.join(groups_named)}; parameters: {', '.join(sorted(accepted))}",
+            )
+    try:
         return cls(groups, **params)
     except TypeError as exc:
-        raise SpecError(
-            f"{where}: {step.cls} cannot take column groups: {exc}", path=where
-        ) from exc
+        raise SpecError(f"{where}: {step.cls} cannot take column groups: {exc}", path=where) from exc
 
 
 def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[str, list[str]]]]:

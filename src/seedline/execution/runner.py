@@ -29,6 +29,7 @@ from seedline.core.fingerprint import (
 )
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
 from seedline.core.spec import Spec, load_spec
+from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
@@ -133,7 +134,9 @@ def _probe_bytes(pred: Any, proba: Any | None) -> bytes:
     return buf.getvalue()
 
 
-def _resolve_spec(spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None) -> tuple[Spec, Path]:
+def _resolve_spec(
+    spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None
+) -> tuple[Spec, Path]:
     if isinstance(spec, Spec):
         if overrides:
             from seedline.core.spec import apply_overrides
@@ -167,7 +170,12 @@ class Prepared:
     split: dict[str, Any]
 
 
-def prepare(spec: Spec | str | Path, *, overrides: list[str] | None = None, project_root: str | Path | None = None) -> Prepared:
+def prepare(
+    spec: Spec | str | Path,
+    *,
+    overrides: list[str] | None = None,
+    project_root: str | Path | None = None,
+) -> Prepared:
     """Load, validate, compile, seed and split; raises SpecError/DataError and stores nothing."""
     spec_obj, root = _resolve_spec(spec, overrides, project_root)
     # imports of user code resolve from the project first, as `python -m` would
@@ -199,6 +207,20 @@ def prepare(spec: Spec | str | Path, *, overrides: list[str] | None = None, proj
     )
 
 
+def train_input_fingerprint(p: Prepared, index_fingerprint: str | None = None) -> str:
+    """Identity of the first step's input: the table, the features, the target and the rows used."""
+    return fingerprint_value(
+        [
+            "train-input",
+            p.table.digest,
+            p.features,
+            p.spec.data.target,
+            index_fingerprint or p.split["train_index"],
+        ],
+        kind="input",
+    )
+
+
 def fit_steps(
     pipeline: Any,
     X: Any,
@@ -206,30 +228,59 @@ def fit_steps(
     *,
     resolved: dict[str, dict[str, list[str]]] | None = None,
     progress: Progress | None = None,
+    cache: StepCache | None = None,
+    input_fingerprint: str | None = None,
+    records: list[StepRecord] | None = None,
 ) -> list[StepRecord]:
     """Fit the pipeline's steps in place, one by one, as Pipeline.fit would, fingerprinting each.
 
     For every step: the fingerprint of its fitted state and of its transformed output on
-    the training data (none for the final step).
+    the training data (none for the final step). With a cache and the fingerprint of the
+    input, a step whose key is known is loaded instead of fitted.
     """
     say = progress or _noop
-    records: list[StepRecord] = []
+    # appended to as each step finishes, so a failure keeps the steps fitted before it
+    records = [] if records is None else records
     Xt: Any = X
     n = len(pipeline.steps)
+    upstream = input_fingerprint
     for i, (name, est) in enumerate(pipeline.steps):
         say(f"fitting {name}", i, n)
         last = i == n - 1
         t = time.perf_counter()
+        status = "off"
+        key: str | None = None
+        output_fp: str | None = None
         if est is None or est == "passthrough":
             cls, fitted = "passthrough", "passthrough"
         else:
-            if last:
-                est.fit(Xt, y)
-            elif hasattr(est, "fit_transform"):
-                Xt = est.fit_transform(Xt, y)
+            key = (
+                cache.key(f"pipeline/{name}", est, upstream, last)
+                if cache is not None and upstream
+                else None
+            )
+            hit = cache.get(key) if cache is not None and key is not None else None
+            if hit is not None:
+                est = hit.estimator
+                pipeline.steps[i] = (name, est)
+                if not last:
+                    Xt = hit.output
+                fitted, output_fp, status = hit.fitted, hit.output_fingerprint, "hit"
             else:
-                Xt = est.fit(Xt, y).transform(Xt)
-            cls, fitted = f"{type(est).__module__}.{type(est).__qualname__}", fingerprint_estimator(est)
+                if last:
+                    est.fit(Xt, y)
+                elif hasattr(est, "fit_transform"):
+                    Xt = est.fit_transform(Xt, y)
+                else:
+                    Xt = est.fit(Xt, y).transform(Xt)
+                fitted = fingerprint_estimator(est)
+            cls = f"{type(est).__module__}.{type(est).__qualname__}"
+        if not last and output_fp is None:
+            output_fp = fingerprint_array(Xt, kind="output")
+        if status == "off" and cache is not None and key is not None:
+            status = cache.put(
+                key, f"pipeline/{name}", est, None if last else Xt, fitted, output_fp, last
+            )
         secs = time.perf_counter() - t
         records.append(
             StepRecord(
@@ -237,11 +288,17 @@ def fit_steps(
                 path=f"pipeline/{name}",
                 cls=cls,
                 fitted=fitted,
-                output=None if last else fingerprint_array(Xt, kind="output"),
+                output=output_fp,
                 output_shape=None if last else _shape(Xt),
                 fit_seconds=secs,
                 resolved_columns=(resolved or {}).get(name),
+                cache=status if cache is not None else None,
             )
+        )
+        upstream = (
+            fingerprint_value([upstream, output_fp], kind="input")
+            if upstream and output_fp
+            else None
         )
     return records
 
@@ -258,6 +315,7 @@ def run(
     progress: Progress | None = None,
     parent_run: str | None = None,
     after_fit: AfterFit | None = None,
+    use_cache: bool = True,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -286,7 +344,12 @@ def run(
         spec_fingerprint=spec_obj.fingerprint(),
         overrides=list(overrides or []),
         project_root=str(root),
-        settings={"threads": spec_obj.execution.threads, "executor": "serial", "workers": 1},
+        settings={
+            "threads": spec_obj.execution.threads,
+            "executor": "serial",
+            "workers": 1,
+            "cache": use_cache,
+        },
         data=DataRecord(
             sources=[SourceRecord(**s) for s in p.loaded.sources],
             table=p.table.to_dict(),
@@ -324,7 +387,21 @@ def run(
 
             phase = "fit"
             t = time.perf_counter()
-            manifest.steps = fit_steps(pipeline, p.X_train, p.y_train, resolved=p.resolved, progress=say)
+            cache = (
+                StepCache(store, root, numerics_context(manifest.environment))
+                if use_cache
+                else None
+            )
+            fit_steps(
+                pipeline,
+                p.X_train,
+                p.y_train,
+                resolved=p.resolved,
+                progress=say,
+                cache=cache,
+                input_fingerprint=train_input_fingerprint(p),
+                records=manifest.steps,
+            )
             timings["fit"] = time.perf_counter() - t
             model = pipeline
 
@@ -334,9 +411,16 @@ def run(
             t = time.perf_counter()
             from sklearn.metrics import get_scorer
 
-            metrics = {name: float(get_scorer(name)(pipeline, p.X_test, p.y_test)) for name in spec_obj.metrics}
+            metrics = {
+                name: float(get_scorer(name)(pipeline, p.X_test, p.y_test))
+                for name in spec_obj.metrics
+            }
             pred = pipeline.predict(p.X_test)
-            proba = pipeline.predict_proba(p.X_test) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
+            proba = (
+                pipeline.predict_proba(p.X_test)
+                if hasattr(pipeline.steps[-1][1], "predict_proba")
+                else None
+            )
             timings["score"] = time.perf_counter() - t
 
         phase = "save"
@@ -348,7 +432,7 @@ def run(
         manifest.probe = {
             "set": "test split",
             "rows": len(p.X_test),
-            "input": fingerprint_value(p.X_test, kind="table"),
+            "input": fingerprint_value(p.X_test, kind="input"),
             "predictions": fingerprint_array(pred, kind="predictions"),
             "proba": fingerprint_array(proba, kind="proba") if proba is not None else None,
         }
@@ -359,7 +443,14 @@ def run(
             "spec": manifest.spec_fingerprint,
             "data": p.table.digest,
             "environment": manifest.environment.get("fingerprint"),
-            "code": git_info.get("commit"),
+            "code": fingerprint_value(
+                [
+                    git_info.get("commit"),
+                    git_info.get("diff"),
+                    {k: v["source"] for k, v in git_info["local_modules"].items()},
+                ],
+                kind="code",
+            ),
         }
         timings["save"] = time.perf_counter() - t
         if after_fit is not None:

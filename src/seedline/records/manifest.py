@@ -73,6 +73,10 @@ class StepRecord(_M):
     resolved_columns: dict[str, list[str]] | None = Field(
         default=None, description="For ColumnTransformer steps: the columns each group selected."
     )
+    cache: Literal["hit", "miss", "uncacheable", "off"] | None = Field(
+        default=None,
+        description="Step cache: hit (loaded), miss (fitted and stored), uncacheable (output type not cacheable), off; null when the run did not use the cache.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -125,7 +129,31 @@ class Manifest(_M):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
-        return cls.model_validate_json(text)
+        """Parse a manifest; a newer schema or a malformed document is a clear error."""
+        import json
+
+        from pydantic import ValidationError
+
+        from seedline.core.errors import SeedlineError
+
+        try:
+            version = json.loads(text).get("schema_version")
+        except (ValueError, AttributeError):
+            raise SeedlineError("not a seedline manifest: the document is not a JSON object") from None
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise SeedlineError(
+                f"manifest schema version {version} is newer than this seedline understands ({SCHEMA_VERSION})",
+                hint="upgrade seedline to read it",
+            )
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise SeedlineError(
+                f"not a seedline manifest (schema version {SCHEMA_VERSION}): {where}: {first['msg']}",
+                hint="make one with 'seedline show RUN --json > run.json'",
+            ) from None
 
 
 def json_schema() -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from seedline.core.errors import RunNotFoundError, StoreError
 from seedline.records.manifest import Manifest
@@ -17,6 +20,8 @@ from seedline.storage.metadata import MetricRow, RunRow, make_session_factory, o
 from seedline.storage.objects import ObjectStore
 
 STORE_DIRNAME = ".seedline"
+# functions naming objects that must survive maintenance (the registry adds one)
+_REFERENCE_HOOKS: list[Callable[[Store], set[str]]] = []
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
@@ -99,6 +104,14 @@ class Store:
             f"no {STORE_DIRNAME}/ store in {here} or any parent folder",
             hint="cd into a seedline project, or run 'seedline init' to start one",
         )
+
+    def session(self) -> Session:
+        """A read session on the metadata database."""
+        return self._sessions()
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A session whose work commits on success and rolls back on error."""
+        return self._sessions.begin()
 
     @property
     def project_root(self) -> Path:
@@ -204,6 +217,13 @@ class Store:
                 hint="the process that made it was killed; run the spec again",
             )
         return Manifest.from_json(self.objects.get(address))
+
+    def extra_references(self) -> set[str]:
+        """Objects referenced outside runs (e.g. by the model registry); maintenance keeps them."""
+        refs: set[str] = set()
+        for hook in _REFERENCE_HOOKS:
+            refs |= hook(self)
+        return refs
 
     def model_bytes(self, ref: str) -> bytes:
         m = self.manifest(ref)

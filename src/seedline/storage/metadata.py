@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     create_engine,
@@ -24,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from seedline.core.errors import StoreError
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0003"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -59,6 +62,74 @@ class MetricRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class CacheRow(Base):
+    __tablename__ = "cache_entries"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[str] = mapped_column(String(200))
+    cls: Mapped[str] = mapped_column(String(300))
+    fitted_object: Mapped[str] = mapped_column(String(64))
+    output_object: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fitted_fingerprint: Mapped[str] = mapped_column(String(100))
+    output_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    output_shape: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[str] = mapped_column(String(40))
+    last_used_at: Mapped[str] = mapped_column(String(40))
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_cache_last_used", "last_used_at"),)
+
+
+class ModelVersionRow(Base):
+    """One registered version of a named model: the run that made it and what serving needs."""
+
+    __tablename__ = "model_versions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    created_at: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_object: Mapped[str] = mapped_column(String(64))
+    manifest_object: Mapped[str] = mapped_column(String(64))
+    probe_object: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    probe_input_object: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    input_schema: Mapped[str] = mapped_column(Text)
+    model_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    predictions_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+    __table_args__ = (Index("ix_model_versions_run", "run_id"),)
+
+
+class ModelAliasRow(Base):
+    """A movable name for one version of a model (``churn@production``)."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class ParityCheckRow(Base):
+    """One parity check before serving, batch prediction or export; overrides are kept here."""
+
+    __tablename__ = "parity_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16))
+    overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_parity_checks_run", "run_id"),)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

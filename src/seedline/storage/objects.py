@@ -73,5 +73,14 @@ class ObjectStore:
                     if not f.name.startswith("."):
                         yield sub.name + f.name
 
+    def remove(self, address: str) -> bool:
+        """Delete an object; only maintenance (cache prune) calls this, never a run."""
+        path = self._path(address)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def size(self, address: str) -> int:
         return self._path(address).stat().st_size

@@ -1,0 +1,342 @@
+"""The step cache: reuse a fitted step and its output when nothing that decides them changed.
+
+Key = step identity + canonical params (with the filled ``random_state``) + code version
+(the library's version for library classes; for user classes, their source with comments
+and docstrings stripped, plus the local modules they import) + the numerical context
+(NumPy/SciPy/scikit-learn versions, BLAS library, kernel and threads) + the fingerprint
+of the step's input. A hit loads the fitted step and its output from the object store;
+both are verified (content address on read, and the loaded step's fingerprint against
+the recorded one), so the cache can only ever save time, never change a result.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import functools
+import importlib.metadata
+import inspect
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from seedline.core.environment import source_fingerprint
+from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
+from seedline.records.tracking import Store
+from seedline.storage.metadata import CacheRow, RunRow, now_iso
+
+CACHE_VERSION = 1
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
+    """Source hashes of the project's own modules that ``module`` imports (transitively)."""
+    out: dict[str, str] = {}
+    file = getattr(module, "__file__", None)
+    if not file:
+        return out
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return out
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    for name in sorted(names):
+        mod = sys.modules.get(name)
+        mfile = getattr(mod, "__file__", None)
+        if (
+            not mfile
+            or name in seen
+            or "site-packages" in mfile
+            or root not in Path(mfile).resolve().parents
+        ):
+            continue
+        seen.add(name)
+        out[name] = source_fingerprint(Path(mfile).read_text(encoding="utf-8"))
+        out.update(_local_imports(mod, root, seen))
+    return out
+
+
+def class_version(cls: type, root: Path) -> str:
+    """'scikit-learn 1.9.1' for library classes; a source fingerprint for the project's own classes."""
+    top = cls.__module__.split(".")[0]
+    dists = _distributions().get(top)
+    module = sys.modules.get(cls.__module__)
+    mfile = getattr(module, "__file__", "") or ""
+    is_local = (
+        bool(mfile)
+        and "site-packages" not in mfile
+        and root.resolve() in Path(mfile).resolve().parents
+    )
+    if dists and not is_local:
+        name = dists[0]
+        return f"{name} {importlib.metadata.version(name)}"
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return f"unversioned {cls.__module__}.{cls.__qualname__}"
+    deps = _local_imports(module, root, {cls.__module__}) if module is not None else {}
+    return fingerprint_value({"class": source_fingerprint(source), "imports": deps}, kind="code")
+
+
+def code_versions(est: Any, root: Path) -> dict[str, str]:
+    """Code version of the step's class and of every estimator nested in it."""
+    classes = {type(est)}
+    if hasattr(est, "get_params"):
+        classes |= {
+            type(v)
+            for v in est.get_params(deep=True).values()
+            if hasattr(v, "get_params") and not isinstance(v, type)
+        }
+    return {
+        f"{c.__module__}.{c.__qualname__}": class_version(c, root)
+        for c in sorted(classes, key=lambda c: (c.__module__, c.__qualname__))
+    }
+
+
+def numerics_context(environment: dict[str, Any]) -> dict[str, Any]:
+    """What, besides the step itself, decides the bits of its result."""
+    pkgs = environment.get("packages", {})
+    return {
+        "packages": {k: pkgs.get(k) for k in ("numpy", "scipy", "scikit-learn")},
+        "pools": [
+            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for p in environment.get("thread_pools", [])
+        ],
+        "python": environment.get("python", {}).get("version"),
+        # a step that iterates a set of strings gives other bits under another hash seed
+        "hash_seed": environment.get("env_vars", {}).get("PYTHONHASHSEED"),
+    }
+
+
+@dataclass
+class CacheHit:
+    estimator: Any
+    output: Any
+    fitted: str
+    output_fingerprint: str | None
+
+
+def _dump_output(out: Any) -> bytes | None:
+    if isinstance(out, np.ndarray) and not out.dtype.hasobject:
+        buf = io.BytesIO()
+        np.save(buf, out, allow_pickle=False)
+        return b"npy" + buf.getvalue()
+    if hasattr(out, "tocsr") and hasattr(out, "nnz"):
+        import scipy.sparse as sp
+
+        buf = io.BytesIO()
+        sp.save_npz(buf, out.tocsr(), compressed=False)
+        return b"npz" + buf.getvalue()
+    return None  # DataFrames and object arrays are not cached: their round trip is not exact
+
+
+def _load_output(data: bytes) -> Any:
+    tag, body = data[:3], io.BytesIO(data[3:])
+    if tag == b"npy":
+        return np.load(body, allow_pickle=False)
+    import scipy.sparse as sp
+
+    return sp.load_npz(body)
+
+
+class StepCache:
+    """Per-step cache over a project's store (metadata rows + content-addressed objects)."""
+
+    def __init__(self, store: Store, root: Path, context: dict[str, Any]) -> None:
+        self.store = store
+        self.root = root
+        self.context = context
+
+    def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
+        return fingerprint_value(
+            {
+                "v": CACHE_VERSION,
+                "step": path,
+                "class": f"{type(est).__module__}.{type(est).__qualname__}",
+                "params": est.get_params(deep=False),
+                "code": code_versions(est, self.root),
+                "context": self.context,
+                "input": input_fingerprint,
+                "final": final,
+            },
+            kind="cachekey",
+        )
+
+    def get(self, key: str) -> CacheHit | None:
+        import skops.io as sio
+
+        with self.store.session() as s:
+            row = s.get(CacheRow, key)
+        if row is None:
+            return None
+        try:
+            blob = self.store.objects.get(row.fitted_object)
+            est = sio.loads(
+                blob, trusted=sio.get_untrusted_types(data=blob)
+            )  # our own object, verified by address
+            output = (
+                _load_output(self.store.objects.get(row.output_object))
+                if row.output_object
+                else None
+            )
+        except Exception:
+            return None  # a missing or corrupt object is a miss; the step is refitted
+        if fingerprint_estimator(est) != row.fitted_fingerprint:
+            return None
+        with self.store.transaction() as s:
+            s.execute(
+                update(CacheRow)
+                .where(CacheRow.key == key)
+                .values(hits=CacheRow.hits + 1, last_used_at=now_iso())
+            )
+        return CacheHit(est, output, row.fitted_fingerprint, row.output_fingerprint)
+
+    def put(
+        self,
+        key: str,
+        path: str,
+        est: Any,
+        output: Any | None,
+        fitted: str,
+        output_fp: str | None,
+        final: bool,
+    ) -> str:
+        """Store a fitted step; returns 'miss' when stored, 'uncacheable' when its output can't be."""
+        import skops.io as sio
+
+        out_bytes = None if final else _dump_output(output)
+        if not final and out_bytes is None:
+            return "uncacheable"
+        fitted_bytes = sio.dumps(est)
+        fitted_obj = self.store.objects.put(fitted_bytes)
+        out_obj = self.store.objects.put(out_bytes) if out_bytes is not None else None
+        stamp = now_iso()
+        row = CacheRow(
+            key=key,
+            step=path,
+            cls=f"{type(est).__module__}.{type(est).__qualname__}",
+            fitted_object=fitted_obj,
+            output_object=out_obj,
+            fitted_fingerprint=fitted,
+            output_fingerprint=output_fp,
+            output_shape=None
+            if output is None or final
+            else "x".join(map(str, getattr(output, "shape", ()))),
+            size_bytes=len(fitted_bytes) + len(out_bytes or b""),
+            created_at=stamp,
+            last_used_at=stamp,
+            hits=0,
+        )
+        try:
+            with self.store.transaction() as s:
+                s.add(row)
+        except IntegrityError:
+            pass  # a concurrent run stored the same key: same content, same objects
+        return "miss"
+
+
+# -- maintenance: ls, du, prune ------------------------------------------------------------------
+def list_entries(store: Store) -> list[dict[str, Any]]:
+    with store.session() as s:
+        rows = list(s.scalars(select(CacheRow).order_by(CacheRow.last_used_at.desc())))
+    return [
+        {
+            "key": r.key,
+            "step": r.step,
+            "class": r.cls,
+            "size_bytes": r.size_bytes,
+            "hits": r.hits,
+            "created_at": r.created_at,
+            "last_used_at": r.last_used_at,
+            "output_shape": r.output_shape,
+        }
+        for r in rows
+    ]
+
+
+def usage(store: Store) -> dict[str, int]:
+    with store.session() as s:
+        count, size = s.execute(
+            select(func.count(CacheRow.key), func.coalesce(func.sum(CacheRow.size_bytes), 0))
+        ).one()
+    return {"entries": int(count), "bytes": int(size)}
+
+
+def referenced_objects(store: Store) -> set[str]:
+    """Objects that stored runs need (manifests, models, probes, diffs): prune never removes them."""
+    keep: set[str] = set()
+    with store.session() as s:
+        rows = list(s.execute(select(RunRow.manifest_object, RunRow.model_object)))
+    for manifest_obj, model_obj in rows:
+        keep.update(x for x in (manifest_obj, model_obj) if x)
+        if manifest_obj and store.objects.exists(manifest_obj):
+            from seedline.records.manifest import Manifest
+
+            keep.update(Manifest.from_json(store.objects.get(manifest_obj)).artifacts.values())
+    keep |= store.extra_references()
+    return keep
+
+
+def prune(
+    store: Store,
+    *,
+    older_than_days: float | None = None,
+    max_bytes: int | None = None,
+    everything: bool = False,
+) -> dict[str, int]:
+    """Remove cache entries (oldest use first) and their objects, keeping anything a run needs."""
+    entries = list(reversed(list_entries(store)))  # least recently used first
+    doomed: list[str] = []
+    if everything:
+        doomed = [e["key"] for e in entries]
+    else:
+        if older_than_days is not None:
+            cutoff = (
+                (dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
+            doomed += [e["key"] for e in entries if e["last_used_at"] < cutoff]
+        if max_bytes is not None:
+            total = sum(e["size_bytes"] for e in entries if e["key"] not in doomed)
+            for e in entries:
+                if total <= max_bytes:
+                    break
+                if e["key"] not in doomed:
+                    doomed.append(e["key"])
+                    total -= e["size_bytes"]
+    if not doomed:
+        return {"entries": 0, "bytes": 0, "objects": 0}
+    with store.session() as s:
+        rows = list(s.scalars(select(CacheRow).where(CacheRow.key.in_(doomed))))
+        remaining = list(
+            s.execute(
+                select(CacheRow.fitted_object, CacheRow.output_object).where(
+                    CacheRow.key.not_in(doomed)
+                )
+            )
+        )
+    keep = referenced_objects(store) | {x for pair in remaining for x in pair if x}
+    with store.transaction() as s:
+        s.execute(delete(CacheRow).where(CacheRow.key.in_(doomed)))
+    removed = 0
+    for r in rows:
+        for address in (r.fitted_object, r.output_object):
+            if address and address not in keep and store.objects.remove(address):
+                removed += 1
+    return {"entries": len(rows), "bytes": sum(r.size_bytes for r in rows), "objects": removed}
