@@ -6,6 +6,7 @@ import scikit-learn. Each command imports what it needs when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import typer
 
 from seedline import __version__
 from seedline.cli import cache_cmds
+from seedline.cli.check_cmd import check_cmd
 
 app = typer.Typer(
     name="seedline",
@@ -150,7 +152,9 @@ def run_cmd(
         from seedline.execution.runner import run
 
         if as_json or not sys.stderr.isatty():
-            result = run(spec, overrides=overrides, use_cache=not no_cache)
+            # whatever the pipeline prints goes to stderr: stdout carries one JSON document
+            with contextlib.redirect_stdout(sys.stderr):
+                result = run(spec, overrides=overrides, use_cache=not no_cache)
         else:
             result = _run_with_progress(spec, overrides, use_cache=not no_cache)
     except PipelineError as exc:
@@ -345,6 +349,7 @@ def diff(
 
 
 cache_cmds.register(app)
+app.command("check")(check_cmd)
 
 
 def main() -> None:

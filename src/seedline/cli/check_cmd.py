@@ -1,0 +1,145 @@
+"""``seedline check``: audit a pipeline for nondeterminism, shown as a table or printed as JSON.
+
+Registered in ``cli/main.py`` with ``app.command("check")(check_cmd)``. Only typer and the
+standard library are imported here at module level, so ``seedline --help`` stays fast;
+the check itself (``seedline.workflow.check``) is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+_COLOURS = {
+    "deterministic": "green",
+    "thread-count sensitive": "yellow",
+    "hash-seed sensitive": "magenta",
+    "nondeterministic": "bold red",
+}
+
+
+def check_cmd(
+    spec: Annotated[
+        Path, typer.Argument(help="Spec file, or a folder holding seedline.yaml.")
+    ] = Path("seedline.yaml"),
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample",
+            min=1,
+            help="Fit on this many rows of the training split (a random subset seeded from the spec).",
+        ),
+    ] = 1000,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: spec, sample_rows, steps, hygiene, comparisons, seconds.",
+        ),
+    ] = False,
+) -> None:
+    """Find nondeterminism before it bites: refit, other hash seeds, thread counts and n_jobs.
+
+    Each step gets a verdict (deterministic, hash-seed sensitive, thread-count sensitive, nondeterministic) and advice; hygiene findings follow. Exit status 1 when a step is nondeterministic, 2 for a spec or data error, else 0.
+    """
+    from seedline.cli.main import _console, _fail
+    from seedline.core.errors import PipelineError, SeedlineError
+
+    try:
+        from seedline.workflow.check import check
+
+        # stdout carries the report alone: what the pipeline's steps print goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            if as_json or not sys.stderr.isatty():
+                report = check(spec, sample=sample)
+            else:
+                report = _check_with_progress(spec, sample, _console(stderr=True))
+    except PipelineError as exc:
+        _fail(exc, code=1)
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        _render(_console(), report)
+    if report.nondeterministic:
+        raise typer.Exit(1)
+
+
+def _check_with_progress(spec: Path, sample: int, console: Any) -> Any:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from seedline.workflow.check import check
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(msg: str, i: int, n: int) -> None:
+            bar.update(task, description=msg, completed=i, total=n)
+
+        return check(spec, sample=sample, progress=update)
+
+
+def _short_class(cls: str) -> str:
+    # sklearn's private module paths say nothing to a reader; user classes keep theirs
+    return cls.rsplit(".", 1)[-1] if cls.startswith("sklearn.") else cls
+
+
+def _render(out: Any, report: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out.print(
+        f"check [bold]{escape(report.spec)}[/] on {report.sample_rows} of {report.train_rows} "
+        f"training rows ({report.seconds:.1f}s)"
+    )
+    t = Table(header_style="bold", show_lines=True)
+    t.add_column("step")
+    t.add_column("class")
+    t.add_column("verdict")
+    t.add_column("why")
+    t.add_column("what to do")
+    for s in report.steps:
+        colour = _COLOURS.get(s.verdict, "white")
+        t.add_row(
+            escape(s.name),
+            escape(_short_class(s.cls)),
+            f"[{colour}]{s.verdict}[/]",
+            escape("\n".join(s.reasons)),
+            "-" if s.verdict == "deterministic" else escape(s.advice.replace(" | ", "\n")),
+        )
+    out.print(t)
+    for c in report.comparisons.values():
+        state = f"[dim]skipped: {escape(c.skipped)}[/]" if c.skipped else "compared"
+        out.print(f"  {c.name:<10} {escape(c.a)} vs {escape(c.b)}: {state}")
+    if report.hygiene:
+        h = Table(header_style="bold", title="hygiene", title_justify="left", show_lines=True)
+        h.add_column("kind")
+        h.add_column("finding")
+        h.add_column("what to do")
+        for f in report.hygiene:
+            h.add_row(escape(f.kind), escape(f.message), escape(f.advice))
+        out.print(h)
+    else:
+        out.print("hygiene: nothing to report")
+    counts: dict[str, int] = {}
+    for s in report.steps:
+        counts[s.verdict] = counts.get(s.verdict, 0) + 1
+    summary = ", ".join(
+        f"[{_COLOURS.get(v, 'white')}]{n} {v}[/]" for v, n in sorted(counts.items())
+    )
+    out.print(f"{summary}; {len(report.hygiene)} hygiene finding(s)")
+    if report.nondeterministic:
+        out.print("[bold red]nondeterministic steps found[/]: exit status 1")

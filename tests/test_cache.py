@@ -1,0 +1,170 @@
+"""The step cache: hits give the same bits, the key sees everything that matters, prune is safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import seedline
+from seedline.execution.cache import list_entries, prune, referenced_objects, usage
+from seedline.records.tracking import Store
+
+from .conftest import clean_env, git, run_cli, run_json
+
+CUSTOM = """
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Double(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=np.float64) * 2.0
+"""
+
+
+def statuses(result: seedline.RunResult) -> list[str | None]:
+    return [s.cache for s in result.manifest.steps]
+
+
+def test_an_unchanged_rerun_hits_every_step_and_gives_the_same_bits(penguins: Path) -> None:
+    """Second run: every step loaded from the cache; fingerprints, predictions and metrics identical."""
+    cold = seedline.run(penguins / "seedline.yaml")
+    warm = seedline.run(penguins / "seedline.yaml")
+    assert statuses(cold) == ["miss", "miss"] and statuses(warm) == ["hit", "hit"]
+    assert [(s.fitted, s.output) for s in cold.manifest.steps] == [
+        (s.fitted, s.output) for s in warm.manifest.steps
+    ]
+    assert cold.fingerprints["model"] == warm.fingerprints["model"]
+    assert cold.fingerprints["predictions"] == warm.fingerprints["predictions"]
+    assert cold.metrics == warm.metrics
+    assert warm.manifest.settings["cache"] is True
+
+
+def test_changing_only_the_final_estimator_reuses_every_earlier_step(digits: Path) -> None:
+    """A new param of the last step refits only the last step."""
+    seedline.run(digits / "seedline.yaml")
+    changed = seedline.run(digits / "seedline.yaml", overrides=["pipeline.clf.n_estimators=20"])
+    assert statuses(changed) == ["hit", "hit", "miss"]
+    other_seed = seedline.run(digits / "seedline.yaml", overrides=["seed=99"])
+    assert statuses(other_seed) == ["miss", "miss", "miss"]  # new split, new filled random_states
+
+
+def test_no_cache_recomputes_and_records_it(digits: Path) -> None:
+    """--no-cache fits every step and neither reads nor writes entries."""
+    seedline.run(digits / "seedline.yaml")
+    entries = usage(Store.open(digits))["entries"]
+    off = seedline.run(digits / "seedline.yaml", use_cache=False)
+    assert statuses(off) == [None, None, None] and off.manifest.settings["cache"] is False
+    assert usage(Store.open(digits))["entries"] == entries
+    out = run_json(digits, "run", "--no-cache")
+    assert out["status"] == "succeeded"
+
+
+def test_a_user_transformer_whose_source_changes_invalidates_its_entries_only(digits: Path) -> None:
+    """Comments don't count; a code edit refits that step; an unchanged output keeps later steps cached."""
+    (digits / "custom.py").write_text(CUSTOM)
+    spec = digits / "seedline.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "  - name: pca\n", "  - name: double\n    class: custom.Double\n  - name: pca\n"
+        )
+    )
+    first = seedline.run(spec)
+    assert statuses(first) == ["miss", "miss", "miss", "miss"]
+    (digits / "custom.py").write_text(
+        CUSTOM.replace("return self\n", "return self  # nothing to learn\n")
+    )
+    assert statuses(seedline.run(spec)) == ["hit", "hit", "hit", "hit"]
+    (digits / "custom.py").write_text(CUSTOM.replace("* 2.0", "* 2.0 + 0.0"))
+    edited = seedline.run(spec)
+    assert statuses(edited) == ["hit", "miss", "hit", "hit"]
+    assert edited.fingerprints["model"] == first.fingerprints["model"]
+
+
+def test_a_corrupt_cached_object_is_a_miss_not_a_wrong_result(digits: Path) -> None:
+    """If a cached object's bytes are damaged, the step is refitted and the result is unchanged."""
+    first = seedline.run(digits / "seedline.yaml")
+    store = Store.open(digits)
+    for entry in list_entries(store):
+        from seedline.storage.metadata import CacheRow
+
+        with store.session() as s:
+            row = s.get(CacheRow, entry["key"])
+            assert row is not None
+            path = store.objects.root / row.fitted_object[:2] / row.fitted_object[2:]
+        os.chmod(path, 0o644)
+        path.write_bytes(b"garbage")
+    again = seedline.run(digits / "seedline.yaml")
+    assert statuses(again) == ["miss", "miss", "miss"]
+    assert again.fingerprints["model"] == first.fingerprints["model"]
+
+
+CONCURRENT = "import json, seedline; r = seedline.run('seedline.yaml'); print(json.dumps([r.fingerprints['model'], [s.cache for s in r.manifest.steps]]))"
+
+
+def test_concurrent_runs_computing_the_same_keys_do_not_corrupt_each_other(digits: Path) -> None:
+    """Two processes filling the same cache entries at once both succeed with identical results."""
+    seedline.run(digits / "seedline.yaml", use_cache=False)  # create the store first
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT],
+            cwd=digits,
+            env=clean_env(PYTHONHASHSEED="0"),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0][0] == outs[1][0]
+    store = Store.open(digits)
+    assert usage(store)["entries"] == 3
+    third = subprocess.run(
+        [sys.executable, "-c", CONCURRENT],
+        cwd=digits,
+        env=clean_env(PYTHONHASHSEED="0"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    fingerprint, cache = json.loads(third.stdout.strip().splitlines()[-1])
+    assert cache == ["hit", "hit", "hit"] and fingerprint == outs[0][0]
+
+
+def test_prune_never_removes_what_a_run_needs(penguins: Path) -> None:
+    """Pruning everything removes cache entries, while every run's manifest, model and probe still load."""
+    runs = [seedline.run(penguins / "seedline.yaml").run_id for _ in range(2)]
+    store = Store.open(penguins)
+    needed = referenced_objects(store)
+    done = prune(store, everything=True)
+    assert done["entries"] == 2 and usage(store) == {"entries": 0, "bytes": 0}
+    for rid in runs:
+        m = store.manifest(rid)
+        for address in m.artifacts.values():
+            assert store.objects.get(address)
+    assert needed <= set(store.objects)
+
+
+def test_cache_commands(penguins: Path) -> None:
+    """ls, du and prune work from the command line; prune by size keeps the newest entries."""
+    run_cli(penguins, "run", "--json")
+    listing = run_json(penguins, "cache", "ls")
+    assert {e["step"] for e in listing} == {"pipeline/prep", "pipeline/clf"}
+    du = run_json(penguins, "cache", "du")
+    assert du["entries"] == 2 and du["bytes"] > 0
+    assert "entries" in run_cli(penguins, "cache", "du").stdout
+    refused = run_cli(penguins, "cache", "prune", check=False)
+    assert refused.returncode == 2 and "--older-than" in refused.stderr
+    kept = run_json(penguins, "cache", "prune", "--older-than", "30")
+    assert kept["entries"] == 0
+    pruned = run_json(penguins, "cache", "prune", "--max-size", "1B")
+    assert pruned["entries"] == 2
+    assert run_json(penguins, "cache", "ls") == []
+    git(penguins, "status")  # the store never dirties the repository
