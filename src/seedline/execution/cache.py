@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from seedline.core.environment import source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
+from seedline.execution.persist import dump_model, load_model
 from seedline.records.tracking import Store
 from seedline.storage.metadata import CacheRow, RunRow, now_iso
 
@@ -178,17 +179,13 @@ class StepCache:
         )
 
     def get(self, key: str) -> CacheHit | None:
-        import skops.io as sio
-
         with self.store.session() as s:
             row = s.get(CacheRow, key)
         if row is None:
             return None
         try:
             blob = self.store.objects.get(row.fitted_object)
-            est = sio.loads(
-                blob, trusted=sio.get_untrusted_types(data=blob)
-            )  # our own object, verified by address
+            est = load_model(blob, trusted_own=True)  # our own object, verified by address
             output = (
                 _load_output(self.store.objects.get(row.output_object))
                 if row.output_object
@@ -217,12 +214,10 @@ class StepCache:
         final: bool,
     ) -> str:
         """Store a fitted step; returns 'miss' when stored, 'uncacheable' when its output can't be."""
-        import skops.io as sio
-
         out_bytes = None if final else _dump_output(output)
         if not final and out_bytes is None:
             return "uncacheable"
-        fitted_bytes = sio.dumps(est)
+        fitted_bytes = dump_model(est)
         fitted_obj = self.store.objects.put(fitted_bytes)
         out_obj = self.store.objects.put(out_bytes) if out_bytes is not None else None
         stamp = now_iso()

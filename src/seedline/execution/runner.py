@@ -32,6 +32,7 @@ from seedline.core.spec import Spec, load_spec
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
+from seedline.execution.persist import dump_model
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
@@ -425,9 +426,8 @@ def run(
 
         phase = "save"
         t = time.perf_counter()
-        import skops.io as sio
 
-        manifest.artifacts["model"] = store.objects.put(sio.dumps(pipeline))
+        manifest.artifacts["model"] = store.objects.put(dump_model(pipeline))
         manifest.artifacts["probe"] = store.objects.put(_probe_bytes(pred, proba))
         manifest.probe = {
             "set": "test split",

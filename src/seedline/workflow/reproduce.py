@@ -28,6 +28,7 @@ from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError
 from seedline.core.spec import Spec
 from seedline.execution.data import read_source
+from seedline.execution.persist import load_model
 from seedline.execution.runner import Prepared, run
 from seedline.records.manifest import Manifest
 from seedline.records.tracking import Store
@@ -243,11 +244,10 @@ class _Verifier:
             or not self.store.objects.exists(probe_addr)
         ):
             return None, None
-        import skops.io as sio
 
         blob = self.store.objects.get(model_addr)  # verified against its address on read
         # the object is seedline's own output, checked by content address: its types are trusted
-        model = sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))
+        model = load_model(blob, trusted_own=True)
         probe = np.load(io.BytesIO(self.store.objects.get(probe_addr)), allow_pickle=False)
         return model, {k: probe[k] for k in probe.files}
 
