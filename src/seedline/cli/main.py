@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from seedline import __version__
-from seedline.cli import cache_cmds
+from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
 
 app = typer.Typer(
@@ -142,11 +142,22 @@ def run_cmd(
         bool,
         typer.Option("--no-cache", help="Fit every step; neither read nor write the step cache."),
     ] = False,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Where k-fold folds run: serial, processes or dask.")
+    ] = "serial",
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes (processes, dask).")
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Dask scheduler tcp://HOST:PORT (default: a LocalCluster)."),
+    ] = None,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.core.errors import PipelineError, SeedlineError
 
     overrides = list(set_ or [])
+    where: dict[str, Any] = {"executor": executor, "workers": workers, "address": address}
     try:
         _pin_hash_seed(spec, overrides)
         from seedline.execution.runner import run
@@ -154,9 +165,9 @@ def run_cmd(
         if as_json or not sys.stderr.isatty():
             # whatever the pipeline prints goes to stderr: stdout carries one JSON document
             with contextlib.redirect_stdout(sys.stderr):
-                result = run(spec, overrides=overrides, use_cache=not no_cache)
+                result = run(spec, overrides=overrides, use_cache=not no_cache, **where)
         else:
-            result = _run_with_progress(spec, overrides, use_cache=not no_cache)
+            result = _run_with_progress(spec, overrides, use_cache=not no_cache, **where)
     except PipelineError as exc:
         if as_json and exc.result is not None:
             typer.echo(json.dumps(exc.result.summary(), indent=2, sort_keys=True))
@@ -171,7 +182,7 @@ def run_cmd(
     render_run(_console(), result.manifest)
 
 
-def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool) -> Any:
+def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool, **where: Any) -> Any:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from seedline.execution.runner import run
@@ -189,7 +200,7 @@ def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool) -> 
         def update(msg: str, i: int, n: int) -> None:
             bar.update(task, description=msg, completed=i, total=n)
 
-        return run(spec, overrides=overrides, progress=update, use_cache=use_cache)
+        return run(spec, overrides=overrides, progress=update, use_cache=use_cache, **where)
 
 
 @app.command()
@@ -198,13 +209,37 @@ def runs(
     limit: Annotated[
         int, typer.Option("--limit", "-n", help="Show at most this many runs (newest first).")
     ] = 50,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="Only the trials of this sweep, best first by its metric."),
+    ] = None,
 ) -> None:
-    """List the runs in this project's store, newest first."""
+    """List the runs in this project's store, newest first (or a sweep's trials, best first)."""
     from seedline.core.errors import SeedlineError
     from seedline.records.tracking import Store
 
     try:
-        rows = Store.find().list_runs(limit=limit)
+        store = Store.find()
+        if sweep is not None:
+            from seedline.workflow.sweep import sweep_info
+
+            info = sweep_info(store, sweep)
+            rows = store.list_runs(sweep=info["sweep_id"])
+            metric = info["metric"]
+            # ties go to the earlier trial, as the sweep's own 'best' does
+            trial = {
+                r.run_id: (store.manifest(r.run_id).sweep or {}).get("trial", "") for r in rows
+            }
+            rows.sort(
+                key=lambda r: (
+                    r.status != "succeeded",
+                    -r.metrics.get(metric, float("-inf")),
+                    trial[r.run_id],
+                )
+            )
+            rows = rows[:limit]
+        else:
+            rows = store.list_runs(limit=limit)
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
@@ -349,7 +384,9 @@ def diff(
 
 
 cache_cmds.register(app)
+sweep_cmds.register(app)
 app.command("check")(check_cmd)
+registry_cmds.register(app)
 
 
 def main() -> None:

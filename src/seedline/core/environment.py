@@ -103,6 +103,21 @@ def capture_environment() -> dict[str, Any]:
     return env
 
 
+def distinct_pools(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each BLAS/OpenMP library once (kind, version, kernel, threads), in a stable order.
+
+    Which copies of a library are loaded depends on what was imported before (a second
+    libgomp, NumPy's and SciPy's OpenBLAS); what can change results is which libraries,
+    versions, kernels and thread counts are in play.
+    """
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    seen = {
+        tuple(str(p.get(k)) for k in keys): {k: p.get(k) for k in keys}
+        for p in env.get("thread_pools", [])
+    }
+    return [seen[k] for k in sorted(seen)]
+
+
 def environment_fingerprint(env: dict[str, Any]) -> str:
     """Fingerprint of the parts that can change results (not paths or the executable's location)."""
     essential = {
@@ -110,10 +125,7 @@ def environment_fingerprint(env: dict[str, Any]) -> str:
         "system": env["platform"]["system"],
         "cpu": {k: env["cpu"].get(k) for k in ("machine", "simd")},
         "packages": env["packages"],
-        "thread_pools": [
-            {k: p[k] for k in ("internal_api", "version", "num_threads", "architecture")}
-            for p in env["thread_pools"]
-        ],
+        "thread_pools": distinct_pools(env),
         # the hash seed is a seed (recorded under seeds), derived from the master seed
         "env_vars": {k: v for k, v in env["env_vars"].items() if k != "PYTHONHASHSEED"},
     }
@@ -136,7 +148,9 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 _MAX_UNTRACKED_BYTES = 10 << 20  # larger untracked files are named, not copied into the diff
 
 
-def _working_tree_diff(toplevel: Path, commit: str | None, untracked: list[str]) -> tuple[bytes, list[str]]:
+def _working_tree_diff(
+    toplevel: Path, commit: str | None, untracked: list[str]
+) -> tuple[bytes, list[str]]:
     """Binary diff of the working tree against HEAD, untracked (non-ignored) files included.
 
     Untracked files become 'new file' patches via ``git diff --no-index``, so nothing is

@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from seedline.core.environment import source_fingerprint
+from seedline.core.environment import distinct_pools, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
 from seedline.records.tracking import Store
@@ -114,10 +114,8 @@ def numerics_context(environment: dict[str, Any]) -> dict[str, Any]:
     pkgs = environment.get("packages", {})
     return {
         "packages": {k: pkgs.get(k) for k in ("numpy", "scipy", "scikit-learn")},
-        "pools": [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-            for p in environment.get("thread_pools", [])
-        ],
+        # distinct libraries only: a second copy of libgomp loaded by some import changes nothing
+        "pools": distinct_pools(environment),
         "python": environment.get("python", {}).get("version"),
         # a step that iterates a set of strings gives other bits under another hash seed
         "hash_seed": environment.get("env_vars", {}).get("PYTHONHASHSEED"),

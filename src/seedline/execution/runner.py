@@ -6,7 +6,6 @@ failed run with its error; a spec or data error found before it begins stores no
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 import traceback
@@ -32,6 +31,7 @@ from seedline.core.spec import Spec, load_spec
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
+from seedline.execution.jobs import probe_bytes
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
 from seedline.records.tracking import Store, new_run_id
@@ -78,6 +78,7 @@ class RunResult:
                 "hash_seed": m.seeds.hash_seed if m.seeds else None,
             },
             "duration_s": m.timings.get("total"),
+            "cv": {"mean": m.cv["mean"], "std": m.cv["std"]} if m.cv else None,
             "error": m.error,
         }
 
@@ -86,15 +87,60 @@ def _noop(_msg: str, _i: int, _n: int) -> None:
     return None
 
 
+def _kfold(
+    spec: Spec, frame: Any, y: Any, plan: SeedPlan
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Folds (plain, stratified or grouped), shuffled with the plan's 'split' seed."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+    s = spec.split
+    seed = plan.derive("split")
+    idx = np.arange(len(y))
+    try:
+        if s.groups is not None:
+            if s.groups not in frame.columns:
+                raise SpecError(
+                    f"split.groups: column {s.groups!r} is not in the data",
+                    path="split.groups",
+                    hint="columns: " + ", ".join(map(str, frame.columns)),
+                )
+            splits = list(
+                GroupKFold(n_splits=s.n_splits).split(idx, y, groups=frame[s.groups].to_numpy())
+            )
+        elif s.stratify:
+            splits = list(
+                StratifiedKFold(n_splits=s.n_splits, shuffle=True, random_state=seed).split(idx, y)
+            )
+        else:
+            splits = list(KFold(n_splits=s.n_splits, shuffle=True, random_state=seed).split(idx))
+    except ValueError as exc:
+        raise SpecError(f"split: {exc}", path="split") from exc
+    info = {
+        "kind": "kfold",
+        "seed": seed,
+        "n_splits": s.n_splits,
+        "stratify": s.stratify,
+        "groups": s.groups,
+        "rows": len(idx),
+        "train_rows": len(idx),
+        "test_rows": len(idx),
+        "train_index": fingerprint_value(idx.astype(np.int64), kind="index"),
+        "folds": [
+            {
+                "fold": i,
+                "train_rows": len(tr),
+                "test_rows": len(te),
+                "test_index": fingerprint_value(np.asarray(te, dtype=np.int64), kind="index"),
+            }
+            for i, (tr, te) in enumerate(splits)
+        ],
+    }
+    return [(np.asarray(tr), np.asarray(te)) for tr, te in splits], info
+
+
 def _split(spec: Spec, X: Any, y: Any, plan: SeedPlan) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     from sklearn.model_selection import train_test_split
 
-    if spec.split.kind != "holdout":
-        raise SpecError(
-            f"split.kind {spec.split.kind!r} is declared but 'seedline run' evaluates on a holdout split only",
-            path="split.kind",
-            hint="use split.kind: holdout",
-        )
     seed = plan.derive("split")
     idx = np.arange(len(X))
     try:
@@ -122,17 +168,6 @@ def _split(spec: Spec, X: Any, y: Any, plan: SeedPlan) -> tuple[Any, Any, Any, A
 def _shape(a: Any) -> list[int] | None:
     shape = getattr(a, "shape", None)
     return [int(s) for s in shape] if shape is not None else None
-
-
-def _probe_bytes(pred: Any, proba: Any | None) -> bytes:
-    buf = io.BytesIO()
-    arrays = {"predictions": np.asarray(pred)}
-    if arrays["predictions"].dtype == object:
-        arrays["predictions"] = arrays["predictions"].astype(str)
-    if proba is not None:
-        arrays["proba"] = np.asarray(proba)
-    np.savez(buf, allow_pickle=False, **arrays)
-    return buf.getvalue()
 
 
 def _resolve_spec(
@@ -169,6 +204,7 @@ class Prepared:
     y_train: Any
     y_test: Any
     split: dict[str, Any]
+    folds: list[tuple[np.ndarray, np.ndarray]]
 
 
 def prepare(
@@ -176,20 +212,30 @@ def prepare(
     *,
     overrides: list[str] | None = None,
     project_root: str | Path | None = None,
+    loaded: LoadedData | None = None,
 ) -> Prepared:
-    """Load, validate, compile, seed and split; raises SpecError/DataError and stores nothing."""
+    """Load, validate, compile, seed and split; raises SpecError/DataError and stores nothing.
+
+    With k folds, the final model is fitted on every row, the folds only evaluate, and the
+    probe set is every row.
+    """
     spec_obj, root = _resolve_spec(spec, overrides, project_root)
     # imports of user code resolve from the project first, as `python -m` would
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
-    loaded = load_data(spec_obj.data, root)
+    loaded = loaded or load_data(spec_obj.data, root)
     X, y, features = select_columns(loaded.frame, spec_obj.data)
     check_metrics(spec_obj.metrics)
     pipeline, resolved = compile_pipeline(spec_obj, X)
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
-    X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+    folds: list[tuple[np.ndarray, np.ndarray]] = []
+    if spec_obj.split.kind == "kfold":
+        folds, split_info = _kfold(spec_obj, loaded.frame, y, plan)
+        X_train, X_test, y_train, y_test = X, X, y, y
+    else:
+        X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
     return Prepared(
         spec=spec_obj,
         root=root,
@@ -205,6 +251,7 @@ def prepare(
         y_train=y_train,
         y_test=y_test,
         split=split_info,
+        folds=folds,
     )
 
 
@@ -304,6 +351,53 @@ def fit_steps(
     return records
 
 
+def score(
+    pipeline: Any, X: Any, y: Any, metrics: list[str]
+) -> tuple[dict[str, float], Any, Any | None]:
+    """Metrics by scorer name, predictions, and probabilities when the model has them."""
+    from sklearn.metrics import get_scorer
+
+    values = {name: float(get_scorer(name)(pipeline, X, y)) for name in metrics}
+    pred = pipeline.predict(X)
+    proba = pipeline.predict_proba(X) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
+    return values, pred, proba
+
+
+def cross_validate(
+    p: Prepared,
+    *,
+    executor: str = "serial",
+    workers: int = 1,
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fit and score every fold on the executor; per-fold results gathered in fold order."""
+    from seedline.execution.executors import make_executor
+    from seedline.execution.jobs import Shared, fold_job, summarise_folds
+
+    say = progress or _noop
+    items = {
+        f"fold-{i:03d}": {"fold": i, "train": tr, "test": te} for i, (tr, te) in enumerate(p.folds)
+    }
+    say(f"cross-validating {len(items)} folds", 0, len(items))
+    shared = Shared(spec=p.spec.to_dict(), frame=p.loaded.frame, root=str(p.root))
+    with make_executor(
+        executor, workers=workers, address=address, threads=p.spec.execution.threads
+    ) as ex:
+        results = ex.map(fold_job, items, shared=shared)
+        settings = ex.settings()
+        info = {k: v.to_dict() for k, v in ex.task_info.items()}
+    summary = summarise_folds(results, p.split["folds"])
+    summary["settings"] = settings
+    summary["workers"] = sorted({i.get("worker", "") for i in info.values()})
+    mismatched = sorted(k for k, i in info.items() if i.get("hash_seed_matches") is False)
+    if mismatched:
+        summary["warnings"] = [
+            f"folds {', '.join(mismatched)} ran on workers whose PYTHONHASHSEED differs from this process's"
+        ]
+    return summary
+
+
 AfterFit = Callable[[Manifest, Any, "Prepared"], None]
 
 
@@ -317,6 +411,11 @@ def run(
     parent_run: str | None = None,
     after_fit: AfterFit | None = None,
     use_cache: bool = True,
+    executor: str = "serial",
+    workers: int = 1,
+    address: str | None = None,
+    loaded: LoadedData | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -330,7 +429,7 @@ def run(
     say = progress or _noop
     timings: dict[str, float] = {}
     say("loading data", 0, 1)
-    p = prepare(spec, overrides=overrides, project_root=project_root)
+    p = prepare(spec, overrides=overrides, project_root=project_root, loaded=loaded)
     spec_obj, root, pipeline, plan = p.spec, p.root, p.pipeline, p.plan
     timings["load"] = time.perf_counter() - t_start
 
@@ -347,8 +446,9 @@ def run(
         project_root=str(root),
         settings={
             "threads": spec_obj.execution.threads,
-            "executor": "serial",
-            "workers": 1,
+            "executor": executor,
+            "workers": workers,
+            "address": address,
             "cache": use_cache,
         },
         data=DataRecord(
@@ -358,6 +458,7 @@ def run(
             features=p.features,
             split=p.split,
         ),
+        sweep=sweep,
     )
     store.begin_run(manifest)
     phase = "setup"
@@ -377,6 +478,21 @@ def run(
             t = time.perf_counter()
             manifest.environment = capture_environment()
             timings["environment"] = time.perf_counter() - t
+            if p.folds:
+                phase = "cross-validate"
+                t = time.perf_counter()
+                if sweep is None:
+                    manifest.cv = cross_validate(
+                        p, executor=executor, workers=workers, address=address, progress=say
+                    )
+                    manifest.settings.update(manifest.cv.pop("settings"))
+                    manifest.settings["cache"] = use_cache
+                else:
+                    # a sweep trial is already one task on the sweep's executor: its folds run here
+                    manifest.cv = cross_validate(p, progress=say)
+                    manifest.cv.pop("settings")
+                timings["cross_validate"] = time.perf_counter() - t
+            # seeded right before the final fit: folds run in this process may draw from them
             seeded = plan.seed_globals()
             manifest.seeds = SeedRecord(
                 master=spec_obj.seed,
@@ -410,27 +526,20 @@ def run(
             n = len(pipeline.steps)
             say("scoring", n, n)
             t = time.perf_counter()
-            from sklearn.metrics import get_scorer
-
-            metrics = {
-                name: float(get_scorer(name)(pipeline, p.X_test, p.y_test))
-                for name in spec_obj.metrics
-            }
-            pred = pipeline.predict(p.X_test)
-            proba = (
-                pipeline.predict_proba(p.X_test)
-                if hasattr(pipeline.steps[-1][1], "predict_proba")
-                else None
-            )
+            metrics, pred, proba = score(pipeline, p.X_test, p.y_test, spec_obj.metrics)
+            if manifest.cv is not None:
+                metrics = dict(
+                    manifest.cv["mean"]
+                )  # the folds evaluate; the final model saw every row
             timings["score"] = time.perf_counter() - t
 
         phase = "save"
         t = time.perf_counter()
 
         manifest.artifacts["model"] = store.objects.put(dump_model(pipeline))
-        manifest.artifacts["probe"] = store.objects.put(_probe_bytes(pred, proba))
+        manifest.artifacts["probe"] = store.objects.put(probe_bytes(pred, proba))
         manifest.probe = {
-            "set": "test split",
+            "set": "every row" if p.folds else "test split",
             "rows": len(p.X_test),
             "input": fingerprint_value(p.X_test, kind="input"),
             "predictions": fingerprint_array(pred, kind="predictions"),

@@ -116,6 +116,14 @@ class Manifest(_M):
         default_factory=dict, description="Object addresses: model (skops), diff, ..."
     )
     error: dict[str, Any] | None = None
+    cv: dict[str, Any] | None = Field(
+        default=None,
+        description="k-fold runs: per fold its rows, metrics, fingerprints and seed; then each metric's mean and std (the headline metrics are the means).",
+    )
+    sweep: dict[str, Any] | None = Field(
+        default=None,
+        description="A sweep trial: the sweep's id, the trial's key and its overrides.",
+    )
     reproduction: dict[str, Any] | None = Field(
         default=None,
         description="For a run made by 'seedline reproduce': the original run, the verdict, the first divergent step, deviations and differences.",
@@ -139,7 +147,9 @@ class Manifest(_M):
         try:
             version = json.loads(text).get("schema_version")
         except (ValueError, AttributeError):
-            raise SeedlineError("not a seedline manifest: the document is not a JSON object") from None
+            raise SeedlineError(
+                "not a seedline manifest: the document is not a JSON object"
+            ) from None
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise SeedlineError(
                 f"manifest schema version {version} is newer than this seedline understands ({SCHEMA_VERSION})",

@@ -60,6 +60,7 @@ class RunSummary:
     predictions_fingerprint: str | None
     parent_run: str | None
     error: str | None
+    sweep_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -151,6 +152,7 @@ class Store:
             row.manifest_object = address
             row.model_object = manifest.artifacts.get("model")
             row.error = (manifest.error or {}).get("message")
+            row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
         return address
@@ -179,9 +181,11 @@ class Store:
             hint="type more characters of the id",
         )
 
-    def list_runs(self, limit: int | None = None) -> list[RunSummary]:
+    def list_runs(self, limit: int | None = None, sweep: str | None = None) -> list[RunSummary]:
         with self._sessions() as s:
             q = select(RunRow).order_by(RunRow.id.desc())
+            if sweep is not None:
+                q = q.where(RunRow.sweep_id == sweep)
             if limit:
                 q = q.limit(limit)
             rows = list(s.scalars(q))
@@ -200,6 +204,7 @@ class Store:
                 predictions_fingerprint=r.predictions_fingerprint,
                 parent_run=r.parent_run,
                 error=r.error,
+                sweep_id=r.sweep_id,
             )
             for r in rows
         ]

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from seedline.core.errors import StoreError
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -52,8 +52,25 @@ class RunRow(Base):
     model_object: Mapped[str | None] = mapped_column(String(64), nullable=True)
     parent_run: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (Index("ix_runs_created", "created_at"),)
+
+
+class SweepRow(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    search: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(100))
+    params: Mapped[str] = mapped_column(Text)
+    settings: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    trials: Mapped[int] = mapped_column(Integer)
+    best_run: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class MetricRow(Base):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedline.core.environment import distinct_pools
 from seedline.records.manifest import Manifest
 
 CATEGORIES = ("data", "params", "seeds", "code", "environment", "settings", "platform")
@@ -246,8 +247,8 @@ def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Diffe
 
     def pools(env: dict[str, Any]) -> dict[str, str]:
         return {
-            f"{p.get('user_api')} {p.get('internal_api')} ({p.get('prefix')})": f"{p.get('version')} {p.get('architecture') or ''} x{p.get('num_threads')}".strip()
-            for p in env.get("thread_pools", [])
+            f"{p['internal_api']} {p['version']}": f"{p.get('architecture') or ''} x{p.get('num_threads')}".strip()
+            for p in distinct_pools(env)
         }
 
     qa, qb = pools(a_env), pools(b_env)

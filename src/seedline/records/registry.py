@@ -1,0 +1,412 @@
+"""The model registry: named models with integer versions, movable aliases, and the parity-check log.
+
+A version points at the run that made it (and so at its data, code, environment and
+seeds) and at the objects serving needs: the skops model, the manifest, the probe
+predictions and the probe *input* rows stored at registration. References are
+``NAME`` (the latest version), ``NAME@3`` (a version), ``NAME@alias`` and ``NAME@latest``.
+Every parity check made before serving, batch prediction or export is logged here,
+overrides included.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from seedline.core.errors import SeedlineError, did_you_mean
+from seedline.records import tracking
+from seedline.records.tracking import Store
+from seedline.storage.metadata import (
+    ModelAliasRow,
+    ModelVersionRow,
+    ParityCheckRow,
+    RunRow,
+    now_iso,
+)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+RESERVED_ALIASES = frozenset({"latest"})
+
+
+class RegistryError(SeedlineError):
+    """Raised when a model name, version or alias is malformed or unknown, or a registration is impossible."""
+
+
+class ModelNotFoundError(RegistryError):
+    """Raised when a model reference names no registered model, version or alias."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        name, sep, tail = text.strip().partition("@")
+        if not NAME_PATTERN.match(name):
+            raise RegistryError(
+                f"{name!r} is not a valid model name",
+                hint="a name is 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        if not sep:
+            return cls(name)
+        if tail.isdigit():
+            return cls(name, version=int(tail))
+        if tail == "latest":
+            return cls(name)
+        if not ALIAS_PATTERN.match(tail):
+            raise RegistryError(
+                f"{tail!r} in {text!r} is neither a version number nor a valid alias",
+                hint="write NAME@3 for version 3, or NAME@production for an alias",
+            )
+        return cls(name, alias=tail)
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+
+@dataclass
+class ModelVersion:
+    """One registered version and everything the registry knows about it."""
+
+    name: str
+    version: int
+    run_id: str
+    created_at: str
+    description: str | None
+    model_object: str
+    manifest_object: str
+    probe_object: str | None
+    probe_input_object: str | None
+    input_schema: dict[str, Any]
+    model_fingerprint: str | None
+    predictions_fingerprint: str | None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "description": self.description,
+            "aliases": self.aliases,
+            "objects": {
+                "model": self.model_object,
+                "manifest": self.manifest_object,
+                "probe": self.probe_object,
+                "probe_input": self.probe_input_object,
+            },
+            "fingerprints": {
+                "model": self.model_fingerprint,
+                "predictions": self.predictions_fingerprint,
+            },
+            "input_schema": self.input_schema,
+        }
+
+
+def _version(row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
+    return ModelVersion(
+        name=row.name,
+        version=row.version,
+        run_id=row.run_id,
+        created_at=row.created_at,
+        description=row.description,
+        model_object=row.model_object,
+        manifest_object=row.manifest_object,
+        probe_object=row.probe_object,
+        probe_input_object=row.probe_input_object,
+        input_schema=json.loads(row.input_schema),
+        model_fingerprint=row.model_fingerprint,
+        predictions_fingerprint=row.predictions_fingerprint,
+        aliases=sorted(aliases),
+    )
+
+
+class Registry:
+    """The registry of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- writing ---------------------------------------------------------------------------
+    def create_version(
+        self,
+        *,
+        name: str,
+        run_id: str,
+        model_object: str,
+        manifest_object: str,
+        probe_object: str | None,
+        probe_input_object: str | None,
+        input_schema: dict[str, Any],
+        model_fingerprint: str | None,
+        predictions_fingerprint: str | None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Add the next integer version of ``name`` (1 for a new name)."""
+        ref = ModelRef.parse(name)
+        if ref.version is not None or ref.alias is not None or "@" in name:
+            raise RegistryError(f"register under a plain name, not {name!r}", hint="e.g. --name churn")
+        for _attempt in range(5):
+            try:
+                with self.store.transaction() as s:
+                    if s.get(RunRow, run_id) is None:
+                        raise RegistryError(f"run {run_id} is not in this store")
+                    latest = s.scalar(
+                        select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+                    )
+                    row = ModelVersionRow(
+                        name=name,
+                        version=int(latest or 0) + 1,
+                        run_id=run_id,
+                        created_at=now_iso(),
+                        description=description,
+                        model_object=model_object,
+                        manifest_object=manifest_object,
+                        probe_object=probe_object,
+                        probe_input_object=probe_input_object,
+                        input_schema=json.dumps(input_schema, sort_keys=True),
+                        model_fingerprint=model_fingerprint,
+                        predictions_fingerprint=predictions_fingerprint,
+                    )
+                    s.add(row)
+                return _version(row, [])
+            except IntegrityError:
+                continue  # another process took this version number at the same moment
+        raise RegistryError(f"could not allocate a version of {name!r}: too many concurrent registrations")
+
+    def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``name@alias`` at ``version``; returns the version it pointed at before, if any."""
+        if not ALIAS_PATTERN.match(alias) or alias in RESERVED_ALIASES:
+            raise RegistryError(
+                f"{alias!r} cannot be an alias",
+                hint="an alias starts with a letter, holds letters, digits, '_' or '-', and is not 'latest'",
+            )
+        self.get(name, version)
+        with self.store.transaction() as s:
+            row = s.get(ModelAliasRow, (name, alias))
+            before = row.version if row is not None else None
+            if row is None:
+                s.add(ModelAliasRow(name=name, alias=alias, version=version, updated_at=now_iso()))
+            else:
+                row.version = version
+                row.updated_at = now_iso()
+        return before
+
+    def remove_alias(self, name: str, alias: str) -> int:
+        with self.store.transaction() as s:
+            row = s.get(ModelAliasRow, (name, alias))
+            if row is None:
+                raise ModelNotFoundError(
+                    f"model {name!r} has no alias {alias!r}.{did_you_mean(alias, self.aliases(name))}"
+                )
+            version = row.version
+            s.execute(
+                delete(ModelAliasRow).where(
+                    ModelAliasRow.name == name, ModelAliasRow.alias == alias
+                )
+            )
+        return version
+
+    def record_parity(
+        self,
+        *,
+        action: str,
+        model: str | None,
+        run_id: str,
+        verdict: str,
+        overridden: bool,
+        detail: dict[str, Any],
+    ) -> None:
+        with self.store.transaction() as s:
+            s.add(
+                ParityCheckRow(
+                    at=now_iso(),
+                    action=action,
+                    model=model,
+                    run_id=run_id,
+                    verdict=verdict,
+                    overridden=overridden,
+                    detail=json.dumps(detail, sort_keys=True, default=str),
+                )
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        with self.store.session() as s:
+            return list(s.scalars(select(ModelVersionRow.name).distinct().order_by(ModelVersionRow.name)))
+
+    def has_model(self, name: str) -> bool:
+        with self.store.session() as s:
+            return (
+                s.scalar(select(ModelVersionRow.version).where(ModelVersionRow.name == name).limit(1))
+                is not None
+            )
+
+    def aliases(self, name: str) -> list[str]:
+        with self.store.session() as s:
+            return sorted(s.scalars(select(ModelAliasRow.alias).where(ModelAliasRow.name == name)))
+
+    def _aliases_by_version(self, name: str) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        with self.store.session() as s:
+            for row in s.scalars(select(ModelAliasRow).where(ModelAliasRow.name == name)):
+                out.setdefault(row.version, []).append(row.alias)
+        return out
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        aliases = self._aliases_by_version(name)
+        with self.store.session() as s:
+            rows = list(
+                s.scalars(
+                    select(ModelVersionRow)
+                    .where(ModelVersionRow.name == name)
+                    .order_by(ModelVersionRow.version)
+                )
+            )
+        if not rows:
+            self._unknown(name)
+        return [_version(r, aliases.get(r.version, [])) for r in rows]
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        with self.store.session() as s:
+            row = s.get(ModelVersionRow, (name, version))
+        if row is None:
+            known = [v.version for v in self.versions(name)]
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version}",
+                hint=f"its versions: {', '.join(map(str, known))}",
+            )
+        return _version(row, self._aliases_by_version(name).get(version, []))
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        """The version a reference means: NAME (latest), NAME@N, NAME@alias, NAME@latest."""
+        r = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        if r.version is not None:
+            return self.get(r.name, r.version)
+        if r.alias is not None:
+            with self.store.session() as s:
+                row = s.get(ModelAliasRow, (r.name, r.alias))
+            if row is None:
+                if not self.has_model(r.name):
+                    self._unknown(r.name)
+                known = self.aliases(r.name)
+                raise ModelNotFoundError(
+                    f"model {r.name!r} has no alias {r.alias!r}.{did_you_mean(r.alias, known)}",
+                    hint=(f"its aliases: {', '.join(known)}; " if known else "")
+                    + f"set one with 'seedline alias {r.name}@{r.alias} VERSION'",
+                )
+            return self.get(r.name, row.version)
+        with self.store.session() as s:
+            latest = s.scalar(
+                select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == r.name)
+            )
+        if latest is None:
+            self._unknown(r.name)
+        return self.get(r.name, int(latest))
+
+    def _unknown(self, name: str) -> None:
+        names = self.names()
+        raise ModelNotFoundError(
+            f"no registered model is named {name!r}.{did_you_mean(name, names)}",
+            hint=(
+                f"registered models: {', '.join(names)}"
+                if names
+                else "register one with 'seedline register RUN --name NAME'"
+            ),
+        )
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """One entry per name: latest version, number of versions, aliases, latest run."""
+        out: list[dict[str, Any]] = []
+        for name in self.names():
+            versions = self.versions(name)
+            latest = versions[-1]
+            out.append(
+                {
+                    "name": name,
+                    "latest_version": latest.version,
+                    "versions": len(versions),
+                    "aliases": {a: v.version for v in versions for a in v.aliases},
+                    "latest_run": latest.run_id,
+                    "updated_at": latest.created_at,
+                }
+            )
+        return out
+
+    def parity_history(
+        self, *, run_id: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            q = select(ParityCheckRow).order_by(ParityCheckRow.id.desc()).limit(limit)
+            if run_id is not None:
+                q = q.where(ParityCheckRow.run_id == run_id)
+            rows = list(s.scalars(q))
+        return [
+            {
+                "at": r.at,
+                "action": r.action,
+                "model": r.model,
+                "run_id": r.run_id,
+                "verdict": r.verdict,
+                "overridden": bool(r.overridden),
+                "detail": json.loads(r.detail),
+            }
+            for r in rows
+        ]
+
+    def referenced_objects(self) -> set[str]:
+        """Objects that registered versions need; store maintenance must keep them."""
+        keep: set[str] = set()
+        with self.store.session() as s:
+            for row in s.scalars(select(ModelVersionRow)):
+                keep.update(
+                    x
+                    for x in (
+                        row.model_object,
+                        row.manifest_object,
+                        row.probe_object,
+                        row.probe_input_object,
+                    )
+                    if x
+                )
+        return keep
+
+
+def _registry_references(store: Store) -> set[str]:
+    return Registry(store).referenced_objects()
+
+
+# store maintenance (``seedline cache prune``) asks every registered hook what it must keep
+_hooks = getattr(tracking, "_REFERENCE_HOOKS", None)
+if isinstance(_hooks, list) and _registry_references not in _hooks:
+    _hooks.append(_registry_references)
+
+
+__all__ = [
+    "ModelNotFoundError",
+    "ModelRef",
+    "ModelVersion",
+    "Registry",
+    "RegistryError",
+]

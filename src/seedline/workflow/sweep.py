@@ -1,0 +1,319 @@
+"""Sweeps: grid, random or TPE search over spec values; every trial is a run linked to its sweep.
+
+Trials are keyed ``trial-000``, ``trial-001``... in the order the search defines them, and
+every trial keeps the spec's master seed, so its seeds come from stable paths, never from
+scheduling order. Trials run as coarse tasks on the chosen executor (serial, local
+processes or Dask), with the loaded data shipped to each worker once; results are
+gathered in key order. TPE (Optuna) asks for trials in fixed-size batches seeded from the
+plan, so its trials are also the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from sqlalchemy import select, update
+
+from seedline.core.errors import PipelineError, SeedlineError, SpecError
+from seedline.core.seeding import SeedPlan
+from seedline.core.spec import Spec, apply_overrides, load_spec
+from seedline.execution.data import LoadedData, load_data
+from seedline.execution.executors import make_executor
+from seedline.records.tracking import Store, new_run_id
+from seedline.storage.metadata import SweepRow, now_iso
+
+SEARCHES = ("grid", "random", "tpe")
+TPE_BATCH = 4
+
+
+class SweepError(SeedlineError):
+    """Raised when a sweep is malformed (no params, a bad value list, an unknown search)."""
+
+
+def parse_param(text: str) -> tuple[str, list[Any]]:
+    """'pipeline.clf.C=0.1,1,10' -> ('pipeline.clf.C', [0.1, 1, 10]); values parsed as YAML."""
+    if "=" not in text:
+        raise SweepError(
+            f"--param {text!r} must look like path.to.key=v1,v2,...",
+            hint="e.g. --param pipeline.clf.C=0.1,1,10",
+        )
+    path, raw = text.split("=", 1)
+    raw = raw.strip()
+    values = (
+        yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in raw.split(",")]
+    )
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"--param {text!r} lists no values")
+    return path.strip(), values
+
+
+def _overrides(combo: dict[str, Any]) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in sorted(combo.items())]
+
+
+def plan_trials(
+    params: dict[str, list[Any]], search: str, trials: int | None, plan: SeedPlan
+) -> list[list[str]]:
+    """The overrides of each trial, in key order (grid: every combination; random: a seeded sample)."""
+    names = sorted(params)
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(params[n] for n in names))
+    ]
+    if search == "grid":
+        return [_overrides(c) for c in combos]
+    if search == "random":
+        n = min(trials or 10, len(combos))
+        rng = np.random.default_rng(plan.derive("sweep/random"))
+        picked = rng.choice(len(combos), size=n, replace=False)
+        return [_overrides(combos[int(i)]) for i in picked]
+    raise SweepError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+
+
+@dataclass
+class _SweepShared:
+    spec: dict[str, Any]
+    loaded: LoadedData
+    root: str
+    sweep: dict[str, Any]
+    use_cache: bool
+
+
+def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> dict[str, Any]:
+    """One trial: a full seedline run on the data shipped once; never raises for a failed fit."""
+    from seedline.execution.runner import run
+
+    store = Store(Path(shared.root) / ".seedline")
+    settings = shared.sweep["settings"]
+    try:
+        result = run(
+            Spec.from_dict(shared.spec),
+            overrides=item["overrides"],
+            project_root=shared.root,
+            store=store,
+            loaded=shared.loaded,
+            use_cache=shared.use_cache,
+            executor=settings["executor"],
+            workers=settings["workers"],
+            address=settings["address"],
+            sweep={"id": shared.sweep["id"], "trial": key, "overrides": item["overrides"]},
+        )
+        summary = result.summary()
+    except PipelineError as exc:
+        if exc.result is None:
+            raise
+        summary = exc.result.summary()
+    finally:
+        store.close()
+    return summary
+
+
+@dataclass
+class SweepReport:
+    sweep_id: str
+    metric: str
+    search: str
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        ok = [t for t in self.trials if t["status"] == "succeeded"]
+        return (
+            max(ok, key=lambda t: (t["metrics"][self.metric], -self.trials.index(t)))
+            if ok
+            else None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep_id": self.sweep_id,
+            "metric": self.metric,
+            "search": self.search,
+            "settings": self.settings,
+            "best": self.best,
+            "trials": self.trials,
+        }
+
+
+def _tpe_trials(
+    params: dict[str, list[Any]], trials: int, plan: SeedPlan, run_batch: Any, metric: str
+) -> list[dict[str, Any]]:
+    try:
+        import optuna
+    except ImportError:
+        raise SweepError("search 'tpe' needs Optuna", hint="pip install 'seedline[tpe]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=plan.derive("sweep/tpe"))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    names = sorted(params)
+    done: list[dict[str, Any]] = []
+    while len(done) < trials:
+        batch = [study.ask() for _ in range(min(TPE_BATCH, trials - len(done)))]
+        items = {}
+        for t in batch:
+            combo = {n: t.suggest_categorical(n, params[n]) for n in names}
+            items[f"trial-{t.number:03d}"] = {"overrides": _overrides(combo)}
+        results = run_batch(items)
+        for t in batch:
+            r = results[f"trial-{t.number:03d}"]
+            if r["status"] == "succeeded":
+                study.tell(t, r["metrics"][metric])
+            else:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            done.append(
+                r
+                | {
+                    "trial": f"trial-{t.number:03d}",
+                    "overrides": items[f"trial-{t.number:03d}"]["overrides"],
+                }
+            )
+    return done
+
+
+def sweep(
+    spec_path: str | Path,
+    params: dict[str, list[Any]] | None = None,
+    *,
+    search: str | None = None,
+    trials: int | None = None,
+    metric: str | None = None,
+    overrides: list[str] | None = None,
+    executor: str = "serial",
+    workers: int = 1,
+    address: str | None = None,
+    use_cache: bool = True,
+) -> SweepReport:
+    """Run a sweep; params from the arguments or the spec's ``sweep:`` section."""
+    path = Path(spec_path)
+    path = path / "seedline.yaml" if path.is_dir() else path
+    root = path.resolve().parent
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    section = dict(raw.pop("sweep", None) or {}) if isinstance(raw, dict) else {}
+    if section and isinstance(raw, dict):
+        # the sweep section is not part of the pipeline spec: validate the rest on its own
+        base = Spec.from_dict(apply_overrides(raw, overrides or []), source=str(path))
+    else:
+        base = load_spec(path, overrides)
+    params = dict(params or section.get("params") or {})
+    if not params:
+        raise SweepError(
+            "nothing to sweep",
+            hint="pass --param path.to.key=v1,v2 or add a 'sweep: {params: ...}' section to the spec",
+        )
+    for k, v in params.items():
+        if not isinstance(v, list) or not v:
+            raise SweepError(f"sweep param {k!r} must list its values, got {v!r}")
+        try:
+            Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"]))
+        except SpecError as exc:
+            raise SweepError(f"sweep param {k!r}: {exc}") from None
+    search = search or section.get("search") or "grid"
+    if search not in SEARCHES:
+        raise SweepError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+    trials = trials or section.get("trials")
+    metric = metric or section.get("metric") or base.metrics[0]
+    if metric not in base.metrics:
+        raise SweepError(f"metric {metric!r} is not among the spec's metrics {base.metrics}")
+    plan = SeedPlan(base.seed)
+    loaded = load_data(base.data, root)
+    store = Store.open(root)
+    sweep_id = new_run_id()
+    with make_executor(
+        executor, workers=workers, address=address, threads=base.execution.threads
+    ) as ex:
+        settings = ex.settings()
+        report = SweepReport(sweep_id=sweep_id, metric=metric, search=search, settings=settings)
+        with store.transaction() as s:
+            s.add(
+                SweepRow(
+                    id=sweep_id,
+                    spec_name=base.name,
+                    created_at=now_iso(),
+                    search=search,
+                    metric=metric,
+                    params=json.dumps(params, sort_keys=True),
+                    settings=json.dumps(settings, sort_keys=True),
+                    status="running",
+                    trials=0,
+                )
+            )
+        shared = _SweepShared(
+            spec=base.to_dict(),
+            loaded=loaded,
+            root=str(root),
+            sweep={"id": sweep_id, "settings": settings},
+            use_cache=use_cache,
+        )
+
+        def run_batch(items: dict[str, Any]) -> dict[str, Any]:
+            return ex.map(trial_job, items, shared=shared)
+
+        if search == "tpe":
+            report.trials = _tpe_trials(params, trials or 10, plan, run_batch, metric)
+        else:
+            items = {
+                f"trial-{i:03d}": {"overrides": o}
+                for i, o in enumerate(plan_trials(params, search, trials, plan))
+            }
+            results = run_batch(items)
+            report.trials = [
+                results[k] | {"trial": k, "overrides": items[k]["overrides"]} for k in items
+            ]
+    best = report.best
+    with store.transaction() as s:
+        s.execute(
+            update(SweepRow)
+            .where(SweepRow.id == sweep_id)
+            .values(
+                status="done",
+                finished_at=now_iso(),
+                trials=len(report.trials),
+                best_run=best["run_id"] if best else None,
+            )
+        )
+    store.close()
+    return report
+
+
+def sweep_info(store: Store, ref: str) -> dict[str, Any]:
+    """A stored sweep by id or unique prefix."""
+    with store.session() as s:
+        rows = list(
+            s.scalars(
+                select(SweepRow)
+                .where(SweepRow.id.startswith(ref.lower(), autoescape=True))
+                .limit(3)
+            )
+        )
+    if len(rows) != 1:
+        raise SweepError(
+            f"no sweep matches {ref!r}" if not rows else f"sweep prefix {ref!r} is ambiguous",
+            hint="'seedline sweep ls' lists the sweeps",
+        )
+    r = rows[0]
+    return {
+        "sweep_id": r.id,
+        "spec": r.spec_name,
+        "created_at": r.created_at,
+        "finished_at": r.finished_at,
+        "search": r.search,
+        "metric": r.metric,
+        "params": json.loads(r.params),
+        "settings": json.loads(r.settings),
+        "status": r.status,
+        "trials": r.trials,
+        "best_run": r.best_run,
+    }
+
+
+def list_sweeps(store: Store) -> list[dict[str, Any]]:
+    with store.session() as s:
+        ids = list(s.scalars(select(SweepRow.id).order_by(SweepRow.id.desc())))
+    return [sweep_info(store, i) for i in ids]
