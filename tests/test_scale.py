@@ -21,8 +21,20 @@ from seedline.core.seeding import SeedPlan
 from .conftest import make_project, run_json
 from .conftest_dask import DaskCluster, start_dask_cluster, stop_dask_cluster
 
-CV = ["--set", "split.kind=kfold", "--set", "split.n_splits=5", "--set", "pipeline.clf.n_estimators=30"]
-SWEEP = ["--param", "pipeline.clf.n_estimators=10,30,60", "--param", "pipeline.clf.max_depth=4,null"]
+CV = [
+    "--set",
+    "split.kind=kfold",
+    "--set",
+    "split.n_splits=5",
+    "--set",
+    "pipeline.clf.n_estimators=30",
+]
+SWEEP = [
+    "--param",
+    "pipeline.clf.n_estimators=10,30,60",
+    "--param",
+    "pipeline.clf.max_depth=4,null",
+]
 PENGUINS_SEED = 20240611
 
 
@@ -49,7 +61,15 @@ def configurations(cluster: DaskCluster) -> dict[str, list[str]]:
         "processes-2": ["--executor", "processes", "--workers", "2", "--no-cache"],
         "dask-local-1": ["--executor", "dask", "--workers", "1", "--no-cache"],
         "dask-local-2": ["--executor", "dask", "--workers", "2", "--no-cache"],
-        "dask-cli-2": ["--executor", "dask", "--address", cluster.address, "--workers", "2", "--no-cache"],
+        "dask-cli-2": [
+            "--executor",
+            "dask",
+            "--address",
+            cluster.address,
+            "--workers",
+            "2",
+            "--no-cache",
+        ],
         "cached-1": ["--executor", "serial"],  # fills the cache
         "cached-2": ["--executor", "processes", "--workers", "2"],  # reads it
     }
@@ -58,7 +78,9 @@ def configurations(cluster: DaskCluster) -> dict[str, list[str]]:
 def cv_signature(project: Path, run_id: str) -> dict[str, Any]:
     m = run_json(project, "show", run_id)
     return {
-        "folds": [(f["model"], f["predictions"], f["metrics"], f["steps"]) for f in m["cv"]["folds"]],
+        "folds": [
+            (f["model"], f["predictions"], f["metrics"], f["steps"]) for f in m["cv"]["folds"]
+        ],
         "mean": m["cv"]["mean"],
         "std": m["cv"]["std"],
         "steps": [(s["name"], s["fitted"], s["output"]) for s in m["steps"]],
@@ -69,7 +91,9 @@ def cv_signature(project: Path, run_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_cross_validation_is_identical_on_every_executor(project: Path, cluster: DaskCluster) -> None:
+def test_cross_validation_is_identical_on_every_executor(
+    project: Path, cluster: DaskCluster
+) -> None:
     """5-fold CV: same per-fold and final fingerprints, predictions and metrics everywhere."""
     signatures: dict[str, dict[str, Any]] = {}
     settings: dict[str, dict[str, Any]] = {}
@@ -84,7 +108,10 @@ def test_cross_validation_is_identical_on_every_executor(project: Path, cluster:
     for name, sig in signatures.items():
         assert sig == reference, f"{name} differs from serial"
     # the executor is recorded, and shown by diff, yet changes no fingerprint
-    assert settings["dask-cli-2"]["executor"] == "dask" and settings["dask-cli-2"]["address"] == cluster.address
+    assert (
+        settings["dask-cli-2"]["executor"] == "dask"
+        and settings["dask-cli-2"]["address"] == cluster.address
+    )
     assert settings["processes-2"]["workers"] == 2
 
 
@@ -97,7 +124,14 @@ def test_a_sweep_is_identical_on_every_executor(project: Path, cluster: DaskClus
         assert [t["trial"] for t in report["trials"]] == [f"trial-{i:03d}" for i in range(6)]
         assert all(t["status"] == "succeeded" for t in report["trials"])
         results[name] = [
-            (t["trial"], t["overrides"], t["fingerprints"]["model"], t["fingerprints"]["predictions"], t["metrics"], t["steps"])
+            (
+                t["trial"],
+                t["overrides"],
+                t["fingerprints"]["model"],
+                t["fingerprints"]["predictions"],
+                t["metrics"],
+                t["steps"],
+            )
             for t in report["trials"]
         ]
         ranked = run_json(project, "runs", "--sweep", report["sweep_id"])
@@ -113,7 +147,19 @@ def test_a_sweep_is_identical_on_every_executor(project: Path, cluster: DaskClus
 def test_random_search_and_promotion(project: Path) -> None:
     """A seeded random search picks the same trials every time; promote registers the best."""
     a = run_json(project, "sweep", *SWEEP, "--search", "random", "--trials", "3")
-    b = run_json(project, "sweep", *SWEEP, "--search", "random", "--trials", "3", "--executor", "processes", "--workers", "2")
+    b = run_json(
+        project,
+        "sweep",
+        *SWEEP,
+        "--search",
+        "random",
+        "--trials",
+        "3",
+        "--executor",
+        "processes",
+        "--workers",
+        "2",
+    )
     assert [t["overrides"] for t in a["trials"]] == [t["overrides"] for t in b["trials"]]
     assert len({tuple(t["overrides"]) for t in a["trials"]}) == 3
     promoted = run_json(project, "promote", a["sweep_id"], "--name", "penguins-best")

@@ -221,6 +221,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
         )
     text = p.read_text(encoding="utf-8")
     data = parse_yaml(text, str(p))
+    # a 'sweep:' section describes searches over the spec, not the pipeline: 'seedline sweep'
+    # reads it; a run ignores it, and it is not part of the spec's fingerprint
+    data.pop("sweep", None)
     if overrides:
         data = apply_overrides(data, overrides)
     return Spec.from_dict(data, source=str(p), text=None if overrides else text)

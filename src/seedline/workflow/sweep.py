@@ -23,7 +23,8 @@ from sqlalchemy import select, update
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.seeding import SeedPlan
 from seedline.core.spec import Spec, apply_overrides, load_spec
-from seedline.execution.data import LoadedData, load_data
+from seedline.execution.compile import compile_pipeline
+from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.executors import make_executor
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import SweepRow, now_iso
@@ -194,26 +195,33 @@ def sweep(
     path = Path(spec_path)
     path = path / "seedline.yaml" if path.is_dir() else path
     root = path.resolve().parent
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
-    section = dict(raw.pop("sweep", None) or {}) if isinstance(raw, dict) else {}
-    if section and isinstance(raw, dict):
-        # the sweep section is not part of the pipeline spec: validate the rest on its own
-        base = Spec.from_dict(apply_overrides(raw, overrides or []), source=str(path))
-    else:
-        base = load_spec(path, overrides)
+    base = load_spec(path, overrides)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    section = dict(raw.get("sweep") or {}) if isinstance(raw, dict) else {}
+    extra = set(section) - {"search", "trials", "metric", "params"}
+    if extra:
+        raise SweepError(
+            f"unknown key(s) {sorted(extra)} in the sweep section",
+            hint="allowed: search, trials, metric, params",
+        )
     params = dict(params or section.get("params") or {})
     if not params:
         raise SweepError(
             "nothing to sweep",
             hint="pass --param path.to.key=v1,v2 or add a 'sweep: {params: ...}' section to the spec",
         )
+    loaded = load_data(base.data, root)
+    X, _, _ = select_columns(loaded.frame, base.data)
     for k, v in params.items():
         if not isinstance(v, list) or not v:
             raise SweepError(f"sweep param {k!r} must list its values, got {v!r}")
         try:
-            Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"]))
+            # compile with the first value: a misspelt path or parameter fails here, not in a worker
+            compile_pipeline(
+                Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"])), X
+            )
         except SpecError as exc:
-            raise SweepError(f"sweep param {k!r}: {exc}") from None
+            raise SweepError(f"sweep param {k!r}: {exc.message}", hint=exc.hint) from None
     search = search or section.get("search") or "grid"
     if search not in SEARCHES:
         raise SweepError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
@@ -222,7 +230,6 @@ def sweep(
     if metric not in base.metrics:
         raise SweepError(f"metric {metric!r} is not among the spec's metrics {base.metrics}")
     plan = SeedPlan(base.seed)
-    loaded = load_data(base.data, root)
     store = Store.open(root)
     sweep_id = new_run_id()
     with make_executor(
