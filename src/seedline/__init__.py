@@ -24,8 +24,12 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_table",
     "fingerprint_value",
+    "check",
+    "diff",
     "load_spec",
+    "reproduce",
     "run",
+    "sweep",
 ]
 
 _LAZY = {
@@ -43,6 +47,9 @@ _LAZY = {
     "fingerprint_value": "seedline.core.fingerprint",
     "load_spec": "seedline.core.spec",
     "run": "seedline.execution.runner",
+    "reproduce": "seedline.workflow.reproduce",
+    "check": "seedline.workflow.check",
+    "sweep": "seedline.workflow.sweep",
 }
 
 if TYPE_CHECKING:
@@ -58,8 +65,21 @@ if TYPE_CHECKING:
     from seedline.core.seeding import SeedPlan
     from seedline.core.spec import Spec, load_spec
     from seedline.execution.runner import RunResult, run
+    from seedline.workflow.check import check
+    from seedline.workflow.reproduce import reproduce
+    from seedline.workflow.sweep import sweep
     from seedline.records.manifest import Manifest
     from seedline.records.tracking import Store
+
+
+def diff(run_a: str, run_b: str, *, store: Any = None) -> Any:
+    """Why do two runs (ids, prefixes or manifest files) differ? Returns a DiffReport."""
+    from seedline.records.tracking import Store
+    from seedline.workflow.compare import diff_manifests
+    from seedline.workflow.reproduce import load_manifest
+
+    store = store or Store.find()
+    return diff_manifests(load_manifest(run_a, store), load_manifest(run_b, store))
 
 
 def __getattr__(name: str) -> Any:
