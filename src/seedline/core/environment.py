@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import io
 import os
@@ -50,14 +51,29 @@ def _cpu() -> dict[str, Any]:
     return info
 
 
-def installed_distributions() -> dict[str, str]:
-    """Every installed distribution, name (normalised) -> version."""
+@functools.cache
+def _distributions_snapshot(path_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if name:
             out[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
-    return dict(sorted(out.items()))
+    return tuple(sorted(out.items()))
+
+
+def installed_distributions() -> dict[str, str]:
+    """Every installed distribution, name (normalised) -> version.
+
+    Read once per state of the import path: an install or uninstall changes the
+    modification time of its site-packages folder, which invalidates the snapshot.
+    """
+    key = []
+    for entry in sys.path:
+        try:
+            key.append(f"{entry}@{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            key.append(entry)
+    return dict(_distributions_snapshot(tuple(key)))
 
 
 def thread_pools() -> list[dict[str, Any]]:

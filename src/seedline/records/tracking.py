@@ -230,6 +230,18 @@ class Store:
             refs |= hook(self)
         return refs
 
+    def model_object_for(self, model_fingerprint: str) -> str | None:
+        """The stored model object of a run whose fitted state has this fingerprint, if any."""
+        with self._sessions() as s:
+            address = s.scalars(
+                select(RunRow.model_object)
+                .where(
+                    RunRow.model_fingerprint == model_fingerprint, RunRow.model_object.is_not(None)
+                )
+                .limit(1)
+            ).first()
+        return address if address and self.objects.exists(address) else None
+
     def model_bytes(self, ref: str) -> bytes:
         m = self.manifest(ref)
         address = m.artifacts.get("model")
