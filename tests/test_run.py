@@ -78,7 +78,13 @@ def test_run_fits_a_plain_sklearn_pipeline_and_records_everything(penguins: Path
     )
     assert m.environment["packages"]["scikit-learn"] and m.environment["thread_pools"]
     assert all(p["num_threads"] == 1 for p in m.environment["thread_pools"])
-    assert m.settings == {"threads": 1, "executor": "serial", "workers": 1, "address": None, "cache": True}
+    assert m.settings == {
+        "threads": 1,
+        "executor": "serial",
+        "workers": 1,
+        "address": None,
+        "cache": True,
+    }
     for key in ("model", "predictions", "spec", "data", "environment"):
         assert m.fingerprints[key], key
     # stored: manifest object indexed in the database, model saved with skops

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from seedline.core.version import __version__
 
 __all__ = [
     "Manifest",
@@ -19,13 +19,13 @@ __all__ = [
     "Store",
     "TableFingerprint",
     "__version__",
+    "check",
+    "diff",
     "fingerprint_array",
     "fingerprint_estimator",
     "fingerprint_file",
     "fingerprint_table",
     "fingerprint_value",
-    "check",
-    "diff",
     "load_spec",
     "reproduce",
     "run",
@@ -65,11 +65,11 @@ if TYPE_CHECKING:
     from seedline.core.seeding import SeedPlan
     from seedline.core.spec import Spec, load_spec
     from seedline.execution.runner import RunResult, run
+    from seedline.records.manifest import Manifest
+    from seedline.records.tracking import Store
     from seedline.workflow.check import check
     from seedline.workflow.reproduce import reproduce
     from seedline.workflow.sweep import sweep
-    from seedline.records.manifest import Manifest
-    from seedline.records.tracking import Store
 
 
 def diff(run_a: str, run_b: str, *, store: Any = None) -> Any:

@@ -15,9 +15,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from seedline import __version__
 from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
+from seedline.core.version import __version__
 
 app = typer.Typer(
     name="seedline",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ def _new_hasher(size_hint: int = 0) -> Any:
 def _byte_view(arr: np.ndarray) -> memoryview:
     """The array's bytes in C order, without a copy when it is already contiguous."""
     flat = np.ascontiguousarray(arr).reshape(-1)
-    return memoryview(flat.view(np.uint8)) if flat.size else memoryview(b"")
+    return flat.view(np.uint8).data if flat.size else memoryview(b"")
 
 
 def fingerprint_bytes(data: bytes | bytearray | memoryview, kind: str = "bytes") -> str:
@@ -457,7 +458,7 @@ def _(obj: np.ndarray, f: _Feed) -> None:
 
 
 @_encode.register(np.dtype)
-def _(obj: np.dtype, f: _Feed) -> None:  # type: ignore[type-arg]
+def _(obj: np.dtype, f: _Feed) -> None:
     f.tag(b"Y")
     f.text(obj.str if obj.fields is None else repr(obj.descr))
 
@@ -543,8 +544,121 @@ def _register_pandas() -> None:
 _register_pandas()
 
 
+# -- deep-learning types --------------------------------------------------------------------
+# Registered the first time a fingerprint is taken while the framework is loaded, so that
+# importing seedline never imports torch, skorch or keras. What makes up a network's
+# canonical state is decided in core/deeplearning.py.
+def _encode_tensor(t: Any, f: _Feed) -> None:
+    """dtype, shape and the bytes in C order; one NaN bit pattern, as for arrays."""
+    import torch
+
+    t = t.detach()
+    if t.is_sparse:
+        t = t.to_dense()
+    t = t.cpu().resolve_conj().resolve_neg().contiguous()
+    if (t.is_floating_point() or t.is_complex()) and bool(torch.isnan(t).any()):
+        t = torch.where(torch.isnan(t), torch.full_like(t, math.nan), t)
+    f.tag(b"W")
+    f.text(str(t.dtype))
+    f.raw(struct.pack(f"<{t.dim() + 1}Q", t.dim(), *t.shape))
+    flat = t.reshape(-1)
+    f.raw(flat.view(torch.uint8).numpy().data if flat.numel() else memoryview(b""))
+
+
+def _register_torch() -> None:
+    import torch
+
+    @_encode.register(torch.Tensor)
+    def _(obj: Any, f: _Feed) -> None:
+        _encode_tensor(obj, f)
+
+    @_encode.register(torch.nn.Module)
+    def _(obj: Any, f: _Feed) -> None:
+        # the state_dict in order: parameter and buffer names with their tensors
+        f.tag(b"H")
+        f.text(_qualname(obj))
+        items = list(obj.state_dict().items())
+        f.raw(struct.pack("<Q", len(items)))
+        for name, tensor in items:
+            f.text(name)
+            _encode_tensor(tensor, f)
+
+    @_encode.register(torch.optim.Optimizer)
+    def _(obj: Any, f: _Feed) -> None:
+        f.tag(b"Q")
+        f.text(_qualname(obj))
+        _encode_value(obj.state_dict(), f)
+
+    @_encode.register(torch.Generator)
+    def _(obj: Any, f: _Feed) -> None:
+        f.tag(b"q")
+        _encode_tensor(obj.get_state(), f)
+
+    @_encode.register(torch.dtype)
+    def _(obj: Any, f: _Feed) -> None:
+        f.tag(b"Y")
+        f.text(str(obj))
+
+    @_encode.register(torch.device)
+    def _(obj: Any, f: _Feed) -> None:
+        f.tag(b"d")
+        f.text(str(obj))
+
+
+def _register_skorch() -> None:
+    import skorch
+
+    from seedline.core.deeplearning import skorch_state
+
+    @_encode.register(skorch.NeuralNet)
+    def _(obj: Any, f: _Feed) -> None:
+        # laid out as any estimator (class, params, fitted state); the fitted state is the
+        # networks' weights and the history without timings, never pickle bytes
+        params, fitted = skorch_state(obj)
+        f.tag(b"E")
+        f.text(_qualname(obj))
+        _encode_value(params, f)
+        _encode_value(fitted, f)
+
+
+def _register_keras() -> None:
+    import keras
+
+    from seedline.core.deeplearning import keras_layers
+
+    @_encode.register(keras.layers.Layer)
+    def _(obj: Any, f: _Feed) -> None:
+        # by position and class, not by name: Keras numbers names per process
+        f.tag(b"J")
+        f.text(_qualname(obj))
+        _encode_value(keras_layers(obj), f)
+
+    @_encode.register(keras.Variable)
+    def _(obj: Any, f: _Feed) -> None:
+        _encode_array(np.asarray(obj.numpy()), f)
+
+
+_LAZY_REGISTRATIONS = {
+    "torch": _register_torch,
+    "skorch": _register_skorch,
+    "keras": _register_keras,
+}
+_registered: set[str] = set()
+
+
+def _register_loaded_frameworks() -> None:
+    """Register the encoders of every deep-learning framework loaded since the last call."""
+    if len(_registered) == len(_LAZY_REGISTRATIONS):
+        return
+    for name, register in _LAZY_REGISTRATIONS.items():
+        if name not in _registered and name in sys.modules:
+            _registered.add(name)
+            register()
+
+
 def fingerprint_value(obj: Any, kind: str = "value") -> str:
     """Fingerprint any supported value by its canonical encoding."""
+    _register_loaded_frameworks()
     h = blake3.blake3()
     f = _Feed(h)
     f.text(f"seedline-v{ENCODING_VERSION}")

@@ -42,9 +42,31 @@ class SeedPlan:
         """The PYTHONHASHSEED the CLI pins before the pipeline's interpreter starts."""
         return self.derive("python/hash_seed") % (_U32 - 1)
 
-    def seed_globals(self) -> dict[str, Any]:
-        """Seed Python's ``random``, NumPy's legacy global RNG, and deep-learning frameworks already imported."""
+    def seed_globals(
+        self, pipeline: Any = None, *, threads: int | None = None, warn_only: bool = False
+    ) -> dict[str, Any]:
+        """Seed Python's ``random``, NumPy's legacy global RNG, and deep-learning frameworks already imported.
+
+        With torch, Keras or TensorFlow loaded, their determinism switches are turned on too
+        (``core.deeplearning.apply_controls``: ``threads`` and ``warn_only`` are passed on) and
+        recorded under ``deep_learning``, with, given the ``pipeline``, each deep-learning
+        step's framework, device and seeds.
+        """
         done: dict[str, Any] = {}
+        steps: dict[str, Any] | None = None
+        if pipeline is not None and any(m in sys.modules for m in ("torch", "keras")):
+            from seedline.core.deeplearning import describe_steps
+
+            # first: it loads the framework a step runs on, so that it is seeded and controlled below
+            steps = describe_steps(pipeline, self.derive)
+        # keras.utils.set_random_seed also seeds Python, NumPy and torch: it goes first, so
+        # that every seed recorded below is the one in force
+        if "keras" in sys.modules:
+            keras: Any = sys.modules["keras"]
+            utils = getattr(keras, "utils", None)
+            if utils is not None and hasattr(utils, "set_random_seed"):
+                utils.set_random_seed(self.derive("keras/global"))
+                done["keras"] = self.derived["keras/global"]
         random.seed(self.derive("python/random"))
         done["python.random"] = self.derived["python/random"]
         np.random.seed(self.derive("numpy/global"))
@@ -57,12 +79,36 @@ class SeedPlan:
             tf: Any = sys.modules["tensorflow"]
             tf.random.set_seed(self.derive("tensorflow/global"))
             done["tensorflow"] = self.derived["tensorflow/global"]
-        if "keras" in sys.modules:
-            keras: Any = sys.modules["keras"]
-            utils = getattr(keras, "utils", None)
-            if utils is not None and hasattr(utils, "set_random_seed"):
-                utils.set_random_seed(self.derive("keras/global"))
-                done["keras"] = self.derived["keras/global"]
+        if any(m in sys.modules for m in ("torch", "keras", "tensorflow")):
+            from seedline.core.deeplearning import apply_controls
+
+            controls = apply_controls(threads=threads, warn_only=warn_only)
+            # recorded for pipelines with networks; a scikit-learn pipeline that merely runs in
+            # a process where torch happens to be loaded is not affected by these switches
+            if steps is None or steps:
+                if steps:
+                    controls["steps"] = steps
+                    controls["gpu"] = any(s["gpu"] for s in steps.values())
+                done["deep_learning"] = controls
+        return done
+
+    def seed_step(self, path: str, est: Any) -> dict[str, int]:
+        """Seed what a deep-learning step draws from, right before it fits; nothing for other steps.
+
+        A skorch net's initial weights, dropout masks and DataLoader order come from torch's
+        generators: they are seeded from ``torch/<path>`` (``torch/pipeline/net``), so the
+        result depends on the step's path only, never on what ran before it.
+        """
+        if "torch" not in sys.modules:
+            return {}
+        from seedline.core.deeplearning import seed_torch, step_seeds
+
+        done: dict[str, int] = {}
+        for framework, seed_path in step_seeds(path, est).items():
+            seed = self.derive(seed_path)
+            if framework == "torch":
+                seed_torch(seed)
+            done[seed_path] = seed
         return done
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from seedline.core.deeplearning import framework_versions
 from seedline.core.environment import distinct_pools, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
@@ -95,18 +96,22 @@ def class_version(cls: type, root: Path) -> str:
 
 
 def code_versions(est: Any, root: Path) -> dict[str, str]:
-    """Code version of the step's class and of every estimator nested in it."""
+    """Code version of the step's class, of every estimator nested in it, and of classes given as parameters.
+
+    A class given as a parameter (a skorch net's ``module``, ``optimizer``) is code the step
+    runs; a deep-learning step also depends on its framework's version.
+    """
     classes = {type(est)}
     if hasattr(est, "get_params"):
-        classes |= {
-            type(v)
-            for v in est.get_params(deep=True).values()
-            if hasattr(v, "get_params") and not isinstance(v, type)
-        }
-    return {
+        params = est.get_params(deep=True).values()
+        classes |= {type(v) for v in params if hasattr(v, "get_params") and not isinstance(v, type)}
+        classes |= {v for v in params if isinstance(v, type)}
+    versions = {
         f"{c.__module__}.{c.__qualname__}": class_version(c, root)
         for c in sorted(classes, key=lambda c: (c.__module__, c.__qualname__))
     }
+    versions.update({f"framework {k}": v for k, v in framework_versions(est).items()})
+    return versions
 
 
 def numerics_context(environment: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +277,8 @@ def usage(store: Store) -> dict[str, int]:
 
 def referenced_objects(store: Store) -> set[str]:
     """Objects that stored runs need (manifests, models, probes, diffs): prune never removes them."""
+    import seedline.records.registry  # noqa: F401  (registers the registry's references)
+
     keep: set[str] = set()
     with store.session() as s:
         rows = list(s.execute(select(RunRow.manifest_object, RunRow.model_object)))

@@ -177,7 +177,9 @@ def _compile_step(
     try:
         return cls(groups, **params)
     except TypeError as exc:
-        raise SpecError(f"{where}: {step.cls} cannot take column groups: {exc}", path=where) from exc
+        raise SpecError(
+            f"{where}: {step.cls} cannot take column groups: {exc}", path=where
+        ) from exc
 
 
 def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[str, list[str]]]]:

@@ -22,8 +22,9 @@ Contract of a task, the same on every backend:
 - ``fn`` is a module-level function (workers import it by name) and every item and result
   is picklable. Tasks are **coarse**: a fold's fit, a sweep trial. Each one costs a fixed
   overhead on top of its work (measured by ``benchmarks/executors.py`` on a 2-core machine:
-  about 0.1 ms serially, 0.3 ms on processes and 2-3 ms on Dask), so a task should run for
-  a tenth of a second or more; batch smaller work into fewer tasks.
+  about 0.03 ms serially, 0.2 ms on processes and 2 ms on Dask, plus 2-5 s to start a pool
+  or a LocalCluster), so a task should run for a tenth of a second or more, and many more
+  tasks than workers keep them busy; batch smaller work into fewer tasks.
 - ``shared`` (the training frame, say) is shipped to each worker **once**, not with every
   task: a process pool gets it through its initializer, a Dask cluster through one
   ``client.scatter(..., broadcast=True)``. An executor keeps the copy it shipped for as
@@ -103,6 +104,35 @@ class TaskError(ExecutorError):
         self.error_type = error_type
         self.error_message = error_message
         self.traceback = traceback_text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only arguments: the default (type, args) pickling could not rebuild it
+        return _rebuild_task_error, (
+            self.key,
+            self.worker,
+            self.error_type,
+            self.error_message,
+            self.traceback,
+            self.hint,
+        )
+
+
+def _rebuild_task_error(
+    key: str,
+    worker: str,
+    error_type: str,
+    error_message: str,
+    traceback_text: str,
+    hint: str | None,
+) -> TaskError:
+    return TaskError(
+        key,
+        worker=worker,
+        error_type=error_type,
+        error_message=error_message,
+        traceback_text=traceback_text,
+        hint=hint,
+    )
 
 
 @dataclass(frozen=True)
@@ -270,7 +300,7 @@ def _check_fn(fn: Any) -> None:
     if qualname is None or module is None or "<" in qualname:
         raise ExecutorError(
             f"Executor.map needs a module-level function, which workers can import by name; got {_qualified(fn)}",
-            hint="define the task with 'def' at the top level of a module (not a lambda, a nested function or a method), "
+            hint="define the task with 'def' at the top level of a module (not a lambda or a function inside a function), "
             "so that it runs the same on every executor; pass data through items or shared",
         )
 
@@ -351,6 +381,7 @@ class Executor:
         # already failing: stop the workers, and never let a failed close hide the real error
         with contextlib.suppress(Exception):
             self._abort()
+        with contextlib.suppress(Exception):
             self._close()
 
     def map(
@@ -385,7 +416,8 @@ class Executor:
                     ) from outcome.exception
                 outcomes[key] = outcome
         except BaseException:
-            self._abort()
+            with contextlib.suppress(Exception):  # the task's error is the one to see
+                self._abort()
             raise
         self.task_info = {key: outcomes[key].info for key in keys}
         return {key: outcomes[key].value for key in keys}
@@ -609,6 +641,9 @@ class DaskExecutor(Executor):
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # no dashboard, but the scheduler still serves HTTP (health, metrics): on a
+                # random loopback port rather than 8787, which another cluster may hold
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 worker_class=_inheriting_nanny(),
             )
             self._client = Client(self._cluster, set_as_default=False)

@@ -82,7 +82,7 @@ def fit_and_score(
     random_states = fill_random_states(pipeline, plan)
     seeded = plan.seed_globals()
     X_train, y_train, X_test, y_test = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
-    steps = fit_steps(pipeline, X_train, y_train, resolved=resolved)
+    steps = fit_steps(pipeline, X_train, y_train, resolved=resolved, seed_plan=plan)
     metrics, pred, proba = score(pipeline, X_test, y_test, spec.metrics)
     return JobResult(
         steps=steps,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from seedline import __version__
+from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
 from seedline.core.environment import capture_environment, capture_git, local_modules
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.fingerprint import (
@@ -28,6 +28,7 @@ from seedline.core.fingerprint import (
 )
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
 from seedline.core.spec import Spec, load_spec
+from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
@@ -227,6 +228,8 @@ def prepare(
     loaded = loaded or load_data(spec_obj.data, root)
     X, y, features = select_columns(loaded.frame, spec_obj.data)
     check_metrics(spec_obj.metrics)
+    # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
+    prepare_frameworks(spec_obj.to_dict(), root)
     pipeline, resolved = compile_pipeline(spec_obj, X)
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
@@ -240,7 +243,17 @@ def prepare(
         spec=spec_obj,
         root=root,
         loaded=loaded,
-        table=fingerprint_table(loaded.frame),
+        # one source: its table fingerprint is the whole table's, already computed at load
+        table=(
+            TableFingerprint(
+                **{
+                    k: loaded.sources[0]["table"][k]
+                    for k in ("digest", "columns", "schema", "rows")
+                }
+            )
+            if len(loaded.sources) == 1
+            else fingerprint_table(loaded.frame)
+        ),
         features=features,
         pipeline=pipeline,
         resolved=resolved,
@@ -279,12 +292,14 @@ def fit_steps(
     cache: StepCache | None = None,
     input_fingerprint: str | None = None,
     records: list[StepRecord] | None = None,
+    seed_plan: SeedPlan | None = None,
 ) -> list[StepRecord]:
     """Fit the pipeline's steps in place, one by one, as Pipeline.fit would, fingerprinting each.
 
     For every step: the fingerprint of its fitted state and of its transformed output on
     the training data (none for the final step). With a cache and the fingerprint of the
-    input, a step whose key is known is loaded instead of fitted.
+    input, a step whose key is known is loaded instead of fitted. With a seed plan, a
+    deep-learning step's generators are seeded from its path right before it fits.
     """
     say = progress or _noop
     # appended to as each step finishes, so a failure keeps the steps fitted before it
@@ -315,6 +330,8 @@ def fit_steps(
                     Xt = hit.output
                 fitted, output_fp, status = hit.fitted, hit.output_fingerprint, "hit"
             else:
+                if seed_plan is not None:
+                    seed_plan.seed_step(f"pipeline/{name}", est)
                 if last:
                     est.fit(Xt, y)
                 elif hasattr(est, "fit_transform"):
@@ -341,6 +358,7 @@ def fit_steps(
                 fit_seconds=secs,
                 resolved_columns=(resolved or {}).get(name),
                 cache=status if cache is not None else None,
+                layers=layer_fingerprints(est),
             )
         )
         upstream = (
@@ -355,9 +373,11 @@ def score(
     pipeline: Any, X: Any, y: Any, metrics: list[str]
 ) -> tuple[dict[str, float], Any, Any | None]:
     """Metrics by scorer name, predictions, and probabilities when the model has them."""
-    from sklearn.metrics import get_scorer
+    from sklearn.metrics import check_scoring
 
-    values = {name: float(get_scorer(name)(pipeline, X, y)) for name in metrics}
+    # one multi-metric scorer predicts once for every metric
+    scores = check_scoring(pipeline, scoring=list(metrics))(pipeline, X, y)
+    values = {name: float(scores[name]) for name in metrics}
     pred = pipeline.predict(X)
     proba = pipeline.predict_proba(X) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
     return values, pred, proba
@@ -493,7 +513,7 @@ def run(
                     manifest.cv.pop("settings")
                 timings["cross_validate"] = time.perf_counter() - t
             # seeded right before the final fit: folds run in this process may draw from them
-            seeded = plan.seed_globals()
+            seeded = plan.seed_globals(pipeline)
             manifest.seeds = SeedRecord(
                 master=spec_obj.seed,
                 hash_seed=hash_seed_state(),
@@ -518,6 +538,7 @@ def run(
                 cache=cache,
                 input_fingerprint=train_input_fingerprint(p),
                 records=manifest.steps,
+                seed_plan=plan,
             )
             timings["fit"] = time.perf_counter() - t
             model = pipeline
@@ -536,7 +557,11 @@ def run(
         phase = "save"
         t = time.perf_counter()
 
-        manifest.artifacts["model"] = store.objects.put(dump_model(pipeline))
+        model_fp = fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model")
+        # a model with this exact fitted state is already stored (say, every step hit the
+        # cache): reuse its object rather than serialising it again
+        known = store.model_object_for(model_fp)
+        manifest.artifacts["model"] = known or store.objects.put(dump_model(pipeline))
         manifest.artifacts["probe"] = store.objects.put(probe_bytes(pred, proba))
         manifest.probe = {
             "set": "every row" if p.folds else "test split",
@@ -547,7 +572,7 @@ def run(
         }
         manifest.metrics = metrics
         manifest.fingerprints = {
-            "model": fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model"),
+            "model": model_fp,
             "predictions": manifest.probe["predictions"],
             "spec": manifest.spec_fingerprint,
             "data": p.table.digest,

@@ -77,6 +77,10 @@ class StepRecord(_M):
         default=None,
         description="Step cache: hit (loaded), miss (fitted and stored), uncacheable (output type not cacheable), off; null when the run did not use the cache.",
     )
+    layers: dict[str, str] | None = Field(
+        default=None,
+        description="For deep-learning steps: layer -> layer:... fingerprint of its weights, in the network's order (torch submodule names; Keras 'position:Class'). reproduce names the first that differs.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -166,14 +166,18 @@ class Registry:
         """Add the next integer version of ``name`` (1 for a new name)."""
         ref = ModelRef.parse(name)
         if ref.version is not None or ref.alias is not None or "@" in name:
-            raise RegistryError(f"register under a plain name, not {name!r}", hint="e.g. --name churn")
+            raise RegistryError(
+                f"register under a plain name, not {name!r}", hint="e.g. --name churn"
+            )
         for _attempt in range(5):
             try:
                 with self.store.transaction() as s:
                     if s.get(RunRow, run_id) is None:
                         raise RegistryError(f"run {run_id} is not in this store")
                     latest = s.scalar(
-                        select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+                        select(func.max(ModelVersionRow.version)).where(
+                            ModelVersionRow.name == name
+                        )
                     )
                     row = ModelVersionRow(
                         name=name,
@@ -193,7 +197,9 @@ class Registry:
                 return _version(row, [])
             except IntegrityError:
                 continue  # another process took this version number at the same moment
-        raise RegistryError(f"could not allocate a version of {name!r}: too many concurrent registrations")
+        raise RegistryError(
+            f"could not allocate a version of {name!r}: too many concurrent registrations"
+        )
 
     def set_alias(self, name: str, alias: str, version: int) -> int | None:
         """Point ``name@alias`` at ``version``; returns the version it pointed at before, if any."""
@@ -254,12 +260,16 @@ class Registry:
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> list[str]:
         with self.store.session() as s:
-            return list(s.scalars(select(ModelVersionRow.name).distinct().order_by(ModelVersionRow.name)))
+            return list(
+                s.scalars(select(ModelVersionRow.name).distinct().order_by(ModelVersionRow.name))
+            )
 
     def has_model(self, name: str) -> bool:
         with self.store.session() as s:
             return (
-                s.scalar(select(ModelVersionRow.version).where(ModelVersionRow.name == name).limit(1))
+                s.scalar(
+                    select(ModelVersionRow.version).where(ModelVersionRow.name == name).limit(1)
+                )
                 is not None
             )
 
@@ -323,9 +333,9 @@ class Registry:
             )
         if latest is None:
             self._unknown(r.name)
-        return self.get(r.name, int(latest))
+        return self.get(r.name, int(latest or 0))
 
-    def _unknown(self, name: str) -> None:
+    def _unknown(self, name: str) -> NoReturn:
         names = self.names()
         raise ModelNotFoundError(
             f"no registered model is named {name!r}.{did_you_mean(name, names)}",
@@ -354,9 +364,7 @@ class Registry:
             )
         return out
 
-    def parity_history(
-        self, *, run_id: str | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
+    def parity_history(self, *, run_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         with self.store.session() as s:
             q = select(ParityCheckRow).order_by(ParityCheckRow.id.desc()).limit(limit)
             if run_id is not None:

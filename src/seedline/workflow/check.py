@@ -14,6 +14,12 @@ them) are compared:
   fitted states are compared with the ``n_jobs`` parameters themselves blanked. A
   difference in either of the last two is *thread-count sensitive*.
 
+Deep-learning steps (skorch, ``seedline.keras``) are reseeded from their path before every
+fit, as a run reseeds them, so ``repeat`` measures the network itself; torch's intra-op
+threads follow the ``threads`` condition. Their fits run with torch's deterministic
+algorithms in warn-only mode: an operation without a deterministic implementation makes
+the step *nondeterministic*, named in the reasons and as a hygiene finding.
+
 Within one comparison only the first step whose output differs (or a step whose fitted
 state differs on the same input) is blamed; later steps are "downstream" of it. Hygiene
 findings list what the seed plan cannot reach and what a rebuild would lack: global-RNG
@@ -58,6 +64,11 @@ ADVICE = {
     "results differ across thread counts",
     DETERMINISTIC: "nothing to do",
 }
+
+OP_ADVICE = (
+    "replace the operation with one that has a deterministic implementation (PyTorch's "
+    "torch.use_deterministic_algorithms documentation lists them), or run that part on the CPU"
+)
 
 HASH_SEEDS = (1, 2)
 N_JOBS = (1, 2)
@@ -240,6 +251,13 @@ def _verdict(
     if touched:
         effect = "" if repeat.differs else " (its result did not change on refit this time)"
         reasons.append(f"draws from {draws}, which the seed plan cannot reach{effect}")
+    if step.nondeterministic_ops:
+        earned.add(NONDETERMINISTIC)
+        reasons.insert(
+            0,
+            f"runs torch operations without a deterministic implementation: {', '.join(step.nondeterministic_ops)}; "
+            "'seedline run' turns on torch.use_deterministic_algorithms(True), so it stops with a RuntimeError naming them",
+        )
 
     for key, verdict, where in (
         ("hash_seed", HASH_SENSITIVE, "between processes with PYTHONHASHSEED={a} and {b}"),
@@ -272,6 +290,8 @@ def _verdict(
         ran = [c.name for c in comparisons.values() if c.skipped is None]
         reasons.append(f"identical in every comparison ({', '.join(ran)})")
     advice = " | ".join(ADVICE[v] for v in VERDICTS if v in earned) or ADVICE[DETERMINISTIC]
+    if step.nondeterministic_ops:
+        advice = f"{OP_ADVICE} | {advice}"
     return StepVerdict(name=name, cls=step.cls, verdict=verdict, reasons=reasons, advice=advice)
 
 
@@ -292,9 +312,7 @@ def _start_probe(spec: Spec, root: Path, sample: int, hash_seed: int) -> _Child:
         "threads": spec.execution.threads,
     }
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
-    import seedline
-
-    package_parent = Path(seedline.__file__).resolve().parent.parent
+    package_parent = Path(__file__).resolve().parent.parent.parent
     if "site-packages" not in package_parent.parts:
         # a source checkout not installed: let the child import this same seedline
         env["PYTHONPATH"] = os.pathsep.join(
@@ -474,6 +492,19 @@ def _data_findings(p: Prepared, git_root: Path | None) -> list[HygieneFinding]:
     return found
 
 
+def _op_findings(fit: list[StepResult]) -> list[HygieneFinding]:
+    return [
+        HygieneFinding(
+            kind="nondeterministic_op",
+            message=f"step '{s.name}' ({s.cls}) runs torch operations without a deterministic implementation: "
+            f"{', '.join(s.nondeterministic_ops)}",
+            advice=OP_ADVICE,
+        )
+        for s in fit
+        if s.nondeterministic_ops
+    ]
+
+
 def _hygiene(
     p: Prepared, touched: dict[str, list[str]], classes: dict[str, str]
 ) -> list[HygieneFinding]:
@@ -590,7 +621,10 @@ def check(
         comparisons: dict[str, Comparison] = {}
         say("fitting twice in one process", 1, stages)
         first = seeded(threads)
-        second = fit_once(p.pipeline, X, y, resolved=p.resolved, threads=threads, label="refit")
+        # deep-learning steps are reseeded from their path, as in every run: a difference is real
+        second = fit_once(
+            p.pipeline, X, y, resolved=p.resolved, threads=threads, step_plan=p.plan, label="refit"
+        )
         comparisons["repeat"] = Comparison(
             name="repeat",
             description="fitted twice in one process; global generators seeded once, before the first fit",
@@ -655,7 +689,7 @@ def check(
             touched[a.name] = gens
     comparisons = {k: comparisons[k] for k in ("repeat", "hash_seed", "threads", "n_jobs")}
     steps = [_verdict(s, comparisons, touched.get(s.name, [])) for s in first]
-    hygiene = _hygiene(p, touched, {s.name: s.cls for s in first})
+    hygiene = _op_findings(first) + _hygiene(p, touched, {s.name: s.cls for s in first})
     say("done", stages, stages)
     return CheckReport(
         spec=p.spec.name,

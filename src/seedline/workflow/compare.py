@@ -10,10 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedline.core.deeplearning import first_divergent_layer
 from seedline.core.environment import distinct_pools
 from seedline.records.manifest import Manifest
 
 CATEGORIES = ("data", "params", "seeds", "code", "environment", "settings", "platform")
+# execution settings that seedline guarantees change no result: shown, never blamed
+NEUTRAL_SETTINGS = frozenset({"cache", "executor", "workers", "address"})
+
+
+def can_explain(d: Difference) -> bool:
+    """Whether a difference could have changed results (a neutral setting or an unpinned hash seed cannot be told apart)."""
+    if d.category == "settings" and d.name in NEUTRAL_SETTINGS:
+        return False
+    return not (d.category == "seeds" and d.a is None and d.b is None)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class StepComparison:
     output_equal: bool
     a_fitted: str | None
     b_fitted: str | None
+    # deep-learning steps: the first layer whose weights differ
+    first_divergent_layer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -320,6 +332,9 @@ def compare_steps(a: Manifest, b: Manifest) -> tuple[list[StepComparison], str |
             output_equal=t is not None and t.output == s.output,
             a_fitted=s.fitted,
             b_fitted=t.fitted if t else None,
+            first_divergent_layer=first_divergent_layer(s.layers, t.layers)
+            if t is not None and s.fitted != t.fitted
+            else None,
         )
         rows.append(row)
         if first is None and not (row.fitted_equal and row.output_equal):

@@ -19,11 +19,13 @@ import json
 import os
 import random
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from seedline.core.deeplearning import nondeterministic_op
 from seedline.core.errors import DataError, PipelineError, SeedlineError, SpecError
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.core.seeding import SeedPlan
@@ -44,6 +46,8 @@ class StepResult:
     globals_touched: list[str] = field(default_factory=list)
     # the fitted state with every *n_jobs parameter blanked (taken when asked for)
     fitted_sans_n_jobs: str | None = None
+    # torch operations without a deterministic implementation that the fit ran
+    nondeterministic_ops: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepResult:
@@ -54,6 +58,7 @@ class StepResult:
             output=data.get("output"),
             globals_touched=list(data.get("globals_touched", [])),
             fitted_sans_n_jobs=data.get("fitted_sans_n_jobs"),
+            nondeterministic_ops=list(data.get("nondeterministic_ops", [])),
         )
 
 
@@ -115,6 +120,7 @@ def fit_once(
     n_jobs: int | None = None,
     sans_n_jobs: bool = False,
     seed_plan: SeedPlan | None = None,
+    step_plan: SeedPlan | None = None,
     label: str = "fit",
 ) -> list[StepResult]:
     """Fit a clone of ``pipeline`` with ``fit_steps`` under ``threads`` BLAS/OpenMP threads.
@@ -125,15 +131,23 @@ def fit_once(
     runs on threads. With ``n_jobs`` or ``sans_n_jobs``, each step's ``fitted_sans_n_jobs``
     is its fitted state with those parameters blanked, so that fits with different
     ``n_jobs`` compare on fitted attributes alone.
+
+    Deep-learning steps are seeded from their path right before they fit (by ``step_plan``,
+    default ``seed_plan``), as in a run. Seeding globals also turns on the frameworks'
+    determinism switches, in warn-only mode: each step's ``nondeterministic_ops`` lists the
+    torch operations it ran that have no deterministic implementation.
     """
     from joblib import parallel_config
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
     before: dict[int, dict[str, str]] = {}
+    caught: list[warnings.WarningMessage] = []
+    warned_at: dict[int, int] = {}
 
     def snapshot(_msg: str, i: int, _n: int) -> None:
         before.setdefault(i, _global_states())
+        warned_at.setdefault(i, len(caught))
 
     try:
         pipe = clone(pipeline)
@@ -146,10 +160,23 @@ def fit_once(
         backend = (
             parallel_config(backend="threading") if n_jobs is not None else contextlib.nullcontext()
         )
-        with threadpool_limits(limits=threads), backend:
+        with threadpool_limits(limits=threads), backend, warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            # snapshot() reads this name: warnings are attributed to the step they came from
+            caught = w
             if seed_plan is not None:
-                seed_plan.seed_globals()
-            records = fit_steps(pipe, X, y, resolved=resolved, progress=snapshot)
+                seed_plan.seed_globals(pipe, threads=threads, warn_only=True)
+            records = fit_steps(
+                pipe,
+                X,
+                y,
+                resolved=resolved,
+                progress=snapshot,
+                seed_plan=step_plan or seed_plan,
+            )
+        for m in caught:  # every other warning is shown as it would have been
+            if nondeterministic_op(str(m.message)) is None:
+                warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
         after_all = _global_states()
         sans: list[str | None] = [None] * len(records)
         if n_jobs is not None or sans_n_jobs:
@@ -169,6 +196,10 @@ def fit_once(
         start = before.get(i, {})
         end = before.get(i + 1, after_all)
         touched = sorted(g for g in start if start[g] != end.get(g))
+        ops = [
+            nondeterministic_op(str(m.message))
+            for m in caught[warned_at.get(i, 0) : warned_at.get(i + 1, len(caught))]
+        ]
         out.append(
             StepResult(
                 name=rec.name,
@@ -177,6 +208,7 @@ def fit_once(
                 output=rec.output,
                 globals_touched=touched,
                 fitted_sans_n_jobs=sans[i],
+                nondeterministic_ops=sorted({op for op in ops if op}),
             )
         )
     return out

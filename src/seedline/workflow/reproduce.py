@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from seedline.core.deeplearning import comparable_state
 from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError
 from seedline.core.spec import Spec
@@ -34,6 +35,7 @@ from seedline.records.manifest import Manifest
 from seedline.records.tracking import Store
 from seedline.workflow.compare import (
     Difference,
+    can_explain,
     compare_steps,
     describe_table_change,
     diff_code,
@@ -60,6 +62,8 @@ class ReproduceReport:
     verdict: str = "failed"
     reproduction: str | None = None
     first_divergent_step: str | None = None
+    # for a deep-learning step: the first layer whose weights differ
+    first_divergent_layer: str | None = None
     likely_cause: str = ""
     differences: list[Difference] = field(default_factory=list)
     preflight: dict[str, list[Difference]] = field(default_factory=dict)
@@ -77,6 +81,7 @@ class ReproduceReport:
             "reproduction": self.reproduction,
             "verdict": self.verdict,
             "first_divergent_step": self.first_divergent_step,
+            "first_divergent_layer": self.first_divergent_layer,
             "likely_cause": self.likely_cause,
             "differences": [d.to_dict() for d in self.differences],
             "preflight": {k: [d.to_dict() for d in v] for k, v in self.preflight.items()},
@@ -255,6 +260,9 @@ class _Verifier:
         r = self.report
         rows, first = compare_steps(self.original, manifest)
         r.first_divergent_step = first
+        r.first_divergent_layer = next(
+            (s.first_divergent_layer for s in rows if s.name == first), None
+        )
         preds_equal = manifest.fingerprints.get("predictions") == self.original.fingerprints.get(
             "predictions"
         )
@@ -267,6 +275,11 @@ class _Verifier:
         )
         r.steps = [
             {"name": s.name, "fitted_equal": s.fitted_equal, "output_equal": s.output_equal}
+            | (
+                {"first_divergent_layer": s.first_divergent_layer}
+                if s.first_divergent_layer
+                else {}
+            )
             for s in rows
         ]
         r.predictions = {"equal": preds_equal, "proba_equal": proba_equal}
@@ -288,6 +301,7 @@ class _Verifier:
             "of": self.original.run_id,
             "verdict": r.verdict,
             "first_divergent_step": r.first_divergent_step,
+            "first_divergent_layer": r.first_divergent_layer,
             "likely_cause": r.likely_cause,
             "tolerance": r.tolerance,
             "steps": r.steps,
@@ -310,7 +324,9 @@ class _Verifier:
         n = len(model.steps)
         for i, row in enumerate(r.steps):
             a_est, b_est = orig_model.steps[i][1], model.steps[i][1]
-            fitted = deviation(a_est, b_est, rtol=self.rtol, atol=self.atol)
+            fitted = deviation(
+                comparable_state(a_est), comparable_state(b_est), rtol=self.rtol, atol=self.atol
+            )
             row["fitted_deviation"] = fitted.to_dict()
             ok &= fitted.within
             if i < n - 1 and a_est not in (None, "passthrough"):
@@ -362,20 +378,25 @@ class _Verifier:
         return "tolerance" if ok else "failed"
 
 
+def _diverged(r: ReproduceReport) -> str:
+    if not r.first_divergent_layer:
+        return ""
+    return f"; step {r.first_divergent_step!r} diverged first, in layer {r.first_divergent_layer!r}"
+
+
 def _likely_cause(r: ReproduceReport) -> str:
     if r.verdict == "bitwise":
         return ""
-    causes = [
-        d for d in r.differences if not (d.category == "seeds" and d.a is None and d.b is None)
-    ]
+    layer = f", first in layer {r.first_divergent_layer!r}" if r.first_divergent_layer else ""
+    causes = [d for d in r.differences if can_explain(d)]
     if causes:
-        return causes[0].describe()
+        return causes[0].describe() + _diverged(r)
     pre = [d for k in ("data", "code", "environment") for d in r.preflight.get(k, [])]
     if pre:
-        return pre[0].describe()
+        return pre[0].describe() + _diverged(r)
     if r.first_divergent_step:
         return (
-            f"no recorded input differs: step {r.first_divergent_step!r} is nondeterministic here "
+            f"no recorded input differs: step {r.first_divergent_step!r} is nondeterministic here{layer} "
             "(run 'seedline check' to see whether it is seed, hash-seed or thread sensitive)"
         )
     return "the predictions differ although every step matched"

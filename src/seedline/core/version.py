@@ -1,0 +1,3 @@
+"""seedline's version, importable from every layer without importing the public API."""
+
+__version__ = "0.1.0"
