@@ -52,6 +52,17 @@ def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _store_if_any() -> Any:
+    """The project's store, or None outside a project (a manifest .json file needs none)."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tracking import Store
+
+    try:
+        return Store.find()
+    except SeedlineError:
+        return None
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"seedline {__version__}")
@@ -316,15 +327,11 @@ def reproduce(
 ) -> None:
     """Rebuild a run from its manifest alone and verify it: bitwise, within tolerance, or failed (exit 1)."""
     from seedline.core.errors import SeedlineError
-    from seedline.records.tracking import Store
     from seedline.workflow.reproduce import DEFAULT_ATOL, DEFAULT_RTOL, load_manifest
     from seedline.workflow.reproduce import reproduce as reproduce_run
 
     try:
-        try:
-            store: Store | None = Store.find()
-        except SeedlineError:
-            store = None
+        store = _store_if_any()
         original = load_manifest(run_ref, store)
         if original.seeds is not None:
             _reexec_with_hash_seed(original.seeds.hash_seed.get("PYTHONHASHSEED"))
@@ -363,15 +370,11 @@ def diff(
 ) -> None:
     """Explain why two runs differ: data, params, seeds, code, environment, settings, platform; then steps and metrics."""
     from seedline.core.errors import SeedlineError
-    from seedline.records.tracking import Store
     from seedline.workflow.compare import diff_manifests
     from seedline.workflow.reproduce import load_manifest
 
     try:
-        try:
-            store: Store | None = Store.find()
-        except SeedlineError:
-            store = None
+        store = _store_if_any()
         report = diff_manifests(load_manifest(run_a, store), load_manifest(run_b, store))
     except SeedlineError as exc:
         _fail(exc)
