@@ -27,11 +27,11 @@ def main() -> int:
     if first.returncode != 0:
         return first.returncode
     step(
-        "seedline run --json  (again, in a fresh interpreter started with a different PYTHONHASHSEED)"
+        "seedline run --no-cache --json  (again: a fresh interpreter, another shell PYTHONHASHSEED, every step refitted)"
     )
     env["PYTHONHASHSEED"] = "12345"
     out = subprocess.run(
-        [*SEEDLINE, "run", "--json"],
+        [*SEEDLINE, "run", "--no-cache", "--json"],
         cwd=EXAMPLE,
         env=env,
         check=True,
