@@ -32,10 +32,15 @@ GIT_ENV = {
 def project(tmp: Path, example: str) -> Path:
     root = Path(tempfile.mkdtemp(dir=tmp)) / example
     shutil.copytree(ROOT / "examples" / example, root, ignore=shutil.ignore_patterns(".seedline"))
+    git_init(root)
+    return root
+
+
+def git_init(root: Path) -> None:
+    """Commit everything in ``root`` to a new repository, as a user's project would be."""
     env = {**os.environ, **GIT_ENV}
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
-        subprocess.run(["git", *args], cwd=root, env=env, check=True)
-    return root
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
 
 def bench_reproduce(root: Path, trials: int) -> tuple[float, float, float, str]:
