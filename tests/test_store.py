@@ -18,6 +18,8 @@ from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import HEAD_REVISION, current_revision
 from seedline.storage.objects import LocalObjectStore as ObjectStore
 
+from .conftest import run_cli
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -159,5 +161,7 @@ def test_a_run_whose_process_is_gone_shows_as_interrupted_and_can_be_removed(
         store.manifest("zzz")
     with pytest.raises(StoreError, match="still running"):
         store.manifest("kkk")
-    assert store.remove_interrupted_runs() == ["zzz000000000"]
+    cleaned = run_cli(tmp_path, "runs", "--remove-interrupted")
+    assert "removed 1 interrupted run(s): zzz000000000" in cleaned.stderr
     assert [r.run_id for r in store.list_runs()] == ["kkk000000000"]
+    assert store.remove_interrupted_runs() == []
