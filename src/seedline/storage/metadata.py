@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from seedline.core.errors import StoreError
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -117,6 +117,8 @@ class ModelVersionRow(Base):
     input_schema: Mapped[str] = mapped_column(Text)
     model_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
     predictions_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # JSON list of the run's own project-local classes that registration decided to trust
+    trusted_local: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_model_versions_run", "run_id"),)
 
