@@ -201,8 +201,11 @@ class _RecordedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                     if current != m.file:
                         raise LocalCodeError(
                             f"{where} needs module {m.name!r} as its run recorded it ({m.file}), but this process "
-                            f"already imported a different {m.name!r}"
-                            + (f" ({current})" if current else "")
+                            + (
+                                f"already imported a different {m.name!r} ({current})"
+                                if current
+                                else f"already imported a {m.name!r} whose source cannot be read back to compare"
+                            )
                             + (
                                 f" from {loaded.__file__}"
                                 if getattr(loaded, "__file__", None)

@@ -147,7 +147,6 @@ def _fitted_steps(est: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 # what loading and serving a model needs whatever its classes: seedline and its loader's libraries
 _SERVING_DISTRIBUTIONS = ("seedline", "scikit-learn", "numpy", "scipy", "pandas", "skops")
-# a Keras model runs on the backend the run recorded
 _KERAS_BACKENDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
 
@@ -169,10 +168,17 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
     local = set(source.code.names) | set(source.manifest.code.get("local_modules") or {})
     modules = {t.split(".")[0] for t in model_types(source.model_bytes)}
     modules |= {type(est).__module__.split(".")[0] for _, est in _fitted_steps(model, "model")}
-    if "keras" in modules or "seedline" in modules:
-        backend = ((source.manifest.environment or {}).get("env_vars") or {}).get("KERAS_BACKEND")
-        if "keras" in modules or backend:
-            modules.add(_KERAS_BACKENDS.get(str(backend or "torch"), "torch"))
+    from seedline.core.deeplearning import deep_learning_steps, framework_of
+
+    for _, _, net in deep_learning_steps(model):
+        framework = framework_of(net)
+        if framework == "torch":
+            modules |= {"torch", "skorch"}
+        elif framework == "keras":
+            # a Keras model runs on the backend the run recorded (torch unless set otherwise)
+            env_vars = (source.manifest.environment or {}).get("env_vars") or {}
+            backend = str(env_vars.get("KERAS_BACKEND") or "torch")
+            modules |= {"keras", _KERAS_BACKENDS.get(backend, "torch")}
     providers = importlib.metadata.packages_distributions()
     dists: set[str] = set()
     unprovided: list[str] = []
