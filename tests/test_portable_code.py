@@ -70,13 +70,10 @@ def test_predict_serve_and_export_without_the_project_modules(
     registered: tuple[Path, str, Any], tmp_path: Path
 ) -> None:
     """predict and serve load pen@1 from its stored sources; the bundle carries them and loads in a bare folder."""
-    root, run_id, _ = registered
+    root, _, _ = registered
     assert not (root / "features.py").exists()
     out = run_cli(root, "predict", "pen@1", "data/penguins.csv", "-o", "pred.csv")
     assert "bitwise" in out.stderr
-    # a run id carries no trust decision: its local class needs --trust
-    refused = run_cli(root, "predict", run_id, "data/penguins.csv", "-o", "x.csv", check=False)
-    assert refused.returncode == 2 and "features.Interactions" in refused.stderr
     with serving(root, "pen@1") as server:
         assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
@@ -97,12 +94,6 @@ def test_predict_serve_and_export_without_the_project_modules(
     assert refused.returncode == 2 and "--trust" in refused.stderr
     run_cli(bare, "predict", str(bundle), "in.csv", "-o", "o.csv", "--trust")
     assert (bare / "o.csv").read_text() == (root / "pred.csv").read_text()
-    # an edited source is refused, naming the module and the hashes
-    with (bundle / "code" / "featlib.py").open("a") as fh:
-        fh.write("\n# edited\n")
-    edited = run_cli(bare, "predict", str(bundle), "in.csv", "-o", "e.csv", "--trust", check=False)
-    assert edited.returncode == 2 and "module 'featlib'" in edited.stderr
-    assert "does not match the hash recorded" in edited.stderr
 
 
 def test_mlflow_export_ships_the_local_sources(
@@ -168,10 +159,58 @@ def test_a_missing_module_is_named_not_blamed_on_scikit_learn(tmp_path: Path) ->
         sys.path.remove(str(root))
         sys.modules.pop("travel_gone", None)
     (root / "travel_gone.py").unlink()
-    with pytest.raises(UntrustedModelError, match="travel_gone.Gone"):
+    with pytest.raises(UntrustedModelError, match=r"travel_gone\.Gone"):
         load_model(blob)
     with pytest.raises(ModelLoadError) as info:
         load_model(blob, trust=True)
     assert "'travel_gone'" in (info.value.hint or "") and "scikit-learn" not in (
         info.value.hint or ""
     )
+
+
+DL_SPECS = {"torch": ("seedline.yaml", "pipeline.net.max_epochs=1", "skorch"),
+            "keras": ("seedline-keras.yaml", "pipeline.net.epochs=1", "keras")}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
+    framework: str, tmp_path: Path
+) -> None:
+    """A skorch or Keras CNN whose network class is in the project's cnn.py predicts, serves and exports with cnn.py gone."""
+    from seedline.records.tracking import Store
+    from seedline.workflow.export import export_model
+    from seedline.workflow.registration import register_run, resolve_source
+
+    spec, epochs, library = DL_SPECS[framework]
+    pytest.importorskip(library)
+    root = make_project(tmp_path, "digits-cnn")
+    result = seedline.run(root / spec, overrides=[epochs], use_cache=False)
+    store = Store.find(root)
+    version = register_run(store, result.run_id, "cnn")
+    store.close()
+    assert version.trusted_local and all(t.startswith("cnn.") for t in version.trusted_local)
+    (root / "cnn.py").unlink()
+    shutil.rmtree(root / "__pycache__", ignore_errors=True)
+    git(root, "commit", "-q", "-am", "cnn.py is gone")
+    sys.modules.pop("cnn", None)
+
+    source = resolve_source("cnn@1", start=root)
+    source.probe_input.to_csv(root / "in.csv", index=False)
+    # the framework's own classes (optimizers, losses) are foreign types: they need --trust
+    trust = ["--trust"] if source.untrusted_types() else []
+    run_cli(root, "predict", "cnn@1", "in.csv", "-o", "out.csv", *trust)
+    import pandas as pd
+
+    written = pd.read_csv(root / "out.csv")["prediction"].to_numpy()
+    assert np.array_equal(written, result.model.predict(source.probe_input))
+    with serving(root, "cnn@1", *trust) as server:
+        assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+    model = source.load(trust=True)
+    report = export_model(model, source, "bundle", tmp_path / "bundle", parity=None)
+    assert report.bitwise and "code/cnn.py" in report.files
+    packages = source.manifest.environment["packages"]
+    lock = (tmp_path / "bundle" / "requirements.txt").read_text()
+    for name in ("torch", library):
+        assert f"{name}=={packages[name]}" in lock, lock
