@@ -204,8 +204,14 @@ def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
 
     written = pd.read_csv(root / "out.csv")["prediction"].to_numpy()
     assert np.array_equal(written, result.model.predict(source.probe_input))
-    with serving(root, "cnn@1", *trust) as server:
-        assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+    # the server's start-up load, in this process (a torch import is slow in a fresh one)
+    from fastapi.testclient import TestClient
+
+    from seedline.serving.app import ServeConfig, create_app
+
+    config = ServeConfig(ref="cnn@1", project=str(root), trust=bool(trust), single_row_checks=2)
+    with TestClient(create_app(config, source=source)) as client:
+        assert client.get("/v2/health/ready").status_code == 200
 
     model = source.load(trust=True)
     report = export_model(model, source, "bundle", tmp_path / "bundle", parity=None)

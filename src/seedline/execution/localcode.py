@@ -140,30 +140,48 @@ class LocalCode:
         _FINDER.add(self.modules, self.where)
 
 
-def project_modules(root: Path, names: Iterable[str]) -> list[str]:
+def project_modules(root: Path, names: Iterable[str]) -> list[LocalModule]:
     """``names`` and every project-local module they import (found through their globals), parents included.
 
     A module is project-local when its file lies under ``root`` and outside any
-    ``site-packages``. Only modules already imported in this process are considered.
+    ``site-packages``, or when it was itself loaded from recorded sources (a model loaded
+    earlier in this process): the run then used, and records, that source. Only modules
+    already imported in this process are considered.
     """
     root = root.resolve()
 
-    def local(mod: ModuleType | None) -> bool:
+    def local(name: str) -> LocalModule | None:
+        mod = sys.modules.get(name)
+        recorded = _FINDER.served(name)
+        if recorded is not None and getattr(mod, "__seedline_source__", None) == recorded.file:
+            return recorded
         file = getattr(mod, "__file__", None)
         if not file:
-            return False
+            return None
         path = Path(file).resolve()
-        return root in path.parents and "site-packages" not in path.parts
+        if root not in path.parents or "site-packages" in path.parts:
+            return None
+        data = path.read_bytes()
+        return LocalModule(
+            name=name,
+            path=path.relative_to(root).as_posix(),
+            source=data,
+            file=file_fingerprint(data),
+            tokens=source_fingerprint(data.decode("utf-8", errors="replace")),
+        )
 
-    found: set[str] = set()
-    todo = [n for n in names if local(sys.modules.get(n))]
+    found: dict[str, LocalModule] = {}
+    todo = list(names)
     while todo:
         name = todo.pop()
         if name in found:
             continue
-        found.add(name)
+        module = local(name)
+        if module is None:
+            continue
+        found[name] = module
         parent = name.rpartition(".")[0]
-        if parent and local(sys.modules.get(parent)):
+        if parent:
             todo.append(parent)
         for value in list(vars(sys.modules[name]).values()):
             dep = (
@@ -171,9 +189,9 @@ def project_modules(root: Path, names: Iterable[str]) -> list[str]:
                 if isinstance(value, ModuleType)
                 else getattr(value, "__module__", None)
             )
-            if isinstance(dep, str) and dep not in found and local(sys.modules.get(dep)):
+            if isinstance(dep, str) and dep not in found:
                 todo.append(dep)
-    return sorted(found)
+    return [found[n] for n in sorted(found)]
 
 
 class _RecordedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -216,6 +234,10 @@ class _RecordedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 self._modules[m.name] = m
             if self not in sys.meta_path:
                 sys.meta_path.insert(0, self)
+
+    def served(self, name: str) -> LocalModule | None:
+        """The recorded module this finder serves under ``name``, if any."""
+        return self._modules.get(name)
 
     def find_spec(
         self, fullname: str, path: Any = None, target: ModuleType | None = None

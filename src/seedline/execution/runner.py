@@ -18,7 +18,7 @@ import blake3
 import numpy as np
 
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
-from seedline.core.environment import capture_environment, capture_git, local_modules
+from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.fingerprint import (
     TableFingerprint,
@@ -34,7 +34,7 @@ from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.jobs import probe_bytes
-from seedline.execution.localcode import LocalCode, file_fingerprint, project_modules
+from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
 from seedline.records.tracking import Store, new_run_id
@@ -442,23 +442,15 @@ def record_local_code(
     (``source``), and the address of the stored source (``object``), from which a model
     loads where the project folder is absent.
     """
-    names = project_modules(root, class_modules)
-    entries = local_modules(names, root)
-    for entry in entries.values():
-        data = (root / entry["path"]).read_bytes()
-        entry["file"] = file_fingerprint(data)  # the bytes stored, whatever changed since
-        entry["object"] = put(data)
-    return entries
+    return {
+        m.name: {"path": m.path, "source": str(m.tokens), "file": m.file, "object": put(m.source)}
+        for m in project_modules(root, class_modules)
+    }
 
 
 def shipped_code(root: Path, class_modules: list[str], *, where: str) -> LocalCode:
     """The project-local modules of a pipeline, as sources a worker without the project folder imports."""
-    records = local_modules(project_modules(root, class_modules), root)
-    sources = {name: (root / e["path"]).read_bytes() for name, e in records.items()}
-    for name, entry in records.items():
-        entry["file"] = file_fingerprint(sources[name])
-        entry["object"] = name
-    return LocalCode.from_record(records, lambda name: sources[name], where=where)
+    return LocalCode(tuple(project_modules(root, class_modules)), where=where)
 
 
 def code_fingerprint(code: dict[str, Any]) -> str:
