@@ -82,6 +82,8 @@ class LocalCode:
 
     modules: tuple[LocalModule, ...] = ()
     where: str = "this model"
+    unstored: tuple[str, ...] = ()
+    """Local modules the run recorded without storing their source (an older seedline)."""
 
     def __bool__(self) -> bool:
         return bool(self.modules)
@@ -100,8 +102,8 @@ class LocalCode:
     ) -> LocalCode:
         """The modules a manifest records (``code.local_modules``), their sources read by object address.
 
-        A module recorded without a stored source (a run of an older seedline) raises
-        LocalCodeError when it cannot be imported otherwise.
+        A module recorded without a stored source (a run of an older seedline) must be
+        importable otherwise when the code is installed, or LocalCodeError says so.
         """
         modules: list[LocalModule] = []
         missing: list[str] = []
@@ -119,15 +121,7 @@ class LocalCode:
                     tokens=entry.get("source"),
                 )
             )
-        code = cls(tuple(modules), where=where)
-        for name in missing:
-            if name not in sys.modules and importlib.util.find_spec(name) is None:
-                raise LocalCodeError(
-                    f"{where} needs the project-local module {name!r}, whose source its run did not store "
-                    "(it was made by an older seedline), and it is not importable here",
-                    hint="serve it from the project folder, or run the spec again and register the new run",
-                )
-        return code
+        return cls(tuple(modules), where=where, unstored=tuple(missing))
 
     def record(self) -> dict[str, dict[str, Any]]:
         """Name -> path and hashes, as written beside an exported model."""
@@ -137,6 +131,13 @@ class LocalCode:
         """Verify every source, then make the modules importable (first on ``sys.meta_path``)."""
         for m in self.modules:
             m.verify(self.where)
+        for name in self.unstored:
+            if name not in sys.modules and importlib.util.find_spec(name) is None:
+                raise LocalCodeError(
+                    f"{self.where} needs the project-local module {name!r}, whose source its run did not "
+                    "store (it was made by an older seedline), and it is not importable here",
+                    hint="load it from the project folder, or run the spec again and register the new run",
+                )
         _FINDER.add(self.modules, self.where)
 
 

@@ -245,7 +245,9 @@ def register_run(
         )
     model_bytes = store.objects.get(model_object)  # present and intact
     trusted_local = local_classes(model_bytes, manifest) if trust_local else []
-    local_code(manifest, store.objects.get, manifest.run_id)  # every stored source is there
+    for entry in (manifest.code.get("local_modules") or {}).values():
+        if entry.get("object"):
+            store.objects.get(entry["object"])  # every stored source is there and intact
     X_test, X_train = rebuild_probe_input(manifest, store.project_root)
     probe_bytes = frame_to_parquet(X_test)
     kind = str(manifest.probe["input"]).split(":", 1)[0]
