@@ -25,6 +25,7 @@ from seedline.core.errors import PipelineError
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import (
     ARCHIVE_MARKER,
+    UntrustedModelError,
     dump_model,
     load_model,
     untrusted_types,
@@ -214,7 +215,7 @@ def test_models_with_networks_are_saved_as_skops_plus_safetensors(
     np.testing.assert_array_equal(
         loaded.predict_proba(p.X_test), result.model.predict_proba(p.X_test)
     )
-    with pytest.raises(Exception, match="Untrusted types"):
+    with pytest.raises(UntrustedModelError, match=r"outside seedline's trusted list"):
         load_model(blob)  # outside seedline's own store, types must be named
     # a pipeline without a network is still a plain skops file
     plain = dump_model(result.model.steps[0][1])

@@ -46,11 +46,11 @@ def _checked_model(
     """(source, fitted model, parity report) after the parity gate; raises SeedlineError."""
     from seedline.cli.main import _console
     from seedline.workflow.parity import check_parity, enforce
-    from seedline.workflow.registration import load_estimator, resolve_source, untrusted_types
+    from seedline.workflow.registration import resolve_source
 
     source = resolve_source(ref)
-    offending = untrusted_types(source.model_bytes)
-    model = load_estimator(source.model_bytes, trust=trust, where=source.ref)
+    offending = source.untrusted_types()
+    model = source.load(trust=trust)
     report = check_parity(model, source, action=action)
     if offending:
         report.batching["trusted_types_override"] = offending
@@ -81,6 +81,14 @@ def register_cmd(
         list[str] | None,
         typer.Option("--alias", "-a", help="Point this alias at the new version (repeatable)."),
     ] = None,
+    trust_local: Annotated[
+        bool,
+        typer.Option(
+            "--trust-local/--no-trust-local",
+            help="Record that this version may load the run's own project-local classes "
+            "(from the sources the run stored, checked by hash) without --trust.",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON.")] = False,
 ) -> None:
     """Register a run's model as the next version of NAME (its probe rows are stored for parity checks)."""
@@ -92,7 +100,9 @@ def register_cmd(
 
     try:
         store = Store.find()
-        version = register_run(store, run_ref, name, description=description)
+        version = register_run(
+            store, run_ref, name, description=description, trust_local=trust_local
+        )
         registry = Registry(store)
         for a in alias or []:
             registry.set_alias(name, a, version.version)
@@ -108,6 +118,12 @@ def register_cmd(
         + (f"  aliases: {', '.join('@' + a for a in version.aliases)}" if version.aliases else ""),
         highlight=False,
     )
+    if version.trusted_local:
+        out.print(
+            "trusts the run's own local classes (sources stored, checked by hash): "
+            + ", ".join(version.trusted_local),
+            highlight=False,
+        )
     out.print(f"serve it: [bold]seedline serve {version.ref}[/]", highlight=False)
 
 

@@ -106,6 +106,8 @@ def sweep_cmd(
             " ".join(r["overrides"]),
         )
     out.print(t)
+    for warning in report.warnings:
+        _console(stderr=True).print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if best is not None:
         out.print(f"best: {best['run_id']}  ->  seedline promote {report.sweep_id} --name MODEL")
 

@@ -72,8 +72,11 @@ def _class_paths(node: Any) -> Iterator[str]:
 def _local_file(module: str, root: Path) -> Path | None:
     base = root.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a folder this process may not read: a worker without the project
+            return None
     return None
 
 

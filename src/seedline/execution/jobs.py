@@ -2,8 +2,11 @@
 
 A job receives the spec as a dict and the loaded table as ``shared`` (shipped to each
 worker once), and returns fingerprints, metrics and, when asked, the serialized model: it
-never touches the store, so the same job runs in this process, on local processes, or on
-a Dask worker. Every seed a job uses comes from the plan under the job's stable key.
+never touches the store or the project folder, so the same job runs in this process, on
+local processes, or on a Dask worker of another machine. The project-local modules the
+spec's classes come from travel in ``shared`` as sources checked against their hashes
+(:class:`~seedline.execution.localcode.LocalCode`). Every seed a job uses comes from the
+plan under the job's stable key.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from seedline.core.seeding import SeedPlan, fill_random_states
 from seedline.core.spec import Spec
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import select_columns
+from seedline.execution.localcode import LocalCode
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import StepRecord
 
@@ -32,6 +36,8 @@ class Shared:
     spec: dict[str, Any]
     frame: Any
     root: str
+    code: LocalCode = field(default_factory=LocalCode)
+    """The project-local modules the spec's classes need, for workers without the project folder."""
 
 
 @dataclass
@@ -103,6 +109,7 @@ def fit_and_score(
 
 def fold_job(key: str, item: dict[str, Any], shared: Shared) -> JobResult:
     """One cross-validation fold: its own sub-plan, seeded from (master seed, 'fold/i')."""
+    shared.code.install()
     spec = Spec.from_dict(shared.spec)
     plan = SeedPlan(SeedPlan(spec.seed).derive(f"cv/{item['fold']}"))
     return fit_and_score(

@@ -18,6 +18,20 @@ as a zip archive instead, still without pickle:
 
 ``load_model`` rebuilds each network from its class and parameters, loads the weights and
 puts it back in its place. Models without networks are plain skops bytes, as before.
+
+``load_model`` is the one loader of every model seedline reads: a cached step, a run's
+model, a registered version, a bundle, an MLflow export. Its trust policy:
+
+- ``trusted_own``: an object seedline wrote itself and read back from its content-addressed
+  store (the cache, ``reproduce``): every type in it is loaded;
+- otherwise only scikit-learn's and NumPy's state types (:data:`TRUSTED_TYPES`), the types
+  a caller passes in ``trusted`` (a registered version's own project-local classes, the
+  types approved at an MLflow export), or anything with ``trust=True`` (``--trust``);
+  other types raise :class:`UntrustedModelError` before anything is imported.
+
+A model whose steps come from project-local modules is given their recorded sources
+(:class:`~seedline.execution.localcode.LocalCode`): they are checked against the hashes
+the run recorded and imported from there, so the project folder is not needed.
 """
 
 from __future__ import annotations
@@ -26,9 +40,94 @@ import copy
 import io
 import json
 import zipfile
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from seedline.core.deeplearning import DeepLearningError
+from seedline.core.errors import SeedlineError
+from seedline.execution.localcode import LocalCode, LocalCodeError
+
+# Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
+# trusts: scikit-learn's and NumPy's internal state types, listed one by one. Anything else
+# (a user's class, a function, an object from another library) needs --trust.
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        "builtins.slice",
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "numpy.dtype",
+        "numpy.float32",
+        "numpy.float64",
+        "numpy.int32",
+        "numpy.int64",
+        "numpy.ndarray",
+        "numpy.random._mt19937.MT19937",
+        "numpy.random._pcg64.PCG64",
+        "numpy.random.mtrand.RandomState",
+        "scipy.interpolate._bsplines.BSpline",
+        "scipy.sparse._csr.csr_matrix",
+        "scipy.sparse._csc.csc_matrix",
+        "sklearn._loss.link.IdentityLink",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.LogLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.loss.AbsoluteError",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.loss.HalfPoissonLoss",
+        "sklearn._loss.loss.HalfSquaredError",
+        "sklearn._loss.loss.PinballLoss",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn._loss._loss.CyHalfMultinomialLoss",
+        "sklearn._loss._loss.CyHalfPoissonLoss",
+        "sklearn._loss._loss.CyHalfSquaredError",
+        "sklearn._loss._loss.CyAbsoluteError",
+        "sklearn._loss._loss.CyPinballLoss",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.ensemble._gb_losses.BinomialDeviance",
+        "sklearn.ensemble._gb_losses.LeastSquaresError",
+        "sklearn.ensemble._gb_losses.MultinomialDeviance",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.feature_selection._univariate_selection.chi2",
+        "sklearn.feature_selection._univariate_selection.f_classif",
+        "sklearn.feature_selection._univariate_selection.f_regression",
+        "sklearn.gaussian_process.kernels.ConstantKernel",
+        "sklearn.gaussian_process.kernels.DotProduct",
+        "sklearn.gaussian_process.kernels.Matern",
+        "sklearn.gaussian_process.kernels.Product",
+        "sklearn.gaussian_process.kernels.RBF",
+        "sklearn.gaussian_process.kernels.Sum",
+        "sklearn.gaussian_process.kernels.WhiteKernel",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.tree._tree.Tree",
+        "sklearn.utils._bunch.Bunch",
+    }
+)
+
+
+class UntrustedModelError(SeedlineError):
+    """Raised when a model file holds types outside seedline's trusted list and --trust was not given."""
+
+    def __init__(self, types: list[str], where: str) -> None:
+        super().__init__(
+            f"the model of {where} holds types outside seedline's trusted list: {', '.join(types)}",
+            hint="loading them can run their code; if you trust this model, pass --trust (the override is logged)",
+        )
+        self.types = types
+
+
+class ModelLoadError(SeedlineError):
+    """Raised when a model file cannot be read back (damaged, a module it needs is missing, or an incompatible version)."""
+
 
 ARCHIVE_MARKER = "seedline-archive.json"
 ARCHIVE_FORMAT = "seedline-model-archive"
@@ -161,37 +260,101 @@ def _header(zf: zipfile.ZipFile) -> dict[str, Any]:
     return header
 
 
-def untrusted_types(data: bytes) -> list[str]:
-    """Types in a saved model that skops does not trust by default."""
+def model_types(data: bytes) -> list[str]:
+    """Every type in a saved model outside skops' own defaults (of its skops part, for an archive)."""
     import skops.io as sio
 
-    zf = _archive(data)
-    if zf is not None:
-        with zf:
-            data = zf.read(_header(zf)["skops"])
-    return list(sio.get_untrusted_types(data=data))
+    try:
+        zf = _archive(data)
+        if zf is not None:
+            with zf:
+                data = zf.read(_header(zf)["skops"])
+        return sorted(sio.get_untrusted_types(data=data))
+    except DeepLearningError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the model file is not a readable skops file or seedline model archive: {type(exc).__name__}: {exc}",
+            hint="the file was damaged or is not a model seedline saved; export or register it again",
+        ) from exc
 
 
-def load_model(data: bytes, *, trusted: list[str] | None = None, trusted_own: bool = False) -> Any:
-    """Load a model saved by ``dump_model``.
+def untrusted_types(data: bytes, trusted: Iterable[str] = ()) -> list[str]:
+    """Types in a saved model that neither skops, :data:`TRUSTED_TYPES` nor ``trusted`` cover."""
+    allowed = set(trusted)
+    return [t for t in model_types(data) if t not in TRUSTED_TYPES and t not in allowed]
 
-    ``trusted_own=True`` is for objects seedline wrote itself and read back from its
-    content-addressed store (their bytes are verified against their address on read).
-    For an archive, the trusted types are those of its skops part: the scikit-learn steps
-    and each network's class and parameters; the weights are data, never code.
+
+def load_model(
+    data: bytes,
+    *,
+    trusted: Iterable[str] | None = None,
+    trusted_own: bool = False,
+    trust: bool = False,
+    code: LocalCode | None = None,
+    where: str = "this model",
+    recorded_packages: Mapping[str, str] | None = None,
+) -> Any:
+    """Load a model saved by ``dump_model`` (the one loader; see the module's docstring for the policy).
+
+    ``code``: the model's project-local modules, verified and made importable first.
+    ``recorded_packages``: the versions the run recorded, named in the error when loading
+    fails with a different version installed here.
     """
     import skops.io as sio
 
+    if not (trusted_own or trust):
+        offending = untrusted_types(data, trusted or ())
+        if offending:
+            raise UntrustedModelError(offending, where)
+    if code:
+        code.install()
     zf = _archive(data)
-    if zf is None:
-        types = untrusted_types(data) if trusted_own else list(trusted or [])
-        return sio.loads(data, trusted=types)
-    with zf:
-        header = _header(zf)
-        inner = zf.read(header["skops"])
-        types = list(sio.get_untrusted_types(data=inner)) if trusted_own else list(trusted or [])
-        payload = sio.loads(inner, trusted=types)
-        return _restore(zf, header, payload)
+    try:
+        if zf is None:
+            return sio.loads(data, trusted=model_types(data))
+        with zf:
+            header = _header(zf)
+            inner = zf.read(header["skops"])
+            payload = sio.loads(inner, trusted=list(sio.get_untrusted_types(data=inner)))
+            return _restore(zf, header, payload)
+    except (SeedlineError, LocalCodeError):
+        raise
+    except Exception as exc:
+        raise _load_error(exc, where, recorded_packages) from exc
+
+
+def _load_error(exc: Exception, where: str, recorded: Mapping[str, str] | None) -> ModelLoadError:
+    """A load failure explained: a missing module, or the libraries that moved since the run."""
+    import importlib.metadata
+
+    message = f"cannot load the model of {where}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ImportError):
+        module = getattr(exc, "name", None) or "?"
+        return ModelLoadError(
+            message,
+            hint=f"module {module!r} is not importable here: install the distribution that provides it "
+            "(an exported bundle's requirements.txt names them), or, for a project-local module, load "
+            "the model from a registered version or run of this seedline, which stores its source",
+        )
+    moved = []
+    for name, version in sorted((recorded or {}).items()):
+        if name not in ("scikit-learn", "numpy", "scipy", "skops", "torch", "keras", "skorch"):
+            continue
+        try:
+            here = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            here = "not installed"
+        if here != version:
+            moved.append(f"{name} {version} at training, {here} here")
+    hint = (
+        "the model was saved with other library versions ("
+        + "; ".join(moved)
+        + "): install the recorded versions"
+        if moved
+        else "the file may be damaged; export or register the model again from the store"
+    )
+    return ModelLoadError(message, hint=hint)
 
 
 def _restore(zf: zipfile.ZipFile, header: dict[str, Any], payload: dict[str, Any]) -> Any:

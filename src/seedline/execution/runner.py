@@ -10,14 +10,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
 import numpy as np
 
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
-from seedline.core.environment import capture_environment, capture_git, local_modules
+from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.fingerprint import (
     TableFingerprint,
@@ -33,6 +34,7 @@ from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.jobs import probe_bytes
+from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
 from seedline.records.tracking import Store, new_run_id
@@ -43,10 +45,17 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class RunResult:
-    """What ``seedline.run`` returns: the manifest, and the fitted pipeline when the run succeeded."""
+    """What ``seedline.run`` returns: the manifest, and the fitted pipeline when the run succeeded.
+
+    A *detached* run (a sweep trial on a worker that has no store) also carries what the
+    client must record for it: the objects its manifest references, by address, and the
+    modules its pipeline's classes come from (see :func:`record_detached`).
+    """
 
     manifest: Manifest
     model: Any | None
+    objects: dict[str, bytes] = field(default_factory=dict)
+    class_modules: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -400,7 +409,12 @@ def cross_validate(
         f"fold-{i:03d}": {"fold": i, "train": tr, "test": te} for i, (tr, te) in enumerate(p.folds)
     }
     say(f"cross-validating {len(items)} folds", 0, len(items))
-    shared = Shared(spec=p.spec.to_dict(), frame=p.loaded.frame, root=str(p.root))
+    code = (
+        shipped_code(p.root, pipeline_class_modules(p.pipeline), where=f"spec {p.spec.name}")
+        if executor != "serial"
+        else LocalCode()
+    )
+    shared = Shared(spec=p.spec.to_dict(), frame=p.loaded.frame, root=str(p.root), code=code)
     with make_executor(
         executor, workers=workers, address=address, threads=p.spec.execution.threads
     ) as ex:
@@ -416,6 +430,91 @@ def cross_validate(
             f"folds {', '.join(mismatched)} ran on workers whose PYTHONHASHSEED differs from this process's"
         ]
     return summary
+
+
+def record_local_code(
+    put: Callable[[bytes], str], root: Path, class_modules: list[str]
+) -> dict[str, dict[str, str]]:
+    """Hash and store the source of every project-local module the pipeline's classes need.
+
+    The modules of the classes, and the project-local modules they import in turn. Each
+    entry: its path in the project, the hash of its bytes (``file``) and of its tokens
+    (``source``), and the address of the stored source (``object``), from which a model
+    loads where the project folder is absent.
+    """
+    return {
+        m.name: {"path": m.path, "source": str(m.tokens), "file": m.file, "object": put(m.source)}
+        for m in project_modules(root, class_modules)
+    }
+
+
+def shipped_code(root: Path, class_modules: list[str], *, where: str) -> LocalCode:
+    """The project-local modules of a pipeline, as sources a worker without the project folder imports."""
+    return LocalCode(tuple(project_modules(root, class_modules)), where=where)
+
+
+def code_fingerprint(code: dict[str, Any]) -> str:
+    """The ``code`` fingerprint of a run: commit, uncommitted diff and local module sources."""
+    return fingerprint_value(
+        [
+            code.get("commit"),
+            code.get("diff"),
+            {k: v["source"] for k, v in (code.get("local_modules") or {}).items()},
+        ],
+        kind="code",
+    )
+
+
+def pipeline_class_modules(pipeline: Any) -> list[str]:
+    return sorted({type(est).__module__ for _, est in _walk(pipeline)})
+
+
+def record_detached(
+    store: Store,
+    result: RunResult,
+    root: Path,
+    git_info: dict[str, Any],
+    *,
+    diff_object: str | None = None,
+    notes: dict[str, Any] | None = None,
+) -> Manifest:
+    """Record a run that a worker made without a store: its objects, code, then the run itself.
+
+    ``git_info`` is the client's ``capture_git`` of the project (the worker has no folder);
+    the local modules are hashed and stored here, from the project the client sees.
+    ``notes`` are merged into the manifest's ``seeds.hash_seed`` (a worker's hash seed that
+    differs from the client's, say).
+    """
+    manifest = result.manifest
+    for address, data in result.objects.items():
+        if store.objects.put(data) != address:
+            raise SeedlineError(f"object {address} from a worker does not hash to its address")
+    if diff_object is not None:
+        manifest.artifacts["diff"] = diff_object
+    if manifest.status == "succeeded" or result.class_modules:
+        code = dict(git_info)
+        code["local_modules"] = record_local_code(store.objects.put, root, result.class_modules)
+        manifest.code = code
+        if manifest.fingerprints:
+            manifest.fingerprints["code"] = code_fingerprint(code)
+    if notes and manifest.seeds is not None:
+        manifest.seeds.hash_seed.update(notes)
+    manifest.project_root = str(root)
+    store.begin_run(manifest)
+    store.finish_run(manifest, duration_s=manifest.timings.get("total"))
+    return manifest
+
+
+class _Detached:
+    """Stands in for the store on a worker: keeps the objects a run writes, to send them back."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, data: bytes) -> str:
+        address = blake3.blake3(data).hexdigest()  # the object store's address of these bytes
+        self.objects[address] = data
+        return address
 
 
 AfterFit = Callable[[Manifest, Any, "Prepared"], None]
@@ -436,12 +535,17 @@ def run(
     address: str | None = None,
     loaded: LoadedData | None = None,
     sweep: dict[str, Any] | None = None,
+    detached: bool = False,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
     Raises SpecError/DataError before anything is stored; a failure while fitting or
     scoring is recorded as a failed run and raised as PipelineError (``err.result``).
     ``after_fit`` may add to the manifest of a successful run before it is stored.
+
+    ``detached``: run without a store or the project folder (a sweep trial on a worker):
+    nothing is recorded and nothing is cached; the result carries the objects and the
+    manifest, which the client records with :func:`record_detached`.
     """
     from threadpoolctl import threadpool_limits
 
@@ -453,7 +557,10 @@ def run(
     spec_obj, root, pipeline, plan = p.spec, p.root, p.pipeline, p.plan
     timings["load"] = time.perf_counter() - t_start
 
-    store = store or Store.open(root)
+    sink = _Detached() if detached else None
+    if not detached:
+        store = store or Store.open(root)
+    put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
     manifest = Manifest(
         seedline_version=__version__,
         run_id=new_run_id(),
@@ -469,7 +576,7 @@ def run(
             "executor": executor,
             "workers": workers,
             "address": address,
-            "cache": use_cache,
+            "cache": use_cache and not detached,
         },
         data=DataRecord(
             sources=[SourceRecord(**s) for s in p.loaded.sources],
@@ -480,18 +587,21 @@ def run(
         ),
         sweep=sweep,
     )
-    store.begin_run(manifest)
+    if store is not None:
+        store.begin_run(manifest)
     phase = "setup"
     model = None
     interrupted: BaseException | None = None
     try:
         t = time.perf_counter()
-        git_info, diff = capture_git(root)
-        if diff:
-            manifest.artifacts["diff"] = store.objects.put(diff)
-        user_modules = sorted({type(est).__module__ for _, est in _walk(pipeline)})
-        git_info["local_modules"] = local_modules(user_modules, root)
-        manifest.code = git_info
+        class_modules = pipeline_class_modules(pipeline)
+        git_info: dict[str, Any] = {}
+        if not detached:  # a worker has no project folder: the client records the code
+            git_info, diff = capture_git(root)
+            if diff:
+                manifest.artifacts["diff"] = put(diff)
+            git_info["local_modules"] = record_local_code(put, root, class_modules)
+            manifest.code = git_info
         timings["code"] = time.perf_counter() - t
 
         with threadpool_limits(limits=spec_obj.execution.threads):
@@ -526,7 +636,7 @@ def run(
             t = time.perf_counter()
             cache = (
                 StepCache(store, root, numerics_context(manifest.environment))
-                if use_cache
+                if use_cache and store is not None
                 else None
             )
             fit_steps(
@@ -560,9 +670,9 @@ def run(
         model_fp = fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model")
         # a model with this exact fitted state is already stored (say, every step hit the
         # cache): reuse its object rather than serialising it again
-        known = store.model_object_for(model_fp)
-        manifest.artifacts["model"] = known or store.objects.put(dump_model(pipeline))
-        manifest.artifacts["probe"] = store.objects.put(probe_bytes(pred, proba))
+        known = store.model_object_for(model_fp) if store is not None else None
+        manifest.artifacts["model"] = known or put(dump_model(pipeline))
+        manifest.artifacts["probe"] = put(probe_bytes(pred, proba))
         manifest.probe = {
             "set": "every row" if p.folds else "test split",
             "rows": len(p.X_test),
@@ -577,14 +687,7 @@ def run(
             "spec": manifest.spec_fingerprint,
             "data": p.table.digest,
             "environment": manifest.environment.get("fingerprint"),
-            "code": fingerprint_value(
-                [
-                    git_info.get("commit"),
-                    git_info.get("diff"),
-                    {k: v["source"] for k, v in git_info["local_modules"].items()},
-                ],
-                kind="code",
-            ),
+            "code": None if detached else code_fingerprint(git_info),
         }
         timings["save"] = time.perf_counter() - t
         if after_fit is not None:
@@ -608,11 +711,19 @@ def run(
         timings["total"] = time.perf_counter() - t_start
         manifest.timings = {k: round(v, 6) for k, v in timings.items()}
         manifest.finished_at = now_iso()
-        store.finish_run(manifest, duration_s=timings["total"])
+        if store is not None:
+            store.finish_run(manifest, duration_s=timings["total"])
 
     if interrupted is not None:
         raise interrupted
     result = RunResult(manifest=manifest, model=model)
+    if sink is not None:
+        result = RunResult(
+            manifest=manifest,
+            model=None,
+            objects=sink.objects,
+            class_modules=pipeline_class_modules(pipeline),
+        )
     if manifest.status == "failed":
         err = manifest.error or {}
         failure = PipelineError(

@@ -96,6 +96,8 @@ class ModelVersion:
     model_fingerprint: str | None
     predictions_fingerprint: str | None
     aliases: list[str] = field(default_factory=list)
+    trusted_local: list[str] = field(default_factory=list)
+    """The run's own project-local classes this version may load without --trust (decided at registration)."""
 
     @property
     def ref(self) -> str:
@@ -121,6 +123,7 @@ class ModelVersion:
                 "predictions": self.predictions_fingerprint,
             },
             "input_schema": self.input_schema,
+            "trusted_local": self.trusted_local,
         }
 
 
@@ -138,6 +141,7 @@ def _version(row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
         input_schema=json.loads(row.input_schema),
         model_fingerprint=row.model_fingerprint,
         predictions_fingerprint=row.predictions_fingerprint,
+        trusted_local=json.loads(row.trusted_local) if row.trusted_local else [],
         aliases=sorted(aliases),
     )
 
@@ -162,8 +166,13 @@ class Registry:
         model_fingerprint: str | None,
         predictions_fingerprint: str | None,
         description: str | None = None,
+        trusted_local: list[str] | None = None,
     ) -> ModelVersion:
-        """Add the next integer version of ``name`` (1 for a new name)."""
+        """Add the next integer version of ``name`` (1 for a new name).
+
+        ``trusted_local``: the run's own project-local classes that this version may load
+        without ``--trust`` (the decision is recorded with the version).
+        """
         ref = ModelRef.parse(name)
         if ref.version is not None or ref.alias is not None or "@" in name:
             raise RegistryError(
@@ -192,6 +201,7 @@ class Registry:
                         input_schema=json.dumps(input_schema, sort_keys=True),
                         model_fingerprint=model_fingerprint,
                         predictions_fingerprint=predictions_fingerprint,
+                        trusted_local=json.dumps(sorted(trusted_local)) if trusted_local else None,
                     )
                     s.add(row)
                 return _version(row, [])

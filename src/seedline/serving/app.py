@@ -50,7 +50,6 @@ from seedline.workflow.registration import (
     ModelSource,
     UntrustedModelError,
     resolve_source,
-    untrusted_types,
 )
 from seedline.workflow.schema import SchemaViolation
 
@@ -143,7 +142,7 @@ class ServedModel:
         self.batcher: Batcher | None = None
         self.has_proba = source.probe.get("proba") is not None
         self.classes: list[Any] | None = None
-        self.trusted_override = untrusted_types(source.model_bytes) if config.trust else []
+        self.trusted_override = source.untrusted_types() if config.trust else []
 
     @property
     def ready(self) -> bool:
@@ -154,12 +153,9 @@ class ServedModel:
         from threadpoolctl import threadpool_limits
 
         from seedline.workflow.parity import ParityError, check_parity, enforce
-        from seedline.workflow.registration import load_estimator
 
         try:
-            model = load_estimator(
-                self.source.model_bytes, trust=self.config.trust, where=self.source.ref
-            )
+            model = self.source.load(trust=self.config.trust)
             # the thread count of training, for every prediction of this process
             threadpool_limits(limits=int(self.source.manifest.settings.get("threads") or 1))
             report = check_parity(
@@ -424,7 +420,7 @@ def create_app(config: ServeConfig, *, source: ModelSource | None = None) -> Fas
     """The ASGI app for ``config.ref``; raises SeedlineError when the model cannot be found or is untrusted."""
     if source is None:
         source = resolve_source(config.ref, start=config.project)
-    offending = untrusted_types(source.model_bytes)
+    offending = source.untrusted_types()
     if offending and not config.trust:
         raise UntrustedModelError(offending, source.ref)
     metrics = Metrics(source.name)

@@ -128,6 +128,8 @@ class ModelVersionRow(Base):
     input_schema: Mapped[str] = mapped_column(Text)
     model_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
     predictions_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # JSON list of the run's own project-local classes that registration decided to trust
+    trusted_local: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_model_versions_run", "run_id"),)
 

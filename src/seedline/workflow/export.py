@@ -9,11 +9,17 @@ again after it is written, on the same probe set:
 - ``mlflow``: an MLflow model directory (``MLmodel`` with a ``python_function`` flavor whose
   loader module ships inside the directory, ``conda.yaml``, ``python_env.yaml``,
   ``requirements.txt``), written without importing MLflow; its loader is run on the probe
-  set and must predict bit for bit what the model does.
-- ``bundle``: the skops model, the manifest, the probe set, the input schema, a
-  requirements lock from the recorded environment, a Dockerfile that serves it with
-  ``seedline serve`` and a model card (README.md). ``seedline serve BUNDLE_DIR`` serves it;
-  every file's hash is recorded and checked when it is loaded.
+  set and must predict bit for bit what the model does. The sources of the model's
+  project-local modules are in its ``code`` folder (MLflow's ``code_paths``).
+- ``bundle``: the model, the manifest, the probe set, the input schema, the sources of the
+  model's project-local modules (``code/``), the requirements, a Dockerfile that serves it
+  with ``seedline serve`` and a model card (README.md). ``seedline serve BUNDLE_DIR``
+  serves it; every file's hash is recorded and checked when it is loaded, and each local
+  module's source against the hash its run recorded.
+
+Requirements name seedline and every distribution the model's classes come from (found
+with ``importlib.metadata.packages_distributions``: scikit-learn, xgboost, the user's own
+installed library...), pinned at the versions the run recorded; pip resolves the rest.
 
 Outputs are built in a temporary folder (or file) beside the target and renamed into
 place at the end: a failed export leaves nothing behind.
@@ -40,11 +46,14 @@ import numpy as np
 
 from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
+from seedline.execution.persist import model_types
+from seedline.execution.persist import untrusted_types as persist_untrusted
 from seedline.workflow.parity import ParityReport, normalise_predictions
 from seedline.workflow.registration import (
     BUNDLE_FILES,
     BUNDLE_MARKER,
     ModelSource,
+    bundle_code_path,
     file_digest,
     frame_to_parquet,
 )
@@ -136,61 +145,89 @@ def _fitted_steps(est: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _fitted_steps(sub, f"{path}/{name}")
 
 
-def requirements_lock(source: ModelSource) -> tuple[list[str], list[str]]:
-    """Pinned requirements for serving: seedline's runtime dependencies (transitively), at the versions the run recorded.
+# what loading and serving a model needs whatever its classes: seedline and its loader's libraries
+_SERVING_DISTRIBUTIONS = ("seedline", "scikit-learn", "numpy", "scipy", "pandas", "skops")
+_KERAS_BACKENDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
-    Returns (lines, notes). A package the run did not record is pinned at its version here
-    and noted.
+
+def _canonical(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(name))
+
+
+def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], list[str]]:
+    """The distributions the model's classes come from, and the top-level modules no distribution provides.
+
+    Classes are those of every fitted step and every type saved in the model file;
+    modules of the standard library and the model's project-local modules (which travel
+    as sources) need no distribution.
     """
-    recorded: dict[str, str] = dict((source.manifest.environment or {}).get("packages", {}))
+    import sys
+
+    local = set(source.code.names) | set(source.manifest.code.get("local_modules") or {})
+    modules = {t.split(".")[0] for t in model_types(source.model_bytes)}
+    modules |= {type(est).__module__.split(".")[0] for _, est in _fitted_steps(model, "model")}
+    from seedline.core.deeplearning import deep_learning_steps, framework_of
+
+    for _, _, net in deep_learning_steps(model):
+        framework = framework_of(net)
+        if framework == "torch":
+            modules |= {"torch", "skorch"}
+        elif framework == "keras":
+            # a Keras model runs on the backend the run recorded (torch unless set otherwise)
+            env_vars = (source.manifest.environment or {}).get("env_vars") or {}
+            backend = str(env_vars.get("KERAS_BACKEND") or "torch")
+            modules |= {"keras", _KERAS_BACKENDS.get(backend, "torch")}
+    providers = importlib.metadata.packages_distributions()
+    dists: set[str] = set()
+    unprovided: list[str] = []
+    for module in sorted(modules):
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in local or top == "builtins":
+            continue
+        if any(m == top or m.startswith(f"{top}.") for m in local):
+            continue
+        found = providers.get(top)
+        if not found:
+            unprovided.append(top)
+            continue
+        dists.update(_canonical(d) for d in found)
+    return sorted(dists), unprovided
+
+
+def requirements_lock(source: ModelSource, model: Any = None) -> tuple[list[str], list[str]]:
+    """Requirements for serving: seedline and every distribution of the model's classes, at the recorded versions.
+
+    Returns (lines, notes). A distribution the run did not record is pinned at its version
+    here and noted; a module no installed distribution provides is noted.
+    """
+    recorded = {
+        _canonical(k): v
+        for k, v in ((source.manifest.environment or {}).get("packages") or {}).items()
+    }
     notes: list[str] = []
-
-    def norm(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
-
-    try:
-        from packaging.markers import default_environment
-        from packaging.requirements import Requirement
-
-        env: dict[str, str] = dict(default_environment())  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - packaging ships with pip's toolchain
-        Requirement = None  # type: ignore[assignment,misc]
-        env = {}
-
-    seen: set[str] = set()
-    unrecorded: list[str] = []
-    todo = ["seedline"]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            reqs = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for text in reqs:
-            if Requirement is not None:
-                req = Requirement(text)
-                if req.marker is not None and not req.marker.evaluate({**env, "extra": ""}):
-                    continue
-                dep = norm(req.name)
-            else:
-                if "extra ==" in text:
-                    continue
-                m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", text)
-                if not m:
-                    continue
-                dep = norm(m.group(1))
-            todo.append(dep)
-    # uvicorn[standard]'s speedups serve faster; they are in the closure when installed
+    names = {_canonical(n) for n in _SERVING_DISTRIBUTIONS}
+    if model is not None:
+        dists, unprovided = model_distributions(model, source)
+        names.update(dists)
+        if unprovided:
+            notes.append(
+                f"module(s) {', '.join(unprovided)} of the model come from no installed distribution "
+                "and are not project-local modules of the run: install them where the model is served"
+            )
     lines: list[str] = []
-    for name in sorted(seen):
+    unrecorded: list[str] = []
+    for name in sorted(names):
         version = recorded.get(name)
         if version is None:
             try:
                 version = importlib.metadata.version(name)
             except importlib.metadata.PackageNotFoundError:
+                notes.append(
+                    f"{name} is neither recorded by run {source.run_id} nor installed here"
+                )
+                lines.append(name)
                 continue
             unrecorded.append(name)
         lines.append(f"{name}=={version}")
@@ -298,6 +335,17 @@ def _model_card(source: ModelSource, report: ParityReport | None, requirements: 
 
 def _dockerfile(source: ModelSource) -> str:
     py = ((source.manifest.environment or {}).get("python") or {}).get("version") or "3.11"
+    cmd = ["seedline", "serve", "/model", "--host", "0.0.0.0", "--port", "8080"]
+    # a bundle is a folder anyone can edit, so serving it never honours a recorded trust
+    # decision: the export, which needed the same approval, writes it here, visibly
+    untrusted = persist_untrusted(source.model_bytes)
+    trust_lines = []
+    if untrusted:
+        cmd.append("--trust")
+        trust_lines = [
+            "# --trust: approved at export for the types outside seedline's trusted list:",
+            *[f"#   {t}" for t in untrusted],
+        ]
     hash_seed = (source.manifest.seeds.hash_seed if source.manifest.seeds else {}).get(
         "PYTHONHASHSEED"
     )
@@ -317,7 +365,8 @@ def _dockerfile(source: ModelSource) -> str:
             "HEALTHCHECK --interval=10s --timeout=3s CMD python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready')\"",
             "# the server listens on every interface of the container, so it needs a token:",
             "# docker run -e SEEDLINE_TOKEN=... -p 8080:8080 IMAGE",
-            'CMD ["seedline", "serve", "/model", "--host", "0.0.0.0", "--port", "8080"]',
+            *trust_lines,
+            f"CMD {json.dumps(cmd)}",
             "",
         ]
     )
@@ -333,8 +382,9 @@ def export_bundle(
     force: bool = False,
 ) -> ExportReport:
     report = ExportReport(format="bundle", path=str(target), model=source.ref, run_id=source.run_id)
-    requirements, notes = requirements_lock(source)
+    requirements, notes = requirements_lock(source, model)
     report.notes += notes
+    code_files = {str(bundle_code_path(m.path)): m.source for m in source.code.modules}
     files: dict[str, bytes] = {
         BUNDLE_FILES["model"]: source.model_bytes,
         BUNDLE_FILES["manifest"]: source.manifest.to_json().encode(),
@@ -350,6 +400,7 @@ def export_bundle(
         "Dockerfile": _dockerfile(source).encode(),
         "README.md": _model_card(source, parity, requirements).encode(),
         ".dockerignore": b"Dockerfile\n.dockerignore\n",
+        **code_files,
     }
     meta = {
         "format": 1,
@@ -360,17 +411,19 @@ def export_bundle(
         "run_id": source.run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model_fingerprint": source.manifest.fingerprints.get("model"),
-        "files": {name: file_digest(files[name]) for name in BUNDLE_FILES.values()},
+        "files": {name: file_digest(files[name]) for name in [*BUNDLE_FILES.values(), *code_files]},
+        "code": source.code.record(),
     }
     with _staged_dir(target, force=force) as tmp:
         for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         (tmp / BUNDLE_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         # the bundle must load back and predict bit for bit what the model predicts
-        from seedline.workflow.registration import load_bundle, load_estimator
+        from seedline.workflow.registration import load_bundle
 
         back = load_bundle(tmp)
-        again = load_estimator(back.model_bytes, trust=True)
+        again = back.load(trust=True)
         _compare_exact(model, again.predict, back.probe_input, report)
     report.files = sorted([*files, BUNDLE_MARKER])
     return report
@@ -423,11 +476,11 @@ def export_mlflow(
     from seedline.workflow import mlflow_pyfunc
 
     report = ExportReport(format="mlflow", path=str(target), model=source.ref, run_id=source.run_id)
-    requirements, notes = requirements_lock(source)
+    requirements, notes = requirements_lock(source, model)
     report.notes += notes
     env = source.manifest.environment or {}
     py = (env.get("python") or {}).get("version") or "3.11"
-    trusted = sorted(set(untrusted_types_all(source.model_bytes)))
+    trusted = model_types(source.model_bytes)
     schema = source.schema
     inputs = [
         {"type": _mlflow_type(c.kind), "name": c.name, "required": not c.nullable}
@@ -484,6 +537,13 @@ def export_mlflow(
     with _staged_dir(target, force=force) as tmp:
         (tmp / "code").mkdir()
         (tmp / "code" / "seedline_mlflow_pyfunc.py").write_bytes(loader_source)
+        for m in source.code.modules:  # MLflow puts code/ on sys.path; the loader checks them first
+            path = tmp / bundle_code_path(m.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(m.source)
+        (tmp / mlflow_pyfunc.LOCAL_CODE_FILE).write_text(
+            json.dumps(source.code.record(), indent=2, sort_keys=True) + "\n"
+        )
         (tmp / "model.skops").write_bytes(source.model_bytes)
         (tmp / mlflow_pyfunc.TRUSTED_TYPES_FILE).write_text(json.dumps(trusted, indent=2) + "\n")
         (tmp / mlflow_pyfunc.SCHEMA_FILE).write_text(json.dumps(schema.to_dict(), indent=2) + "\n")
@@ -508,13 +568,6 @@ def _input_example(source: ModelSource) -> dict[str, Any]:
 
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and v != v
-
-
-def untrusted_types_all(model_bytes: bytes) -> list[str]:
-    """Every type in the skops file outside skops' defaults (the trusted and any approved with --trust)."""
-    import skops.io as sio
-
-    return list(sio.get_untrusted_types(data=model_bytes))
 
 
 # -- ONNX ---------------------------------------------------------------------------------------

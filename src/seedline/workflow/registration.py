@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,15 @@ import numpy as np
 
 from seedline.core.errors import RunNotFoundError, SeedlineError, did_you_mean
 from seedline.core.fingerprint import fingerprint_value
+from seedline.execution.localcode import LocalCode
+from seedline.execution.persist import (
+    TRUSTED_TYPES,
+    ModelLoadError,
+    UntrustedModelError,
+    load_model,
+    model_types,
+)
+from seedline.execution.persist import untrusted_types as persist_untrusted
 from seedline.records.manifest import Manifest
 from seedline.records.registry import ModelNotFoundError, ModelVersion, Registry, RegistryError
 from seedline.records.tracking import Store
@@ -31,121 +40,19 @@ from seedline.workflow.schema import InputSchema
 
 BUNDLE_MARKER = "seedline-bundle.json"
 
-# Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
-# trusts: scikit-learn's and NumPy's internal state types, listed one by one. Anything else
-# (a user's class, a function, an object from another library) needs --trust.
-TRUSTED_TYPES: frozenset[str] = frozenset(
-    {
-        "builtins.slice",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-        "numpy.dtype",
-        "numpy.float32",
-        "numpy.float64",
-        "numpy.int32",
-        "numpy.int64",
-        "numpy.ndarray",
-        "numpy.random._mt19937.MT19937",
-        "numpy.random._pcg64.PCG64",
-        "numpy.random.mtrand.RandomState",
-        "scipy.interpolate._bsplines.BSpline",
-        "scipy.sparse._csr.csr_matrix",
-        "scipy.sparse._csc.csc_matrix",
-        "sklearn._loss.link.IdentityLink",
-        "sklearn._loss.link.Interval",
-        "sklearn._loss.link.LogitLink",
-        "sklearn._loss.link.LogLink",
-        "sklearn._loss.link.MultinomialLogit",
-        "sklearn._loss.loss.AbsoluteError",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn._loss.loss.HalfMultinomialLoss",
-        "sklearn._loss.loss.HalfPoissonLoss",
-        "sklearn._loss.loss.HalfSquaredError",
-        "sklearn._loss.loss.PinballLoss",
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "sklearn._loss._loss.CyHalfMultinomialLoss",
-        "sklearn._loss._loss.CyHalfPoissonLoss",
-        "sklearn._loss._loss.CyHalfSquaredError",
-        "sklearn._loss._loss.CyAbsoluteError",
-        "sklearn._loss._loss.CyPinballLoss",
-        "sklearn.calibration._CalibratedClassifier",
-        "sklearn.calibration._SigmoidCalibration",
-        "sklearn.ensemble._gb_losses.BinomialDeviance",
-        "sklearn.ensemble._gb_losses.LeastSquaresError",
-        "sklearn.ensemble._gb_losses.MultinomialDeviance",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.feature_selection._univariate_selection.chi2",
-        "sklearn.feature_selection._univariate_selection.f_classif",
-        "sklearn.feature_selection._univariate_selection.f_regression",
-        "sklearn.gaussian_process.kernels.ConstantKernel",
-        "sklearn.gaussian_process.kernels.DotProduct",
-        "sklearn.gaussian_process.kernels.Matern",
-        "sklearn.gaussian_process.kernels.Product",
-        "sklearn.gaussian_process.kernels.RBF",
-        "sklearn.gaussian_process.kernels.Sum",
-        "sklearn.gaussian_process.kernels.WhiteKernel",
-        "sklearn.metrics._dist_metrics.EuclideanDistance64",
-        "sklearn.metrics._dist_metrics.ManhattanDistance64",
-        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-        "sklearn.neighbors._ball_tree.BallTree",
-        "sklearn.neighbors._kd_tree.KDTree",
-        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-        "sklearn.tree._tree.Tree",
-        "sklearn.utils._bunch.Bunch",
-    }
-)
-
-
-class UntrustedModelError(SeedlineError):
-    """Raised when a model file holds types outside seedline's trusted list and --trust was not given."""
-
-    def __init__(self, types: list[str], where: str) -> None:
-        super().__init__(
-            f"the model of {where} holds types outside seedline's trusted list: {', '.join(types)}",
-            hint="loading them can run their code; if you trust this model, pass --trust (the override is logged)",
-        )
-        self.types = types
-
-
-class ModelLoadError(SeedlineError):
-    """Raised when a model file cannot be read by skops (damaged, or from an incompatible version)."""
-
 
 class BundleError(SeedlineError):
     """Raised when a bundle folder is incomplete or its files no longer match their recorded hashes."""
 
 
 def untrusted_types(model_bytes: bytes) -> list[str]:
-    """Types in the skops file that neither skops nor seedline trusts."""
-    import skops.io as sio
-
-    try:
-        found = sio.get_untrusted_types(data=model_bytes)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"the model file is not a readable skops file: {type(exc).__name__}: {exc}"
-        ) from exc
-    return sorted(t for t in found if t not in TRUSTED_TYPES)
+    """Types in the model file that neither skops nor seedline trusts (see ``ModelSource.untrusted_types``)."""
+    return persist_untrusted(model_bytes)
 
 
 def load_estimator(model_bytes: bytes, *, trust: bool = False, where: str = "this model") -> Any:
-    """Load a skops model, refusing types outside the trusted list unless ``trust``."""
-    import skops.io as sio
-
-    offending = untrusted_types(model_bytes)
-    if offending and not trust:
-        raise UntrustedModelError(offending, where)
-    try:
-        found = sio.get_untrusted_types(data=model_bytes)
-        allowed = found if trust else [t for t in found if t in TRUSTED_TYPES]
-        return sio.loads(model_bytes, trusted=allowed)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"cannot load the model of {where}: {type(exc).__name__}: {exc}",
-            hint="the skops file may come from an incompatible scikit-learn version",
-        ) from exc
+    """Load a model file with no project-local code and no recorded trust (see ``ModelSource.load``)."""
+    return load_model(model_bytes, trust=trust, where=where)
 
 
 def load_probe(npz: bytes) -> dict[str, np.ndarray]:
@@ -180,10 +87,29 @@ class ModelSource:
     registered: ModelVersion | None = None
     store: Store | None = None
     bundle: Path | None = None
+    code: LocalCode = field(default_factory=LocalCode)
+    """The project-local modules the model's steps come from, with their recorded sources."""
+    trusted_local: list[str] = field(default_factory=list)
+    """Project-local classes that may load without --trust: a registered version's recorded decision."""
 
     @property
     def run_id(self) -> str:
         return self.manifest.run_id
+
+    def untrusted_types(self) -> list[str]:
+        """Types that need --trust: outside seedline's trusted list and the recorded trust decision."""
+        return persist_untrusted(self.model_bytes, self.trusted_local)
+
+    def load(self, *, trust: bool = False) -> Any:
+        """The fitted model, through the one loader, with its recorded local sources."""
+        return load_model(
+            self.model_bytes,
+            trusted=self.trusted_local,
+            trust=trust,
+            code=self.code,
+            where=self.ref,
+            recorded_packages=(self.manifest.environment or {}).get("packages"),
+        )
 
     def lineage(self) -> dict[str, Any]:
         """Run, data fingerprints, commit, environment, seeds and metrics of this model."""
@@ -279,10 +205,32 @@ def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
     return p.X_test, p.X_train
 
 
+def local_classes(model_bytes: bytes, manifest: Manifest) -> list[str]:
+    """The types in a model that come from the run's own project-local modules whose source it stored."""
+    stored = [n for n, e in (manifest.code.get("local_modules") or {}).items() if e.get("object")]
+    return [t for t in model_types(model_bytes) if any(t.startswith(f"{n}.") for n in stored)]
+
+
+def local_code(manifest: Manifest, read: Any, where: str) -> LocalCode:
+    """The run's project-local modules, their sources read from the store by address."""
+    return LocalCode.from_record(manifest.code.get("local_modules") or {}, read, where=where)
+
+
 def register_run(
-    store: Store, run_ref: str, name: str, *, description: str | None = None
+    store: Store,
+    run_ref: str,
+    name: str,
+    *,
+    description: str | None = None,
+    trust_local: bool = True,
 ) -> ModelVersion:
-    """Register run ``run_ref`` as the next version of ``name``."""
+    """Register run ``run_ref`` as the next version of ``name``.
+
+    ``trust_local`` (the default) records the decision that this version may load the run's
+    own project-local classes without ``--trust``: the classes whose module source the run
+    stored, and only from that source, checked against its hash. Other types outside
+    seedline's trusted list still need ``--trust``.
+    """
     manifest = store.manifest(run_ref)
     if manifest.status != "succeeded":
         raise RegistryError(
@@ -295,7 +243,11 @@ def register_run(
             f"run {manifest.run_id} has no saved {'model' if not model_object else 'probe predictions'}",
             hint="run the spec again with this version of seedline",
         )
-    store.objects.get(model_object)  # present and intact
+    model_bytes = store.objects.get(model_object)  # present and intact
+    trusted_local = local_classes(model_bytes, manifest) if trust_local else []
+    for entry in (manifest.code.get("local_modules") or {}).values():
+        if entry.get("object"):
+            store.objects.get(entry["object"])  # every stored source is there and intact
     X_test, X_train = rebuild_probe_input(manifest, store.project_root)
     probe_bytes = frame_to_parquet(X_test)
     kind = str(manifest.probe["input"]).split(":", 1)[0]
@@ -317,6 +269,7 @@ def register_run(
         model_fingerprint=manifest.fingerprints.get("model"),
         predictions_fingerprint=manifest.fingerprints.get("predictions"),
         description=description,
+        trusted_local=trusted_local,
     )
 
 
@@ -364,6 +317,8 @@ def _from_version(store: Store, v: ModelVersion) -> ModelSource:
         schema=InputSchema.from_dict(v.input_schema),
         registered=v,
         store=store,
+        code=local_code(manifest, store.objects.get, v.ref),
+        trusted_local=list(v.trusted_local),
     )
 
 
@@ -386,6 +341,7 @@ def _from_run(store: Store, manifest: Manifest) -> ModelSource:
         probe_input=X_test,
         schema=InputSchema.derive(X_train),
         store=store,
+        code=local_code(manifest, store.objects.get, f"run {manifest.run_id}"),
     )
 
 
@@ -423,8 +379,9 @@ def load_bundle(folder: Path) -> ModelSource:
             )
         contents[key] = data
     manifest = Manifest.from_json(contents["manifest"])
+    ref = str(meta.get("ref") or folder)
     return ModelSource(
-        ref=str(meta.get("ref") or folder),
+        ref=ref,
         name=str(meta.get("name") or manifest.spec.get("name") or "model"),
         version=str(meta["version"]) if meta.get("version") is not None else None,
         manifest=manifest,
@@ -433,7 +390,42 @@ def load_bundle(folder: Path) -> ModelSource:
         probe_input=parquet_to_frame(contents["probe_input"]),
         schema=InputSchema.from_dict(json.loads(contents["schema"])),
         bundle=folder,
+        code=local_code(manifest, _bundle_code_reader(folder, manifest), f"bundle {folder}"),
     )
+
+
+BUNDLE_CODE_DIR = "code"
+"""Where a bundle keeps the sources of the model's project-local modules, by their project path."""
+
+
+def bundle_code_path(path: str) -> Path:
+    """The relative path of a recorded module inside a bundle's code folder; refuses paths that leave it."""
+    rel = Path(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise BundleError(
+            f"the manifest records a local module at {path!r}, which is not a relative path"
+        )
+    return Path(BUNDLE_CODE_DIR) / rel
+
+
+def _bundle_code_reader(folder: Path, manifest: Manifest) -> Any:
+    by_address = {
+        str(e["object"]): bundle_code_path(str(e.get("path")))
+        for e in (manifest.code.get("local_modules") or {}).values()
+        if e.get("object")
+    }
+
+    def read(address: str) -> bytes:
+        path = folder / by_address[address]
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise BundleError(
+                f"bundle {folder} lacks {by_address[address]}, the source of a project-local module of its model",
+                hint="export the bundle again with this seedline",
+            ) from exc
+
+    return read
 
 
 __all__ = [
@@ -444,6 +436,7 @@ __all__ = [
     "UntrustedModelError",
     "lineage",
     "load_estimator",
+    "local_classes",
     "register_run",
     "resolve_source",
     "untrusted_types",

@@ -4,7 +4,14 @@ Trials are keyed ``trial-000``, ``trial-001``... in the order the search defines
 every trial keeps the spec's master seed, so its seeds come from stable paths, never from
 scheduling order. Trials run as coarse tasks on the chosen executor (serial, local
 processes or Dask), with the loaded data shipped to each worker once; results are
-gathered in key order. TPE (Optuna) asks for trials in fixed-size batches seeded from the
+gathered in key order.
+
+Workers need neither the project folder nor the store: the project-local modules the
+spec's classes come from travel with the data as sources checked against their hashes,
+and a trial on local processes or Dask returns its manifest and the objects it made
+(model, probe predictions) to this process, which records the run. A trial that ran on a
+worker whose string hashing differs from this process's (a Dask worker started without
+this ``PYTHONHASHSEED``) is recorded with ``seeds.hash_seed.pinned`` false and a warning. TPE (Optuna) asks for trials in fixed-size batches seeded from the
 plan, so its trials are also the same whatever the number of workers.
 """
 
@@ -12,6 +19,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +28,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from seedline.core.environment import capture_git
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.seeding import SeedPlan
 from seedline.core.spec import Spec, apply_overrides, load_spec
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
-from seedline.execution.executors import make_executor
+from seedline.execution.executors import TaskInfo, make_executor
+from seedline.execution.localcode import LocalCode
+from seedline.execution.runner import pipeline_class_modules, record_detached, shipped_code
 from seedline.records.sweeps import SweepIndex
 from seedline.records.tracking import Store, new_run_id
 
@@ -83,14 +95,23 @@ class _SweepShared:
     root: str
     sweep: dict[str, Any]
     use_cache: bool
+    code: LocalCode = field(default_factory=LocalCode)
+    detached: bool = False
+    """Run without the store: the trial's results go back to the client, which records them."""
 
 
-def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> dict[str, Any]:
-    """One trial: a full seedline run on the data shipped once; never raises for a failed fit."""
+def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> Any:
+    """One trial: a full seedline run on the data shipped once; never raises for a failed fit.
+
+    Detached (on local processes or Dask), the worker touches neither the store nor the
+    project folder and returns the run (a ``RunResult`` with its objects) for the client to
+    record; in this process (serial), the trial records itself and returns its summary.
+    """
     from seedline.execution.runner import run
 
-    store = Store(Path(shared.root) / ".seedline")
+    shared.code.install()
     settings = shared.sweep["settings"]
+    store = None if shared.detached else Store(Path(shared.root) / ".seedline")
     try:
         result = run(
             Spec.from_dict(shared.spec),
@@ -103,15 +124,39 @@ def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> dict[str,
             workers=settings["workers"],
             address=settings["address"],
             sweep={"id": shared.sweep["id"], "trial": key, "overrides": item["overrides"]},
+            detached=shared.detached,
         )
-        summary = result.summary()
     except PipelineError as exc:
         if exc.result is None:
             raise
-        summary = exc.result.summary()
+        result = exc.result
     finally:
-        store.close()
-    return summary
+        if store is not None:
+            store.close()
+    return result if shared.detached else result.summary()
+
+
+HASH_SEED_HINT = (
+    "start every Dask worker with this process's hash seed: 'PYTHONHASHSEED={seed} dask worker "
+    "ADDRESS --nthreads 1 --no-nanny', or, with a nanny (which ignores the PYTHONHASHSEED it "
+    "inherits), put 'distributed: {{nanny: {{pre-spawn-environ: {{PYTHONHASHSEED: \"{seed}\"}}}}}}' "
+    "in a Dask config file (DASK_CONFIG)"
+)
+
+
+def hash_seed_note(info: TaskInfo | None) -> dict[str, Any] | None:
+    """What to add to a trial's ``seeds.hash_seed`` when its worker hashes strings differently from here."""
+    if info is None or info.hash_seed_matches:
+        return None
+    seed = os.environ.get("PYTHONHASHSEED")
+    return {
+        "pinned": False,
+        "matches_client": False,
+        "client": seed,
+        "warning": f"trial ran on {info.worker} with PYTHONHASHSEED={info.hash_seed!r}, "
+        f"whose string hashing differs from the client's (PYTHONHASHSEED={seed!r}); "
+        + HASH_SEED_HINT.format(seed=seed or "0"),
+    }
 
 
 @dataclass
@@ -121,6 +166,7 @@ class SweepReport:
     search: str
     trials: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -139,6 +185,7 @@ class SweepReport:
             "settings": self.settings,
             "best": self.best,
             "trials": self.trials,
+            "warnings": self.warnings,
         }
 
 
@@ -209,16 +256,21 @@ def sweep(
             "nothing to sweep",
             hint="pass --param path.to.key=v1,v2 or add a 'sweep: {params: ...}' section to the spec",
         )
+    # the spec's own classes import from the project, as a run's do
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     loaded = load_data(base.data, root)
     X, _, _ = select_columns(loaded.frame, base.data)
+    class_modules = set(pipeline_class_modules(compile_pipeline(base, X)[0]))
     for k, v in params.items():
         if not isinstance(v, list) or not v:
             raise SweepError(f"sweep param {k!r} must list its values, got {v!r}")
         try:
             # compile with the first value: a misspelt path or parameter fails here, not in a worker
-            compile_pipeline(
+            first = compile_pipeline(
                 Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"])), X
-            )
+            )[0]
+            class_modules |= set(pipeline_class_modules(first))
         except SpecError as exc:
             raise SweepError(f"sweep param {k!r}: {exc.message}", hint=exc.hint) from None
     search = search or section.get("search") or "grid"
@@ -244,16 +296,36 @@ def sweep(
             params=params,
             settings=settings,
         )
+        detached = executor != "serial"
         shared = _SweepShared(
             spec=base.to_dict(),
             loaded=loaded,
             root=str(root),
             sweep={"id": sweep_id, "settings": settings},
-            use_cache=use_cache,
+            use_cache=use_cache and not detached,
+            code=shipped_code(root, sorted(class_modules), where=f"sweep {sweep_id}")
+            if detached
+            else LocalCode(),
+            detached=detached,
         )
+        git_info: dict[str, Any] = {}
+        diff_object: str | None = None
+        if detached:
+            git_info, diff = capture_git(root)
+            diff_object = store.objects.put(diff) if diff else None
 
         def run_batch(items: dict[str, Any]) -> dict[str, Any]:
-            return ex.map(trial_job, items, shared=shared)
+            results = ex.map(trial_job, items, shared=shared)
+            if not detached:
+                return results
+            summaries: dict[str, Any] = {}
+            for key, result in results.items():
+                note = hash_seed_note(ex.task_info.get(key))
+                if note is not None:
+                    report.warnings.append(f"{key}: {note['warning']}")
+                record_detached(store, result, root, git_info, diff_object=diff_object, notes=note)
+                summaries[key] = result.summary()
+            return summaries
 
         if search == "tpe":
             report.trials = _tpe_trials(params, trials or 10, plan, run_batch, metric)
