@@ -63,6 +63,7 @@ def penguins_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     )
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_a_manifest_whose_spec_was_edited(
     penguins_run: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -83,3 +84,60 @@ def test_reproduce_refuses_a_manifest_whose_spec_was_edited(
     out = run_cli(root, "reproduce", str(evil), "--json", check=False)
     assert out.returncode != 0 and not marker.exists()
     assert "is not a scikit-learn estimator" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_export_force_replaces_only_seedline_exports(penguins_run: tuple[Path, str]) -> None:
+    """--force replaces an earlier export, atomically; never a user's folder or file, nor '.', all without a traceback."""
+    root, run_id = penguins_run
+    run_cli(root, "export", run_id, "--format", "bundle", "-o", "bundle")
+    first = (root / "bundle" / "seedline-bundle.json").read_text()
+    run_cli(root, "export", run_id, "--format", "bundle", "-o", "bundle", "--force")
+    assert (root / "bundle" / ".seedline-export").is_file()
+    assert (root / "bundle" / "seedline-bundle.json").read_text() != first  # a new export
+    assert not [p for p in root.iterdir() if p.name.startswith(".bundle.")]  # nothing left aside
+
+    data_before = sorted(p.name for p in (root / "data").iterdir())
+    for target, fmt in (("data", "bundle"), (".", "mlflow"), ("data/penguins.csv", "onnx")):
+        out = run_cli(root, "export", run_id, "--format", fmt, "-o", target, "--force", check=False)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+        assert "seedline did not export" in out.stderr or "current folder" in out.stderr
+    assert sorted(p.name for p in (root / "data").iterdir()) == data_before
+    assert (root / ".seedline").is_dir() and (root / "seedline.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_predict_output_must_be_a_file_and_needs_force_to_replace(
+    penguins_run: tuple[Path, str],
+) -> None:
+    """predict -o onto a folder is a clear error; onto an existing file it needs --force."""
+    root, run_id = penguins_run
+    (root / "outdir").mkdir()
+    out = run_cli(root, "predict", run_id, "data/penguins.csv", "-o", "outdir", check=False)
+    assert out.returncode != 0 and "is a folder" in out.stderr and "Traceback" not in out.stderr
+    (root / "mine.csv").write_text("precious\n")
+    out = run_cli(root, "predict", run_id, "data/penguins.csv", "-o", "mine.csv", check=False)
+    assert out.returncode != 0 and "--force" in out.stderr
+    assert (root / "mine.csv").read_text() == "precious\n"
+    run_cli(root, "predict", run_id, "data/penguins.csv", "-o", "mine.csv", "--force")
+    assert (root / "mine.csv").read_text().startswith("prediction")
+
+
+def test_a_folder_is_swapped_in_without_the_target_going_missing(tmp_path: Path) -> None:
+    """The exchange used by --force swaps two folders in one step (Linux), and swap_in removes the old one."""
+    from seedline.workflow.outputs import exchange, swap_in
+
+    old, new = tmp_path / "target", tmp_path / "new"
+    old.mkdir()
+    (old / "v").write_text("1")
+    new.mkdir()
+    (new / "v").write_text("2")
+    if sys.platform == "linux":
+        assert (
+            exchange(new, old) and (old / "v").read_text() == "2" and (new / "v").read_text() == "1"
+        )
+        assert exchange(new, old)  # and back
+    swap_in(new, old)
+    assert (old / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "target"
+    ]

@@ -411,6 +411,9 @@ def predict_cmd(
         str | None,
         typer.Option("--input-format", help="csv or parquet (default: from the suffix)."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output file.")
+    ] = False,
     output_format: Annotated[
         str | None,
         typer.Option("--output-format", help="csv or parquet (default: from the suffix)."),
@@ -426,9 +429,11 @@ def predict_cmd(
     """Predict a CSV or Parquet file in chunks of constant memory, after a parity self-check."""
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
+    from seedline.workflow.outputs import check_prediction_target
     from seedline.workflow.predict import predict_file
 
     try:
+        check_prediction_target(output, force=force)  # before the model is loaded
         source, model, report = _checked_model(
             model_ref, "predict", trust=trust, allow_mismatch=allow_parity_mismatch, quiet=as_json
         )
@@ -438,6 +443,7 @@ def predict_cmd(
             "chunk_rows": chunk_rows,
             "input_format": input_format,
             "output_format": output_format,
+            "force": force,
             "threads": int(source.manifest.settings.get("threads") or 1),
         }
         if as_json or not sys.stderr.isatty():
@@ -510,10 +516,12 @@ def export_cmd(
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.export import FORMATS, ExportError, export_model
+    from seedline.workflow.outputs import check_export_target
 
     try:
         if fmt not in FORMATS:
             raise ExportError(f"unknown format {fmt!r}", hint="use one of: " + ", ".join(FORMATS))
+        check_export_target(output, force=force, folder=fmt != "onnx")  # before the model is loaded
         source, model, report = _checked_model(
             model_ref,
             f"export:{fmt}",

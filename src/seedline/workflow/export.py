@@ -16,7 +16,8 @@ again after it is written, on the same probe set:
   every file's hash is recorded and checked when it is loaded.
 
 Outputs are built in a temporary folder (or file) beside the target and renamed into
-place at the end: a failed export leaves nothing behind.
+place at the end: a failed export leaves nothing behind. ``--force`` replaces only an
+export of seedline's, atomically (``workflow.outputs``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,7 @@ import copy
 import datetime as dt
 import importlib.metadata
 import json
-import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ import numpy as np
 
 from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
+from seedline.workflow.outputs import staged_folder, write_file_atomic
 from seedline.workflow.parity import ParityReport, normalise_predictions
 from seedline.workflow.registration import (
     BUNDLE_FILES,
@@ -80,45 +79,14 @@ class ExportReport:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _staged_dir(target: Path, *, force: bool) -> Iterator[Path]:
-    """A temporary folder beside ``target``, renamed to it when the block succeeds."""
-    if target.exists() and not force:
-        raise ExportError(
-            f"{target} already exists", hint="choose another -o path, or pass --force"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _staged_dir(target: Path, *, force: bool) -> contextlib.AbstractContextManager[Path]:
+    """A temporary folder beside ``target``, swapped in when the block succeeds (see ``workflow.outputs``)."""
+    marker = {"written_by": "seedline export", "seedline_version": __version__}
+    return staged_folder(target, force=force, marker=marker)
 
 
 def _write_atomic(target: Path, data: bytes, *, force: bool) -> None:
-    if target.exists() and not force:
-        raise ExportError(
-            f"{target} already exists", hint="choose another -o path, or pass --force"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomic(target, data, force=force)
 
 
 def _fitted_steps(est: Any, path: str) -> Iterator[tuple[str, Any]]:
