@@ -15,7 +15,7 @@ from seedline.core.spec import Spec
 from seedline.execution.compile import compile_pipeline
 
 from .conftest import run_cli
-from .serving_support import project_with_run
+from .serving_support import free_port, project_with_run
 
 
 def _popen(marker: Path) -> dict[str, Any]:
@@ -141,3 +141,86 @@ def test_a_folder_is_swapped_in_without_the_target_going_missing(tmp_path: Path)
     assert (old / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == [
         "target"
     ]
+
+
+def _craft_tree(bundle: Path, field: str, value: float) -> None:
+    """Edit the first tree's node array in a bundle's skops file, and its recorded hash, as an attacker would."""
+    import hashlib
+    import io
+    import zipfile
+
+    import numpy as np
+
+    model = bundle / "model.skops"
+    with zipfile.ZipFile(model) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    schema = json.loads(files["schema.json"])
+
+    def first_tree(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("__class__") == "Tree":
+                return node
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            return None
+        for child in children:
+            found = first_tree(child)
+            if found is not None:
+                return found
+        return None
+
+    nodes_file = first_tree(schema)["content"]["content"]["nodes"]["file"]
+    nodes = np.load(io.BytesIO(files[nodes_file]), allow_pickle=False)
+    inner = int(np.flatnonzero(nodes["left_child"] != -1)[0])
+    nodes[field][inner] = value
+    buf = io.BytesIO()
+    np.save(buf, nodes, allow_pickle=False)
+    files[nodes_file] = buf.getvalue()
+    with zipfile.ZipFile(model, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    marker = bundle / "seedline-bundle.json"
+    meta = json.loads(marker.read_text())
+    meta["files"]["model.skops"] = "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest()
+    marker.write_text(json.dumps(meta))
+
+
+@pytest.mark.slow
+def test_a_crafted_tree_is_refused_not_a_crash(penguins_run: tuple[Path, str]) -> None:
+    """Out-of-range children, features or a NaN threshold in a bundle's tree: a clear error, never a segfault."""
+    root, run_id = penguins_run
+    run_cli(root, "export", run_id, "--format", "bundle", "-o", "good")
+    fp = json.loads(run_cli(root, "show", run_id, "--json").stdout)["fingerprints"]["model"]
+    for field, value in (("left_child", 10**6), ("feature", 4096), ("threshold", float("nan"))):
+        bundle = root / f"crafted-{field}"
+        run_cli(root, "export", run_id, "--format", "bundle", "-o", bundle.name)
+        _craft_tree(bundle, field, value)
+        out = run_cli(root, "predict", bundle.name, "data/penguins.csv", "-o", "p.csv", check=False)
+        assert out.returncode == 2, (out.returncode, out.stderr)
+        assert "the model is malformed" in out.stderr and "Traceback" not in out.stderr
+    # the server binds, fails to load the model, and exits non-zero with the reason
+    out = run_cli(root, "serve", bundle.name, "--port", str(free_port()), check=False)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "cannot serve the model: the model is malformed" in out.stderr
+    # a fingerprint from elsewhere vouches for the untouched bundle and refuses an edited one
+    ok = run_cli(
+        root, "predict", "good", "data/penguins.csv", "-o", "p.csv", "--expect-fingerprint", fp
+    )
+    assert ok.returncode == 0, ok.stderr
+    edited = root / "edited"
+    run_cli(root, "export", run_id, "--format", "bundle", "-o", edited.name)
+    _craft_tree(edited, "threshold", 0.5)  # a well-formed but different model
+    out = run_cli(
+        root,
+        "predict",
+        edited.name,
+        "data/penguins.csv",
+        "-o",
+        "q.csv",
+        "--expect-fingerprint",
+        run_id,
+        check=False,
+    )
+    assert out.returncode == 2 and "not the expected" in out.stderr, out.stderr

@@ -21,6 +21,10 @@ models_app = typer.Typer(
 )
 
 _TRUST_HELP = "Load the model even if it holds types outside seedline's trusted list (logged)."
+_EXPECT_HELP = (
+    "Refuse the model unless it has this model fingerprint (model:...) or is the model of this "
+    "registry reference or run: a bundle's own hashes cannot vouch for it."
+)
 _ALLOW_HELP = (
     "Go on even if the probe predictions do not match training time (logged in the registry)."
 )
@@ -41,16 +45,26 @@ def _echo_json(data: Any) -> None:
 
 
 def _checked_model(
-    ref: str, action: str, *, trust: bool, allow_mismatch: bool, quiet: bool
+    ref: str,
+    action: str,
+    *,
+    trust: bool,
+    allow_mismatch: bool,
+    quiet: bool,
+    expect_fingerprint: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """(source, fitted model, parity report) after the parity gate; raises SeedlineError."""
     from seedline.cli.main import _console
+    from seedline.workflow.integrity import expected_fingerprint, verify_model_fingerprint
     from seedline.workflow.parity import check_parity, enforce
     from seedline.workflow.registration import load_estimator, resolve_source, untrusted_types
 
+    expected = expected_fingerprint(expect_fingerprint) if expect_fingerprint else None
     source = resolve_source(ref)
     offending = untrusted_types(source.model_bytes)
     model = load_estimator(source.model_bytes, trust=trust, where=source.ref)
+    if expected is not None:
+        verify_model_fingerprint(model, expected, source.ref)
     report = check_parity(model, source, action=action)
     if offending:
         report.batching["trusted_types_override"] = offending
@@ -355,6 +369,9 @@ def serve_cmd(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn and seedline log level.")
     ] = "info",
+    expect_fingerprint: Annotated[
+        str | None, typer.Option("--expect-fingerprint", help=_EXPECT_HELP)
+    ] = None,
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2) and MLflow's /invocations, after a parity self-check."""
     from seedline.cli.main import _fail
@@ -371,6 +388,7 @@ def serve_cmd(
         max_batch_rows=max_batch,
         batching=not no_batching,
         access_log=not no_access_log,
+        expect_fingerprint=expect_fingerprint,
     )
     try:
         serve(config, host=host, port=port, workers=workers, log_level=log_level)
@@ -414,6 +432,9 @@ def predict_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing output file.")
     ] = False,
+    expect_fingerprint: Annotated[
+        str | None, typer.Option("--expect-fingerprint", help=_EXPECT_HELP)
+    ] = None,
     output_format: Annotated[
         str | None,
         typer.Option("--output-format", help="csv or parquet (default: from the suffix)."),
@@ -435,7 +456,12 @@ def predict_cmd(
     try:
         check_prediction_target(output, force=force)  # before the model is loaded
         source, model, report = _checked_model(
-            model_ref, "predict", trust=trust, allow_mismatch=allow_parity_mismatch, quiet=as_json
+            model_ref,
+            "predict",
+            trust=trust,
+            allow_mismatch=allow_parity_mismatch,
+            quiet=as_json,
+            expect_fingerprint=expect_fingerprint,
         )
         kwargs: dict[str, Any] = {
             "id_column": id_column,

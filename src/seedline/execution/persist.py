@@ -29,6 +29,7 @@ import zipfile
 from typing import Any
 
 from seedline.core.deeplearning import DeepLearningError
+from seedline.execution.model_checks import check_model_structure
 
 ARCHIVE_MARKER = "seedline-archive.json"
 ARCHIVE_FORMAT = "seedline-model-archive"
@@ -173,7 +174,14 @@ def untrusted_types(data: bytes) -> list[str]:
 
 
 def load_model(data: bytes, *, trusted: list[str] | None = None, trusted_own: bool = False) -> Any:
-    """Load a model saved by ``dump_model``.
+    """Load a model saved by ``dump_model`` and check the structure of its trees before first use."""
+    model = _load_model(data, trusted=trusted, trusted_own=trusted_own)
+    check_model_structure(model)
+    return model
+
+
+def _load_model(data: bytes, *, trusted: list[str] | None = None, trusted_own: bool = False) -> Any:
+    """The model in ``data``, loaded as ``dump_model`` wrote it.
 
     ``trusted_own=True`` is for objects seedline wrote itself and read back from its
     content-addressed store (their bytes are verified against their address on read).

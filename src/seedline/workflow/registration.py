@@ -24,6 +24,7 @@ import numpy as np
 
 from seedline.core.errors import RunNotFoundError, SeedlineError, did_you_mean
 from seedline.core.fingerprint import fingerprint_value
+from seedline.execution.model_checks import check_model_structure
 from seedline.records.manifest import Manifest
 from seedline.records.registry import ModelNotFoundError, ModelVersion, Registry, RegistryError
 from seedline.records.tracking import Store
@@ -140,12 +141,14 @@ def load_estimator(model_bytes: bytes, *, trust: bool = False, where: str = "thi
     try:
         found = sio.get_untrusted_types(data=model_bytes)
         allowed = found if trust else [t for t in found if t in TRUSTED_TYPES]
-        return sio.loads(model_bytes, trusted=allowed)
+        model = sio.loads(model_bytes, trusted=allowed)
     except Exception as exc:
         raise ModelLoadError(
             f"cannot load the model of {where}: {type(exc).__name__}: {exc}",
             hint="the skops file may come from an incompatible scikit-learn version",
         ) from exc
+    check_model_structure(model, where)  # before first use: a crafted tree crashes predict
+    return model
 
 
 def load_probe(npz: bytes) -> dict[str, np.ndarray]:

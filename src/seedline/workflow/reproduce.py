@@ -43,10 +43,8 @@ from seedline.workflow.compare import (
     diff_manifests,
     diff_platform,
 )
-from seedline.workflow.deviation import deviation
+from seedline.workflow.deviation import DEFAULT_ATOL, DEFAULT_RTOL, deviation
 
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-9
 VERDICTS = ("bitwise", "tolerance", "failed")
 
 
