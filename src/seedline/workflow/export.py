@@ -38,6 +38,7 @@ import numpy as np
 
 from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
+from seedline.workflow.deviation import bitwise_equal, compare_arrays
 from seedline.workflow.outputs import staged_folder, write_file_atomic
 from seedline.workflow.parity import ParityReport, normalise_predictions
 from seedline.workflow.registration import (
@@ -51,6 +52,9 @@ from seedline.workflow.schema import InputSchema
 
 FORMATS = ("onnx", "mlflow", "bundle")
 ONNX_LABEL_TOLERANCE = 0  # probe rows whose class label may differ
+# ONNX computes in float32: a regressor's predictions are bounded by this absolute deviation
+# (``--atol`` overrides it); the comparison is the shared one of ``workflow.deviation``
+ONNX_FLOAT32_ATOL = 1e-4
 
 
 class ExportError(SeedlineError):
@@ -359,7 +363,7 @@ def _compare_exact(model: Any, predict: Any, X: Any, report: ExportReport) -> No
     report.labels_equal = (
         int(np.sum(got.astype(str) == want.astype(str))) if got.shape == want.shape else 0
     )
-    report.bitwise = got.shape == want.shape and got.tobytes() == want.tobytes()
+    report.bitwise = bitwise_equal(got, want)
     if not report.bitwise:
         raise ExportError(
             f"the exported {report.format} model predicts differently from the model on the probe set "
@@ -621,12 +625,12 @@ def export_onnx(
     got = np.asarray(outputs[0]).reshape(want.shape[0], *want.shape[1:])
     report.rows = len(X)
     if want.dtype.kind in "fc":
-        dev = np.abs(got.astype(np.float64) - want.astype(np.float64))
-        report.labels_equal = int(np.sum(dev == 0))
-        report.max_abs_deviation = float(dev.max()) if dev.size else 0.0
-        report.deviation_at = [int(np.argmax(dev))] if dev.size else []
-        bound = 1e-4 if atol is None else atol
-        ok = report.max_abs_deviation <= bound
+        bound = ONNX_FLOAT32_ATOL if atol is None else atol
+        cmp = compare_arrays(got, want, rtol=0.0, atol=bound)
+        report.labels_equal = int(np.sum(got.astype(np.float64) == want.astype(np.float64)))
+        report.max_abs_deviation = cmp["max_abs"]
+        report.deviation_at = cmp["at"][:1]
+        ok = cmp["within"]
         problem = f"predictions deviate by up to {report.max_abs_deviation:.3g} (bound {bound})"
     else:
         same = got.astype(str) == want.astype(str)
@@ -635,10 +639,15 @@ def export_onnx(
         problem = f"{report.rows - report.labels_equal} of {report.rows} class labels differ"
         if len(outputs) > 1 and hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(X), dtype=np.float64)
-            dev = np.abs(np.asarray(outputs[1], dtype=np.float64) - proba)
-            report.max_abs_deviation = float(dev.max()) if dev.size else 0.0
-            report.deviation_at = [int(i) for i in np.unravel_index(int(np.argmax(dev)), dev.shape)]
-            if atol is not None and report.max_abs_deviation > atol:
+            cmp = compare_arrays(
+                np.asarray(outputs[1], dtype=np.float64),
+                proba,
+                rtol=0.0,
+                atol=np.inf if atol is None else atol,
+            )
+            report.max_abs_deviation = cmp["max_abs"]
+            report.deviation_at = cmp["at"]
+            if not cmp["within"]:
                 ok = False
                 problem = f"probabilities deviate by up to {report.max_abs_deviation:.3g} (row {report.deviation_at[0]}), beyond --atol {atol}"
     report.bitwise = False
