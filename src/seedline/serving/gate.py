@@ -33,8 +33,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("seedline.access")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised from ``receive`` when a streamed body passes the limit.
+
+    A BaseException, like ``asyncio.CancelledError``, so that no handler's ``except
+    Exception`` turns it into a 500: it must reach the gate, which answers 413.
+    """
 
 
 class Gate:
