@@ -33,7 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("seedline.access")
 
 
-class _BodyTooLarge(BaseException):  # noqa: N818 - a signal, not an error
+class _BodyTooLarge(BaseException):
     """Raised from ``receive`` when a streamed body passes the limit.
 
     A BaseException, like ``asyncio.CancelledError``, so that no handler's ``except
