@@ -523,7 +523,7 @@ def test_the_server_binds_first_and_parses_large_bodies_off_the_event_loop(
 
     root, _, source, _ = penguins_served
     row = records(source.probe_input.iloc[:1])[0]
-    rows = 140_000
+    rows = 175_000
     body = _v2_body([row] * rows)
     body["inputs"][-1]["data"][-1] = "x"  # fails only after every value was read: no prediction
     data = json.dumps(body).encode()
