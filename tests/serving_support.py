@@ -74,7 +74,12 @@ class Server:
 
 
 def wait_until(
-    url: str, proc: subprocess.Popen[bytes], log: Path, *, timeout: float = 90.0, ready: bool = True
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    timeout: float = 240.0,
+    ready: bool = True,
 ) -> None:
     """Poll until the server answers (ready or merely live); bounded in time."""
     import httpx

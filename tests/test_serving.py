@@ -251,7 +251,13 @@ def test_metrics_access_log_and_docs(penguins_served: tuple[Path, Server, Any, A
         httpx.post(f"{url}/invocations", json={"dataframe_records": [row]})
     text = httpx.get(f"{url}/metrics").text
     assert "# TYPE seedline_requests_total counter" in text
-    assert 'handler="/invocations",method="POST",code="200"' in text
+    assert any(
+        line.startswith("seedline_requests_total{")
+        and 'handler="/invocations"' in line
+        and 'method="POST"' in line
+        and 'code="200"' in line
+        for line in text.splitlines()
+    )
     assert "seedline_request_duration_seconds_bucket" in text and 'le="+Inf"' in text
     assert "seedline_model_ready" in text and 'verdict="bitwise"' in text
     lines = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
@@ -407,7 +413,7 @@ def test_a_parity_mismatch_keeps_the_server_not_ready(
 def test_several_workers_serve_the_same_model(
     penguins_served: tuple[Path, Server, Any, Any],
 ) -> None:
-    """--workers 2: both workers load the model and check parity, and requests are answered."""
+    """--workers 2: both workers load the model and check parity, requests are answered, /metrics sums both."""
     root, _, source, model = penguins_served
     X = source.probe_input.iloc[:5]
     with serving(root, "penguins@production", "--workers", "2", "--no-access-log") as server:
@@ -415,3 +421,145 @@ def test_several_workers_serve_the_same_model(
             r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records(X)})
             assert r.json() == {"predictions": model.predict(X).tolist()}
         assert server.log_text().count("parity check passed") == 2
+        # one scrape sums every worker's counts (prometheus_client's multiprocess mode)
+        text = httpx.get(f"{server.url}/metrics").text
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith("seedline_requests_total")
+            and 'handler="/invocations"' in x
+            and 'code="200"' in x
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 6
+
+
+def test_metrics_labels_are_route_templates_and_bounded(
+    penguins_served: tuple[Path, Server, Any, Any],
+) -> None:
+    """A path cannot inject a metric line, and 2,000 unknown paths do not grow /metrics."""
+    import random
+
+    _, server, _, _ = penguins_served
+    url = server.url
+    with httpx.Client() as client:
+        injected = client.get(
+            f"{url}/v2/models/x/zz%22%7D%201%0Ainjected_metric%7Ba%3D%22", timeout=30
+        )
+        assert injected.status_code == 404
+        client.get(f"{url}/metrics")  # so that /metrics itself is counted in both scrapes
+        before = client.get(f"{url}/metrics").text
+        assert "injected_metric" not in before
+        assert 'handler="unmatched"' in before or 'handler="/v2/models/{name}' in before
+        rng = random.Random(0)
+        for _ in range(2000):
+            path = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz%22{}") for _ in range(12))
+            client.get(f"{url}/{path}", timeout=30)
+        after = client.get(f"{url}/metrics").text
+    assert len(after.splitlines()) == len(before.splitlines())
+    assert "injected_metric" not in after
+
+
+def test_values_beyond_64_bits_and_deep_nesting_get_400_on_both_protocols(
+    penguins_served: tuple[Path, Server, Any, Any],
+) -> None:
+    """INT64 >= 2**63, 1e300 for an integer, an overflowing BYTES value, data nested 1,000 deep: 400, and the connection lives on."""
+    _, server, source, _ = penguins_served
+    url = server.url
+    row = records(source.probe_input.iloc[:1])[0]
+    deep = "[" * 1000 + "1" + "]" * 1000
+    json_header = {"Content-Type": "application/json"}
+    table = [str(row[c]) for c in COLUMNS[:-1]]
+    v2_bodies = [
+        json.dumps(_v2_body([dict(row, year=2**63)])),
+        json.dumps(_v2_body([dict(row, year=1e300)])),
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "t", "shape": [1, 7], "datatype": "BYTES", "data": [*table, "9" * 30]}
+                ]
+            }
+        ),
+        '{"inputs": [{"name": "year", "shape": [1], "datatype": "INT64", "data": DEEP}]}'.replace(
+            "DEEP", deep
+        ),
+    ]
+    values = ", ".join(json.dumps(row[c]) for c in COLUMNS[:-1])
+    split = (
+        f'{{"dataframe_split": {{"columns": {json.dumps(COLUMNS)}, "data": [[{values}, YEAR]]}}}}'
+    )
+    mlflow_bodies = [split.replace("YEAR", v) for v in (str(2**63), "1e300", deep)]
+    with httpx.Client(timeout=30) as client:
+        for path, bodies in (
+            ("/v2/models/penguins/infer", v2_bodies),
+            ("/invocations", mlflow_bodies),
+        ):
+            for body in bodies:
+                r = client.post(f"{url}{path}", content=body, headers=json_header)
+                assert r.status_code == 400, (path, body[:80], r.text)
+                # the same keep-alive connection still serves the next request
+                ok = client.post(f"{url}/invocations", json={"dataframe_records": [row]})
+                assert ok.status_code == 200
+        binary = client.post(
+            f"{url}/v2/models/penguins/infer",
+            content=b'{"inputs": []}\x00\x01\x02',
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": "14",
+            },
+        )
+        assert binary.status_code == 400
+        assert "binary data extension" in binary.json()["error"]
+        assert "binary_data=False" in binary.json()["hint"]
+        assert 'code="500"' not in client.get(f"{url}/metrics").text
+
+
+def test_the_server_binds_first_and_parses_large_bodies_off_the_event_loop(
+    penguins_served: tuple[Path, Server, Any, Any],
+) -> None:
+    """Bound before the model is loaded; while a 9 MB body is parsed, /v2/health/live is still answered."""
+    import socket
+    import threading
+    import time
+
+    root, _, source, _ = penguins_served
+    row = records(source.probe_input.iloc[:1])[0]
+    rows = 175_000
+    body = _v2_body([row] * rows)
+    body["inputs"][-1]["data"][-1] = "x"  # fails only after every value was read: no prediction
+    data = json.dumps(body).encode()
+    assert len(data) > 8_000_000
+    with serving(root, "penguins@1", "--max-body-mb", "16", "--no-access-log") as server:
+        log = server.log_text()
+        assert log.index("Uvicorn running on") < log.index("parity check passed"), log
+        host, port = server.url.removeprefix("http://").split(":")
+        answered: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def poll_live() -> None:
+            with httpx.Client(timeout=30) as client:
+                while not done.is_set():
+                    t = time.monotonic()
+                    client.get(f"{server.url}/v2/health/live")
+                    answered.append((t, time.monotonic()))
+
+        with socket.create_connection((host, int(port))) as sock:
+            head = (
+                f"POST /v2/models/penguins/infer HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + data)
+            sent = time.monotonic()
+            poller = threading.Thread(target=poll_live)
+            poller.start()
+            reply = sock.recv(65536)
+            replied = time.monotonic()
+            done.set()
+            poller.join()
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+        during = [end - start for start, end in answered if start >= sent and end <= replied]
+        # answered while the big body was being parsed, which the event loop alone could not do
+        assert during, (answered, sent, replied)
+        print(
+            f"\n9 MB body answered in {replied - sent:.3f}s; /v2/health/live answered "
+            f"{len(during)} times meanwhile, slowest {max(during) * 1000:.1f} ms"
+        )

@@ -21,6 +21,10 @@ models_app = typer.Typer(
 )
 
 _TRUST_HELP = "Load the model even if it holds types outside seedline's trusted list (logged)."
+_EXPECT_HELP = (
+    "Refuse the model unless it has this model fingerprint (model:...) or is the model of this "
+    "registry reference or run: a bundle's own hashes cannot vouch for it."
+)
 _ALLOW_HELP = (
     "Go on even if the probe predictions do not match training time (logged in the registry)."
 )
@@ -41,16 +45,26 @@ def _echo_json(data: Any) -> None:
 
 
 def _checked_model(
-    ref: str, action: str, *, trust: bool, allow_mismatch: bool, quiet: bool
+    ref: str,
+    action: str,
+    *,
+    trust: bool,
+    allow_mismatch: bool,
+    quiet: bool,
+    expect_fingerprint: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """(source, fitted model, parity report) after the parity gate; raises SeedlineError."""
     from seedline.cli.main import _console
+    from seedline.workflow.integrity import expected_fingerprint, verify_model_fingerprint
     from seedline.workflow.parity import check_parity, enforce
     from seedline.workflow.registration import resolve_source
 
+    expected = expected_fingerprint(expect_fingerprint) if expect_fingerprint else None
     source = resolve_source(ref)
     offending = source.untrusted_types()
     model = source.load(trust=trust)
+    if expected is not None:
+        verify_model_fingerprint(model, expected, source.ref)
     report = check_parity(model, source, action=action)
     if offending:
         report.batching["trusted_types_override"] = offending
@@ -371,6 +385,9 @@ def serve_cmd(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn and seedline log level.")
     ] = "info",
+    expect_fingerprint: Annotated[
+        str | None, typer.Option("--expect-fingerprint", help=_EXPECT_HELP)
+    ] = None,
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2) and MLflow's /invocations, after a parity self-check."""
     from seedline.cli.main import _fail
@@ -387,6 +404,7 @@ def serve_cmd(
         max_batch_rows=max_batch,
         batching=not no_batching,
         access_log=not no_access_log,
+        expect_fingerprint=expect_fingerprint,
     )
     try:
         serve(config, host=host, port=port, workers=workers, log_level=log_level)
@@ -427,6 +445,12 @@ def predict_cmd(
         str | None,
         typer.Option("--input-format", help="csv or parquet (default: from the suffix)."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output file.")
+    ] = False,
+    expect_fingerprint: Annotated[
+        str | None, typer.Option("--expect-fingerprint", help=_EXPECT_HELP)
+    ] = None,
     output_format: Annotated[
         str | None,
         typer.Option("--output-format", help="csv or parquet (default: from the suffix)."),
@@ -442,11 +466,18 @@ def predict_cmd(
     """Predict a CSV or Parquet file in chunks of constant memory, after a parity self-check."""
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
+    from seedline.workflow.outputs import check_prediction_target
     from seedline.workflow.predict import predict_file
 
     try:
+        check_prediction_target(output, force=force)  # before the model is loaded
         source, model, report = _checked_model(
-            model_ref, "predict", trust=trust, allow_mismatch=allow_parity_mismatch, quiet=as_json
+            model_ref,
+            "predict",
+            trust=trust,
+            allow_mismatch=allow_parity_mismatch,
+            quiet=as_json,
+            expect_fingerprint=expect_fingerprint,
         )
         kwargs: dict[str, Any] = {
             "id_column": id_column,
@@ -454,6 +485,7 @@ def predict_cmd(
             "chunk_rows": chunk_rows,
             "input_format": input_format,
             "output_format": output_format,
+            "force": force,
             "threads": int(source.manifest.settings.get("threads") or 1),
         }
         if as_json or not sys.stderr.isatty():
@@ -526,10 +558,12 @@ def export_cmd(
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.export import FORMATS, ExportError, export_model
+    from seedline.workflow.outputs import check_export_target
 
     try:
         if fmt not in FORMATS:
             raise ExportError(f"unknown format {fmt!r}", hint="use one of: " + ", ".join(FORMATS))
+        check_export_target(output, force=force, folder=fmt != "onnx")  # before the model is loaded
         source, model, report = _checked_model(
             model_ref,
             f"export:{fmt}",

@@ -53,8 +53,38 @@ def resolve_class(path: str, where: str) -> type:
     return obj
 
 
+# The kinds of object a spec may build. A spec or manifest can come from anyone (a manifest file
+# handed to ``reproduce``), so only classes with scikit-learn's estimator interface are ever
+# called; a later function syntax adds its own kind here rather than loosening this check.
+BUILDABLE_KINDS = ("estimator",)
+
+
+def is_estimator_class(obj: Any) -> bool:
+    """A class with scikit-learn's estimator interface (``fit`` and ``get_params``)."""
+    return (
+        isinstance(obj, type)
+        and callable(getattr(obj, "fit", None))
+        and callable(getattr(obj, "get_params", None))
+    )
+
+
+def check_buildable(cls: type, path: str, where: str) -> None:
+    """Refuse, before calling it, any class that is not an estimator: ``subprocess.Popen`` must never run."""
+    if is_estimator_class(cls):
+        return
+    missing = [m for m in ("fit", "get_params") if not callable(getattr(cls, m, None))]
+    raise SpecError(
+        f"{where}: {path!r} is not a scikit-learn estimator (it has no {' and no '.join(missing)}); "
+        "a spec may only build estimators",
+        path=where,
+        hint="name an estimator class (a subclass of sklearn.base.BaseEstimator, or any class with "
+        "fit and get_params); other callables are never called from a spec or a manifest",
+    )
+
+
 def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
     cls = resolve_class(cls_path, where)
+    check_buildable(cls, cls_path, where)
     try:
         accepted = set(inspect.signature(cls).parameters) - {"self", "args", "kwargs"}
     except (TypeError, ValueError):
@@ -161,6 +191,7 @@ def _compile_step(
     params = dict(step.params)
     params.setdefault("remainder", step.remainder)
     cls = resolve_class(step.cls, where)
+    check_buildable(cls, step.cls, where)
     try:
         accepted = set(inspect.signature(cls).parameters) - {"self", "transformers"}
     except (TypeError, ValueError):

@@ -46,6 +46,7 @@ from typing import Any
 from seedline.core.deeplearning import DeepLearningError
 from seedline.core.errors import SeedlineError
 from seedline.execution.localcode import LocalCode, LocalCodeError
+from seedline.execution.model_checks import check_model_structure
 
 # Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
 # trusts: scikit-learn's and NumPy's internal state types, listed one by one. Anything else
@@ -312,16 +313,20 @@ def load_model(
     zf = _archive(data)
     try:
         if zf is None:
-            return sio.loads(data, trusted=model_types(data))
-        with zf:
-            header = _header(zf)
-            inner = zf.read(header["skops"])
-            payload = sio.loads(inner, trusted=list(sio.get_untrusted_types(data=inner)))
-            return _restore(zf, header, payload)
+            model = sio.loads(data, trusted=model_types(data))
+        else:
+            with zf:
+                header = _header(zf)
+                inner = zf.read(header["skops"])
+                payload = sio.loads(inner, trusted=list(sio.get_untrusted_types(data=inner)))
+                model = _restore(zf, header, payload)
     except (SeedlineError, LocalCodeError):
         raise
     except Exception as exc:
         raise _load_error(exc, where, recorded_packages) from exc
+    # a crafted file can hold tree nodes that point out of range: refuse it before first use
+    check_model_structure(model, where)
+    return model
 
 
 def _load_error(exc: Exception, where: str, recorded: Mapping[str, str] | None) -> ModelLoadError:

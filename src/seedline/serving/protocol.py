@@ -70,11 +70,25 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
-def _flatten(data: Any, out: list[Any]) -> None:
-    for v in data:
-        if isinstance(v, list):
-            _flatten(v, out)
-        else:
+MAX_NESTING = 32  # a tensor's data is nested once per dimension; deeper is not a tensor
+
+
+def _flatten(data: list[Any], out: list[Any], where: str) -> None:
+    """Row-major values of nested lists, without recursion (a body may nest 1,000 deep)."""
+    stack: list[tuple[list[Any], int]] = [(data, 0)]
+    while stack:
+        items, start = stack.pop()
+        for i in range(start, len(items)):
+            v = items[i]
+            if isinstance(v, list):
+                if len(stack) + 1 >= MAX_NESTING:
+                    raise ProtocolError(
+                        f"{where} has 'data' nested more than {MAX_NESTING} lists deep",
+                        hint="send the values flat (row-major) or nested once per dimension of 'shape'",
+                    )
+                stack.append((items, i + 1))
+                stack.append((v, 0))
+                break
             out.append(v)
 
 
@@ -130,7 +144,7 @@ def parse_v2(payload: Any, schema: InputSchema, *, has_proba: bool) -> Request:
         if not isinstance(values, list):
             raise ProtocolError(f"{where} needs 'data', a list of values, got {_kind(values)}")
         flat: list[Any] = []
-        _flatten(values, flat)
+        _flatten(values, flat, where)
         if math.prod(shape) != len(flat):
             raise ProtocolError(
                 f"{where} has shape {shape} ({math.prod(shape)} values) but its data holds {len(flat)} values"

@@ -1,4 +1,11 @@
-"""Numerical distance between two fitted objects, for the 'within tolerance' verdict.
+"""The one comparison of seedline: bitwise, or within ``|a - b| <= atol + rtol * |b|``.
+
+Parity (serving, batch prediction, export), ``reproduce`` and the export checks all
+compare with what is here and with the same defaults, ``DEFAULT_RTOL``/``DEFAULT_ATOL``.
+``bitwise_equal`` is the strict verdict; ``compare_arrays`` reports the largest deviation
+of two arrays and whether it is within tolerance; ``deviation`` walks two fitted objects.
+
+Numerical distance between two fitted objects, for the 'within tolerance' verdict.
 
 Two fitted estimators are walked in parallel (class, params, fitted attributes, and the
 state of extension types such as scikit-learn's trees). Floating-point arrays and numbers
@@ -12,6 +19,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+
+
+def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same shape, same dtype, same bytes."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def compare_arrays(
+    got: np.ndarray, want: np.ndarray, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL
+) -> dict[str, Any]:
+    """Bitwise? The largest absolute and relative deviation, where, and whether all are within tolerance.
+
+    NaN equals NaN; NaN on one side only is an infinite deviation.
+    """
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    both_nan = np.isnan(g) & np.isnan(w)
+    diff = np.where(both_nan, 0.0, np.abs(g - w))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    flat = int(np.argmax(diff)) if diff.size else 0
+    where = [int(i) for i in np.unravel_index(flat, diff.shape)] if diff.size else []
+    scale = np.abs(w)
+    within = bool(np.all(diff <= atol + rtol * scale)) if diff.size else True
+    rel = diff / np.where(scale > 0, scale, 1.0)
+    return {
+        "bitwise": bitwise_equal(got, want),
+        "max_abs": float(diff.max()) if diff.size else 0.0,
+        "max_rel": float(rel.max()) if diff.size else 0.0,
+        "at": where,
+        "within": within,
+    }
 
 
 @dataclass

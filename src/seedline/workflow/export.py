@@ -22,7 +22,8 @@ with ``importlib.metadata.packages_distributions``: scikit-learn, xgboost, the u
 installed library...), pinned at the versions the run recorded; pip resolves the rest.
 
 Outputs are built in a temporary folder (or file) beside the target and renamed into
-place at the end: a failed export leaves nothing behind.
+place at the end: a failed export leaves nothing behind. ``--force`` replaces only an
+export of seedline's, atomically (``workflow.outputs``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,7 @@ import copy
 import datetime as dt
 import importlib.metadata
 import json
-import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +46,8 @@ from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
 from seedline.execution.persist import model_types
 from seedline.execution.persist import untrusted_types as persist_untrusted
+from seedline.workflow.deviation import bitwise_equal, compare_arrays
+from seedline.workflow.outputs import staged_folder, write_file_atomic
 from seedline.workflow.parity import ParityReport, normalise_predictions
 from seedline.workflow.registration import (
     BUNDLE_FILES,
@@ -61,6 +61,9 @@ from seedline.workflow.schema import InputSchema
 
 FORMATS = ("onnx", "mlflow", "bundle")
 ONNX_LABEL_TOLERANCE = 0  # probe rows whose class label may differ
+# ONNX computes in float32: a regressor's predictions are bounded by this absolute deviation
+# (``--atol`` overrides it); the comparison is the shared one of ``workflow.deviation``
+ONNX_FLOAT32_ATOL = 1e-4
 
 
 class ExportError(SeedlineError):
@@ -89,45 +92,14 @@ class ExportReport:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _staged_dir(target: Path, *, force: bool) -> Iterator[Path]:
-    """A temporary folder beside ``target``, renamed to it when the block succeeds."""
-    if target.exists() and not force:
-        raise ExportError(
-            f"{target} already exists", hint="choose another -o path, or pass --force"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _staged_dir(target: Path, *, force: bool) -> contextlib.AbstractContextManager[Path]:
+    """A temporary folder beside ``target``, swapped in when the block succeeds (see ``workflow.outputs``)."""
+    marker = {"written_by": "seedline export", "seedline_version": __version__}
+    return staged_folder(target, force=force, marker=marker)
 
 
 def _write_atomic(target: Path, data: bytes, *, force: bool) -> None:
-    if target.exists() and not force:
-        raise ExportError(
-            f"{target} already exists", hint="choose another -o path, or pass --force"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomic(target, data, force=force)
 
 
 def _fitted_steps(est: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -444,7 +416,7 @@ def _compare_exact(model: Any, predict: Any, X: Any, report: ExportReport) -> No
     report.labels_equal = (
         int(np.sum(got.astype(str) == want.astype(str))) if got.shape == want.shape else 0
     )
-    report.bitwise = got.shape == want.shape and got.tobytes() == want.tobytes()
+    report.bitwise = bitwise_equal(got, want)
     if not report.bitwise:
         raise ExportError(
             f"the exported {report.format} model predicts differently from the model on the probe set "
@@ -706,12 +678,12 @@ def export_onnx(
     got = np.asarray(outputs[0]).reshape(want.shape[0], *want.shape[1:])
     report.rows = len(X)
     if want.dtype.kind in "fc":
-        dev = np.abs(got.astype(np.float64) - want.astype(np.float64))
-        report.labels_equal = int(np.sum(dev == 0))
-        report.max_abs_deviation = float(dev.max()) if dev.size else 0.0
-        report.deviation_at = [int(np.argmax(dev))] if dev.size else []
-        bound = 1e-4 if atol is None else atol
-        ok = report.max_abs_deviation <= bound
+        bound = ONNX_FLOAT32_ATOL if atol is None else atol
+        cmp = compare_arrays(got, want, rtol=0.0, atol=bound)
+        report.labels_equal = int(np.sum(got.astype(np.float64) == want.astype(np.float64)))
+        report.max_abs_deviation = cmp["max_abs"]
+        report.deviation_at = cmp["at"][:1]
+        ok = cmp["within"]
         problem = f"predictions deviate by up to {report.max_abs_deviation:.3g} (bound {bound})"
     else:
         same = got.astype(str) == want.astype(str)
@@ -720,10 +692,15 @@ def export_onnx(
         problem = f"{report.rows - report.labels_equal} of {report.rows} class labels differ"
         if len(outputs) > 1 and hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(X), dtype=np.float64)
-            dev = np.abs(np.asarray(outputs[1], dtype=np.float64) - proba)
-            report.max_abs_deviation = float(dev.max()) if dev.size else 0.0
-            report.deviation_at = [int(i) for i in np.unravel_index(int(np.argmax(dev)), dev.shape)]
-            if atol is not None and report.max_abs_deviation > atol:
+            cmp = compare_arrays(
+                np.asarray(outputs[1], dtype=np.float64),
+                proba,
+                rtol=0.0,
+                atol=np.inf if atol is None else atol,
+            )
+            report.max_abs_deviation = cmp["max_abs"]
+            report.deviation_at = cmp["at"]
+            if not cmp["within"]:
                 ok = False
                 problem = f"probabilities deviate by up to {report.max_abs_deviation:.3g} (row {report.deviation_at[0]}), beyond --atol {atol}"
     report.bitwise = False

@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from seedline.core.errors import SeedlineError
+from seedline.workflow.deviation import DEFAULT_ATOL, DEFAULT_RTOL, bitwise_equal, compare_arrays
 from seedline.workflow.registration import ModelSource
-
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-9
 
 
 class ParityError(SeedlineError):
@@ -113,29 +111,6 @@ def environment_differences(recorded: dict[str, Any]) -> list[str]:
     return [f"{d.name}: {d.a} -> {d.b}" for d in diffs]
 
 
-def _bitwise(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
-
-
-def _float_deviation(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    both_nan = np.isnan(g) & np.isnan(w)
-    diff = np.where(both_nan, 0.0, np.abs(g - w))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    flat = int(np.argmax(diff)) if diff.size else 0
-    where = [int(i) for i in np.unravel_index(flat, diff.shape)] if diff.size else []
-    scale = np.abs(w)
-    within = bool(np.all(diff <= atol + rtol * scale)) if diff.size else True
-    rel = diff / np.where(scale > 0, scale, 1.0)
-    return {
-        "bitwise": _bitwise(got, want),
-        "max_abs": float(diff.max()) if diff.size else 0.0,
-        "max_rel": float(rel.max()) if diff.size else 0.0,
-        "at": where,
-        "within": within,
-    }
-
-
 def check_parity(
     model: Any,
     source: ModelSource,
@@ -197,7 +172,7 @@ def check_parity(
         return report
 
     # labels
-    pred_info: dict[str, Any] = {"bitwise": _bitwise(got_pred, want_pred)}
+    pred_info: dict[str, Any] = {"bitwise": bitwise_equal(got_pred, want_pred)}
     labels_ok = pred_info["bitwise"]
     if not labels_ok:
         if got_pred.shape != want_pred.shape:
@@ -205,7 +180,7 @@ def check_parity(
                 f"predictions have shape {got_pred.shape}, expected {want_pred.shape}"
             )
         elif want_pred.dtype.kind in "fc" and got_pred.dtype.kind in "fciu":
-            pred_info.update(_float_deviation(got_pred, want_pred, rtol, atol))
+            pred_info.update(compare_arrays(got_pred, want_pred, rtol=rtol, atol=atol))
             labels_ok = not report.same_environment and pred_info["within"]
             if not labels_ok:
                 report.problems.append(
@@ -251,7 +226,7 @@ def check_parity(
             )
             proba_ok = False
         else:
-            info = _float_deviation(got_proba, want_proba, rtol, atol)
+            info = compare_arrays(got_proba, want_proba, rtol=rtol, atol=atol)
             report.proba = info
             proba_bitwise = info["bitwise"]
             if not proba_bitwise:
@@ -278,10 +253,12 @@ def check_parity(
 
     if single_rows > 0:
         n = len(singles)
-        consistent = all(_bitwise(np.asarray(singles[i]), got_pred[i]) for i in range(n)) and (
+        consistent = all(bitwise_equal(np.asarray(singles[i]), got_pred[i]) for i in range(n)) and (
             single_proba is None
             or all(
-                _bitwise(single_proba[i], got_proba[i]) for i in range(n) if got_proba is not None
+                bitwise_equal(single_proba[i], got_proba[i])
+                for i in range(n)
+                if got_proba is not None
             )
         )
         report.batching = {"rows_checked": n, "consistent": bool(consistent)}

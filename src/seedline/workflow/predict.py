@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from seedline.core.errors import DataError, SeedlineError, did_you_mean
+from seedline.workflow.outputs import check_prediction_target
 from seedline.workflow.parity import normalise_predictions
 from seedline.workflow.schema import InputSchema, SchemaViolation
 
@@ -182,6 +183,7 @@ def predict_file(
     output_format: str | None = None,
     threads: int = 1,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> BatchResult:
     """Predict every row of ``input_path`` into ``output_path`` (written atomically)."""
     from threadpoolctl import threadpool_limits
@@ -189,6 +191,7 @@ def predict_file(
     src, dst = Path(input_path), Path(output_path)
     if not src.is_file():
         raise DataError(f"input file {src} does not exist")
+    dst = check_prediction_target(dst, force=force)
     if src.resolve() == dst.resolve():
         raise DataError("the output would overwrite the input", hint="choose another -o path")
     in_fmt, out_fmt = file_format(src, input_format), file_format(dst, output_format)

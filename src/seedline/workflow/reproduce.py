@@ -43,10 +43,8 @@ from seedline.workflow.compare import (
     diff_manifests,
     diff_platform,
 )
-from seedline.workflow.deviation import deviation
+from seedline.workflow.deviation import DEFAULT_ATOL, DEFAULT_RTOL, deviation
 
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-9
 VERDICTS = ("bitwise", "tolerance", "failed")
 
 
@@ -109,6 +107,29 @@ def load_manifest(ref: str, store: Store | None) -> Manifest:
             hint="cd into the project, or pass a .json manifest",
         )
     return store.manifest(ref)
+
+
+def verified_spec(manifest: Manifest) -> Spec:
+    """The manifest's spec, checked against the spec fingerprint the same manifest records.
+
+    A manifest file can come from anyone; an edited spec whose fingerprint was not updated is
+    refused here, before anything is built (and building only ever calls estimator classes).
+    """
+    try:
+        spec = Spec.from_dict(manifest.spec)
+    except SeedlineError as exc:
+        raise ReproductionError(
+            f"run {manifest.run_id}: the manifest's spec is not a valid spec: {exc.message}"
+        ) from exc
+    actual = spec.fingerprint()
+    if actual != manifest.spec_fingerprint:
+        raise ReproductionError(
+            f"run {manifest.run_id}: the manifest's spec does not match its recorded spec fingerprint "
+            f"(recorded {manifest.spec_fingerprint}, the spec it holds hashes to {actual}); "
+            "the manifest was edited after the run",
+            hint="reproduce from the store (seedline reproduce RUN_ID) or from an unedited manifest file",
+        )
+    return spec
 
 
 def check_data(original: Manifest, root: Path) -> list[Difference]:
@@ -423,6 +444,7 @@ def reproduce(
                 raise
             store = Store.open(start)
     original = load_manifest(ref, store)
+    spec = verified_spec(original)
     root = Path(project_root).resolve() if project_root else store.project_root
     report = ReproduceReport(original=original.run_id, tolerance={"rtol": rtol, "atol": atol})
     report.seconds["original"] = float(original.timings.get("total", 0.0))
@@ -473,7 +495,6 @@ def reproduce(
 
         _purge_modules_under(root, run_root)
         verifier = _Verifier(original, store, rtol, atol, report)
-        spec = Spec.from_dict(original.spec)
         manifest: Manifest | None = None
         try:
             result = run(

@@ -90,13 +90,24 @@ class SchemaViolation(SeedlineError):
         }
 
 
+# an integer column holds int64; a float column float64: values beyond them are bad input
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = int(np.finfo(np.float64).max)
+_FLOAT_MIN = -_FLOAT_MAX
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
+        if (isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX) or abs(
+            value
+        ) >= 2.0**63:
+            return f"the number {shown} (beyond the 64-bit integer range)"
+        return f"the number {shown}"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"the string {shown!r}"
@@ -168,6 +179,8 @@ class ColumnSchema:
                 if v is None:
                     out[i] = math.nan
                 elif isinstance(v, int | float) and not isinstance(v, bool):
+                    if isinstance(v, int) and not _FLOAT_MIN <= v <= _FLOAT_MAX:
+                        self._bad(v, i)
                     out[i] = v
                 elif numeric_strings and isinstance(v, str):
                     out[i] = self._parse_number(v, i)
@@ -183,9 +196,11 @@ class ColumnSchema:
                 if v is None:
                     missing = True
                     ints.append(math.nan)
-                elif isinstance(v, int) and not isinstance(v, bool):
+                elif (
+                    isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX
+                ):
                     ints.append(v)
-                elif isinstance(v, float) and v.is_integer():
+                elif isinstance(v, float) and v.is_integer() and _INT64_MIN <= v < 2.0**63:
                     ints.append(int(v))
                 else:
                     self._bad(v, i)
