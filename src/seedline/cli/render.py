@@ -48,6 +48,8 @@ def render_run(out: Console, m: Manifest) -> None:
         out.print(
             "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
         )
+    for w in m.warnings:
+        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
 
 
 def render_runs(out: Console, rows: list[RunSummary]) -> None:

@@ -31,7 +31,13 @@ from seedline.core.spec import Spec, load_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
-from seedline.execution.data import LoadedData, load_data, select_columns
+from seedline.execution.data import (
+    LoadedData,
+    check_classification_target,
+    empty_columns,
+    load_data,
+    select_columns,
+)
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
@@ -81,6 +87,7 @@ class RunResult:
             "duration_s": m.timings.get("total"),
             "cv": {"mean": m.cv["mean"], "std": m.cv["std"]} if m.cv else None,
             "error": m.error,
+            "warnings": list(m.warnings),
         }
 
 
@@ -206,6 +213,7 @@ class Prepared:
     y_test: Any
     split: dict[str, Any]
     folds: list[tuple[np.ndarray, np.ndarray]]
+    warnings: list[str]
 
 
 def prepare(
@@ -231,6 +239,13 @@ def prepare(
     # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
     prepare_frameworks(spec_obj.to_dict(), root)
     pipeline, resolved = compile_pipeline(spec_obj, X)
+    classifier = _is_classifier(pipeline)
+    if classifier:
+        check_classification_target(y, spec_obj.data.target)
+    warnings = [
+        f"feature column {c!r} is entirely missing ({len(X)} of {len(X)} values): it carries no information"
+        for c in empty_columns(X)
+    ]
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
     folds: list[tuple[np.ndarray, np.ndarray]] = []
@@ -239,6 +254,8 @@ def prepare(
         X_train, X_test, y_train, y_test = X, X, y, y
     else:
         X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+        if classifier:
+            check_classification_target(y_train, spec_obj.data.target, where="the training split")
     return Prepared(
         spec=spec_obj,
         root=root,
@@ -265,7 +282,17 @@ def prepare(
         y_test=y_test,
         split=split_info,
         folds=folds,
+        warnings=warnings,
     )
+
+
+def _is_classifier(pipeline: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    try:
+        return bool(is_classifier(pipeline))
+    except Exception:  # an estimator whose tags cannot be read is not known to be one
+        return False
 
 
 def train_input_fingerprint(p: Prepared, index_fingerprint: str | None = None) -> str:
@@ -479,6 +506,7 @@ def run(
             split=p.split,
         ),
         sweep=sweep,
+        warnings=list(p.warnings),
     )
     store.begin_run(manifest)
     phase = "setup"

@@ -120,6 +120,10 @@ class Manifest(_M):
         default_factory=dict, description="Object addresses: model (skops), diff, ..."
     )
     error: dict[str, Any] | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that did not stop the run, e.g. a feature column that is entirely missing.",
+    )
     cv: dict[str, Any] | None = Field(
         default=None,
         description="k-fold runs: per fold its rows, metrics, fingerprints and seed; then each metric's mean and std (the headline metrics are the means).",

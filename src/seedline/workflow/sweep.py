@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.seeding import SeedPlan
-from seedline.core.spec import Spec, apply_overrides, load_spec
+from seedline.core.spec import Spec, apply_overrides, load_spec, parse_yaml
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.executors import make_executor
@@ -196,7 +196,7 @@ def sweep(
     path = path / "seedline.yaml" if path.is_dir() else path
     root = path.resolve().parent
     base = load_spec(path, overrides)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     section = dict(raw.get("sweep") or {}) if isinstance(raw, dict) else {}
     extra = set(section) - {"search", "trials", "metric", "params"}
     if extra:
