@@ -82,8 +82,11 @@ def sweep_cmd(
         )
     except SeedlineError as exc:
         _fail(exc)
+    all_failed = bool(report.trials) and len(report.failed) == len(report.trials)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        if all_failed:
+            raise typer.Exit(1)
         return
     from rich.table import Table
 
@@ -108,6 +111,18 @@ def sweep_cmd(
     out.print(t)
     if best is not None:
         out.print(f"best: {best['run_id']}  ->  seedline promote {report.sweep_id} --name MODEL")
+    failures = report.failure_summary()
+    if failures:
+        err = _console(stderr=True)
+        label = "[bold red]error:[/]" if all_failed else "[yellow]warning:[/]"
+        err.print(f"{label} {failures}", highlight=False)
+        first = report.failed[0]
+        err.print(
+            f"[yellow]hint:[/] 'seedline show {first['run_id']}' has the traceback",
+            highlight=False,
+        )
+    if all_failed:
+        raise typer.Exit(1)
 
 
 def sweeps_cmd(

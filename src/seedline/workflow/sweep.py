@@ -46,9 +46,20 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         )
     path, raw = text.split("=", 1)
     raw = raw.strip()
-    values = (
-        yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in raw.split(",")]
-    )
+    if not path.strip():
+        raise SweepError(
+            f"--param {text!r} names no key before '='",
+            hint="e.g. --param pipeline.clf.C=0.1,1,10",
+        )
+    parts = [] if raw.startswith("[") else [v.strip() for v in raw.split(",")]
+    if raw == "" or any(v == "" for v in parts):
+        # an empty value would silently become null (YAML's reading of nothing)
+        raise SweepError(
+            f"--param {text!r} has an empty value: expected v1,v2,... with a value between every pair of commas",
+            hint="write null for Python's None, or \"\" for an empty string: "
+            f"--param {path.strip()}=null,1",
+        )
+    values = yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in parts]
     if not isinstance(values, list) or not values:
         raise SweepError(f"--param {text!r} lists no values")
     return path.strip(), values
@@ -122,6 +133,24 @@ class SweepReport:
     search: str
     trials: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The trials that failed, in trial order."""
+        return [t for t in self.trials if t["status"] != "succeeded"]
+
+    def failure_summary(self) -> str | None:
+        """'N of M trials failed; the first (trial-k): message', or None when none failed."""
+        failed = self.failed
+        if not failed:
+            return None
+        first = failed[0]
+        error = first.get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return (
+            f"{len(failed)} of {len(self.trials)} trials failed; the first, {first['trial']} "
+            f"(run {first['run_id']}): {message or 'no error recorded'}"
+        )
 
     @property
     def best(self) -> dict[str, Any] | None:
