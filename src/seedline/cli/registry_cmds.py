@@ -41,14 +41,23 @@ def _echo_json(data: Any) -> None:
 
 
 def _checked_model(
-    ref: str, action: str, *, trust: bool, allow_mismatch: bool, quiet: bool
+    ref: str,
+    action: str,
+    *,
+    trust: bool,
+    allow_mismatch: bool,
+    quiet: bool,
+    source: Any = None,
 ) -> tuple[Any, Any, Any]:
-    """(source, fitted model, parity report) after the parity gate; raises SeedlineError."""
+    """(source, fitted model, parity report) after the parity gate; raises SeedlineError.
+
+    ``source`` is the already resolved model source, when the caller needed it first.
+    """
     from seedline.cli.main import _console
     from seedline.workflow.parity import check_parity, enforce
     from seedline.workflow.registration import load_estimator, resolve_source, untrusted_types
 
-    source = resolve_source(ref)
+    source = source if source is not None else resolve_source(ref)
     offending = untrusted_types(source.model_bytes)
     model = load_estimator(source.model_bytes, trust=trust, where=source.ref)
     report = check_parity(model, source, action=action)
@@ -426,11 +435,28 @@ def predict_cmd(
     """Predict a CSV or Parquet file in chunks of constant memory, after a parity self-check."""
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
-    from seedline.workflow.predict import predict_file
+    from seedline.workflow.predict import check_input, predict_file
+    from seedline.workflow.registration import resolve_source
 
     try:
+        # the input is checked against the model's schema before the model is loaded and
+        # parity-checked, which takes seconds
+        source = resolve_source(model_ref)
+        check_input(
+            source.schema,
+            input_path,
+            output,
+            id_column=id_column,
+            input_format=input_format,
+            output_format=output_format,
+        )
         source, model, report = _checked_model(
-            model_ref, "predict", trust=trust, allow_mismatch=allow_parity_mismatch, quiet=as_json
+            model_ref,
+            "predict",
+            trust=trust,
+            allow_mismatch=allow_parity_mismatch,
+            quiet=as_json,
+            source=source,
         )
         kwargs: dict[str, Any] = {
             "id_column": id_column,

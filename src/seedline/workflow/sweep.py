@@ -56,7 +56,7 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         # an empty value would silently become null (YAML's reading of nothing)
         raise SweepError(
             f"--param {text!r} has an empty value: expected v1,v2,... with a value between every pair of commas",
-            hint="write null for Python's None, or \"\" for an empty string: "
+            hint='write null for Python\'s None, or "" for an empty string: '
             f"--param {path.strip()}=null,1",
         )
     values = yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in parts]
