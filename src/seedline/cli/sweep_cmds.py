@@ -174,6 +174,10 @@ def promote_cmd(
     name: Annotated[
         str, typer.Option("--name", help="Registry name to register the best trial's model under.")
     ],
+    alias: Annotated[
+        list[str] | None,
+        typer.Option("--alias", "-a", help="Point this alias at the new version (repeatable)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the new model version as JSON.")
     ] = False,
@@ -181,6 +185,7 @@ def promote_cmd(
     """Register the best trial of a sweep as the next version of a model."""
     from seedline.cli.main import _fail
     from seedline.core.errors import SeedlineError
+    from seedline.records.registry import Registry
     from seedline.records.tracking import Store
     from seedline.workflow.registration import register_run
     from seedline.workflow.sweep import sweep_info
@@ -196,6 +201,9 @@ def promote_cmd(
             name,
             description=f"best of sweep {info['sweep_id']} by {info['metric']}",
         )
+        registry = Registry(store)
+        for a in alias or []:
+            registry.set_alias(name, a, version.version)
     except SeedlineError as exc:
         _fail(exc)
     payload = {
@@ -203,9 +211,11 @@ def promote_cmd(
         "run_id": info["best_run"],
         "name": name,
         "version": version.version,
+        "aliases": sorted(alias or []),
     }
+    aliases = "".join(f"  @{a}" for a in sorted(alias or []))
     typer.echo(
         json.dumps(payload)
         if as_json
-        else f"registered {name}@{version.version} from run {info['best_run']} (best of sweep {info['sweep_id']} by {info['metric']})"
+        else f"registered {name}@{version.version} from run {info['best_run']} (best of sweep {info['sweep_id']} by {info['metric']}){aliases}"
     )

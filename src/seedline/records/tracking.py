@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -59,11 +60,35 @@ class RunSummary:
     model_fingerprint: str | None
     predictions_fingerprint: str | None
     parent_run: str | None
-    error: str | None
+    # the same object as the manifest's error, less the traceback: {phase, type, message}
+    error: dict[str, Any] | None
     sweep_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+_ERROR_KEYS = ("phase", "type", "message")
+
+
+def _error_column(error: dict[str, Any] | None) -> str | None:
+    """A run's error as stored in its row: JSON of phase, type and message (no traceback)."""
+    if not error:
+        return None
+    return json.dumps({k: error.get(k) for k in _ERROR_KEYS}, sort_keys=True)
+
+
+def _error_object(text: str | None) -> dict[str, Any] | None:
+    """The stored error column back as an object; rows written before it was JSON hold the message only."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return {k: value.get(k) for k in _ERROR_KEYS}
+    return {"phase": None, "type": None, "message": text}
 
 
 class Store:
@@ -151,7 +176,7 @@ class Store:
             row.predictions_fingerprint = manifest.fingerprints.get("predictions")
             row.manifest_object = address
             row.model_object = manifest.artifacts.get("model")
-            row.error = (manifest.error or {}).get("message")
+            row.error = _error_column(manifest.error)
             row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
@@ -203,7 +228,7 @@ class Store:
                 model_fingerprint=r.model_fingerprint,
                 predictions_fingerprint=r.predictions_fingerprint,
                 parent_run=r.parent_run,
-                error=r.error,
+                error=_error_object(r.error),
                 sweep_id=r.sweep_id,
             )
             for r in rows

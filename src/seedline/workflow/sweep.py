@@ -331,7 +331,7 @@ def sweep_info(store: Store, ref: str) -> dict[str, Any]:
     if len(rows) != 1:
         raise SweepError(
             f"no sweep matches {ref!r}" if not rows else f"sweep prefix {ref!r} is ambiguous",
-            hint="'seedline sweep ls' lists the sweeps",
+            hint="'seedline sweeps' lists the sweeps",
         )
     r = rows[0]
     return {
