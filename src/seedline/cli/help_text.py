@@ -19,7 +19,7 @@ _TYPE_NAMES = {int: "N", float: "NUMBER", Path: "PATH"}
 
 
 class _PlainArgument(TyperArgument):
-    def display_type_rich(self, ctx: click.Context) -> str | None:
+    def display_type_rich(self, ctx: Any) -> str | None:
         return None  # the argument's own name (RUN, MODEL, INPUT) says what it takes
 
     def _usage_display_name(self) -> str:
@@ -29,7 +29,7 @@ class _PlainArgument(TyperArgument):
 
 
 class _PlainOption(TyperOption):
-    def display_type_rich(self, ctx: click.Context) -> str | None:
+    def display_type_rich(self, ctx: Any) -> str | None:
         if self.is_flag or self.count:
             return None
         if self.metavar is not None:
