@@ -464,7 +464,7 @@ def predict_cmd(
             "chunk_rows": chunk_rows,
             "input_format": input_format,
             "output_format": output_format,
-            "threads": int(source.manifest.settings.get("threads") or 1),
+            "threads": source.manifest.settings.threads,
         }
         if as_json or not sys.stderr.isatty():
             result = predict_file(model, source.schema, input_path, output, **kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seedline.records.manifest import Manifest
+from seedline.records.manifest import CVRecord, Manifest
 from seedline.records.tracking import RunSummary
 
 
@@ -27,7 +27,7 @@ def render_run(out: Console, m: Manifest) -> None:
     out.print(
         f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)"
     )
-    std = (m.cv or {}).get("std") or {}
+    std = m.cv.std if m.cv else {}
     if m.metrics:
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         t.add_column("metric")
@@ -38,7 +38,7 @@ def render_run(out: Console, m: Manifest) -> None:
         for k, v in m.metrics.items():
             t.add_row(k, f"{v:.6f}", *([f"{std[k]:.6f}"] if k in std else ["-"] if std else []))
         out.print(t)
-    if m.cv and m.cv.get("folds"):
+    if m.cv and m.cv.folds:
         render_folds(out, m.cv)
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=None)
     t.add_column("step")
@@ -50,7 +50,7 @@ def render_run(out: Console, m: Manifest) -> None:
     out.print(t)
     out.print(f"model       {m.fingerprints.get('model')}")
     out.print(f"predictions {m.fingerprints.get('predictions')}")
-    if m.code.get("dirty"):
+    if m.code.dirty:
         out.print(
             "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
         )
@@ -58,20 +58,20 @@ def render_run(out: Console, m: Manifest) -> None:
         out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
 
 
-def render_folds(out: Console, cv: dict[str, Any]) -> None:
+def render_folds(out: Console, cv: CVRecord) -> None:
     """One row per fold: its rows, each metric and the fold's model fingerprint."""
-    folds = cv["folds"]
-    names = list(folds[0].get("metrics", {})) if folds else []
+    folds = cv.folds
+    names = list(folds[0].metrics) if folds else []
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("fold", "train", "test", *names, "model"):
         t.add_column(col, justify="left" if col in ("fold", "model") else "right")
     for f in folds:
         t.add_row(
-            str(f.get("fold")),
-            str(f.get("train_rows")),
-            str(f.get("test_rows")),
-            *[f"{f['metrics'][n]:.6f}" for n in names],
-            short(f.get("model")),
+            str(f.fold),
+            str(f.train_rows),
+            str(f.test_rows),
+            *[f"{f.metrics[n]:.6f}" if n in f.metrics else "-" for n in names],
+            short(f.model),
         )
     out.print(t)
 
@@ -177,31 +177,36 @@ def render_manifest(out: Console, m: Manifest) -> None:
             },
         )
     env = m.environment
-    if env:
+    if env.fingerprint:
         pools = ", ".join(
             f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}"
-            for p in env.get("thread_pools", [])
+            for p in env.thread_pools
         )
         _kv(
             out,
             "environment",
             {
-                "python": f"{env['python']['implementation']} {env['python']['version']}",
-                "platform": env["platform"]["platform"],
-                "cpu": env["cpu"].get("model"),
-                "packages": f"{len(env.get('packages', {}))} installed (scikit-learn {env.get('packages', {}).get('scikit-learn')}, numpy {env.get('packages', {}).get('numpy')})",
-                "thread pools": pools or "-",
-                "fingerprint": env.get("fingerprint"),
+                "python": f"{env.python.implementation} {env.python.version}",
+                "platform": env.platform.platform,
+                "cpu": env.cpu.model,
+                "packages": f"{len(env.packages)} installed (scikit-learn {env.packages.get('scikit-learn')}, numpy {env.packages.get('numpy')})",
+                "thread pools": pools,
+                "fingerprint": env.fingerprint,
             },
         )
-    if m.code:
+    code = m.code
+    if code.model_fields_set:
         _kv(
             out,
             "code",
-            {k: m.code.get(k) for k in ("commit", "dirty", "diff") if k in m.code}
-            | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"},
+            (
+                {"commit": code.commit, "dirty": code.dirty, "diff": code.diff}
+                if code.repository
+                else {"git": code.reason}
+            )
+            | {"local modules": ", ".join(code.local_modules)},
         )
-    _kv(out, "settings", m.settings)
+    _kv(out, "settings", m.settings.as_dict())
 
 
 _VERDICT_STYLE = {"bitwise": "bold green", "tolerance": "bold yellow", "failed": "bold red"}

@@ -40,7 +40,18 @@ from seedline.execution.data import (
 )
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.persist import dump_model
-from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
+from seedline.records.manifest import (
+    CodeRecord,
+    CVRecord,
+    DataRecord,
+    EnvironmentRecord,
+    Manifest,
+    ProbeRecord,
+    SeedRecord,
+    SettingsRecord,
+    SourceRecord,
+    StepRecord,
+)
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
 
@@ -85,7 +96,7 @@ class RunResult:
                 "hash_seed": m.seeds.hash_seed if m.seeds else None,
             },
             "duration_s": m.timings.get("total"),
-            "cv": {"mean": m.cv["mean"], "std": m.cv["std"]} if m.cv else None,
+            "cv": {"mean": dict(m.cv.mean), "std": dict(m.cv.std)} if m.cv else None,
             "error": m.error,
             "warnings": list(m.warnings),
         }
@@ -491,13 +502,13 @@ def run(
         spec_fingerprint=spec_obj.fingerprint(),
         overrides=list(overrides or []),
         project_root=str(root),
-        settings={
-            "threads": spec_obj.execution.threads,
-            "executor": executor,
-            "workers": workers,
-            "address": address,
-            "cache": use_cache,
-        },
+        settings=SettingsRecord(
+            threads=spec_obj.execution.threads,
+            executor=executor,
+            workers=workers,
+            address=address,
+            cache=use_cache,
+        ),
         data=DataRecord(
             sources=[SourceRecord(**s) for s in p.loaded.sources],
             table=p.table.to_dict(),
@@ -519,26 +530,27 @@ def run(
             manifest.artifacts["diff"] = store.objects.put(diff)
         user_modules = sorted({type(est).__module__ for _, est in _walk(pipeline)})
         git_info["local_modules"] = local_modules(user_modules, root)
-        manifest.code = git_info
+        manifest.code = CodeRecord.model_validate(git_info)
         timings["code"] = time.perf_counter() - t
 
         with threadpool_limits(limits=spec_obj.execution.threads):
             t = time.perf_counter()
-            manifest.environment = capture_environment()
+            manifest.environment = EnvironmentRecord.model_validate(capture_environment())
             timings["environment"] = time.perf_counter() - t
             if p.folds:
                 phase = "cross-validate"
                 t = time.perf_counter()
                 if sweep is None:
-                    manifest.cv = cross_validate(
+                    summary = cross_validate(
                         p, executor=executor, workers=workers, address=address, progress=say
                     )
-                    manifest.settings.update(manifest.cv.pop("settings"))
-                    manifest.settings["cache"] = use_cache
+                    for key, value in summary.pop("settings").items():
+                        setattr(manifest.settings, key, value)
                 else:
                     # a sweep trial is already one task on the sweep's executor: its folds run here
-                    manifest.cv = cross_validate(p, progress=say)
-                    manifest.cv.pop("settings")
+                    summary = cross_validate(p, progress=say)
+                    summary.pop("settings")
+                manifest.cv = CVRecord.model_validate(summary)
                 timings["cross_validate"] = time.perf_counter() - t
             # seeded right before the final fit: folds run in this process may draw from them
             seeded = plan.seed_globals(pipeline)
@@ -553,7 +565,7 @@ def run(
             phase = "fit"
             t = time.perf_counter()
             cache = (
-                StepCache(store, root, numerics_context(manifest.environment))
+                StepCache(store, root, numerics_context(manifest.environment.as_dict()))
                 if use_cache
                 else None
             )
@@ -577,9 +589,8 @@ def run(
             t = time.perf_counter()
             metrics, pred, proba = score(pipeline, p.X_test, p.y_test, spec_obj.metrics)
             if manifest.cv is not None:
-                metrics = dict(
-                    manifest.cv["mean"]
-                )  # the folds evaluate; the final model saw every row
+                # the folds evaluate; the final model saw every row
+                metrics = dict(manifest.cv.mean)
             timings["score"] = time.perf_counter() - t
 
         phase = "save"
@@ -591,20 +602,20 @@ def run(
         known = store.model_object_for(model_fp)
         manifest.artifacts["model"] = known or store.objects.put(dump_model(pipeline))
         manifest.artifacts["probe"] = store.objects.put(probe_bytes(pred, proba))
-        manifest.probe = {
-            "set": "every row" if p.folds else "test split",
-            "rows": len(p.X_test),
-            "input": fingerprint_value(p.X_test, kind="input"),
-            "predictions": fingerprint_array(pred, kind="predictions"),
-            "proba": fingerprint_array(proba, kind="proba") if proba is not None else None,
-        }
+        manifest.probe = ProbeRecord(
+            set="every row" if p.folds else "test split",
+            rows=len(p.X_test),
+            input=fingerprint_value(p.X_test, kind="input"),
+            predictions=fingerprint_array(pred, kind="predictions"),
+            proba=fingerprint_array(proba, kind="proba") if proba is not None else None,
+        )
         manifest.metrics = metrics
         manifest.fingerprints = {
             "model": model_fp,
-            "predictions": manifest.probe["predictions"],
+            "predictions": manifest.probe.predictions,
             "spec": manifest.spec_fingerprint,
             "data": p.table.digest,
-            "environment": manifest.environment.get("fingerprint"),
+            "environment": manifest.environment.fingerprint,
             "code": fingerprint_value(
                 [
                     git_info.get("commit"),

@@ -161,7 +161,7 @@ class ServedModel:
                 self.source.model_bytes, trust=self.config.trust, where=self.source.ref
             )
             # the thread count of training, for every prediction of this process
-            threadpool_limits(limits=int(self.source.manifest.settings.get("threads") or 1))
+            threadpool_limits(limits=self.source.manifest.settings.threads)
             report = check_parity(
                 model, self.source, action="serve", single_rows=self.config.single_row_checks
             )

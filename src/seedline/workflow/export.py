@@ -142,7 +142,7 @@ def requirements_lock(source: ModelSource) -> tuple[list[str], list[str]]:
     Returns (lines, notes). A package the run did not record is pinned at its version here
     and noted.
     """
-    recorded: dict[str, str] = dict((source.manifest.environment or {}).get("packages", {}))
+    recorded: dict[str, str] = dict(source.manifest.environment.packages)
     notes: list[str] = []
 
     def norm(name: str) -> str:
@@ -260,7 +260,7 @@ def _model_card(source: ModelSource, report: ParityReport | None, requirements: 
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- seeds: master {seeds['master']}, PYTHONHASHSEED {seeds['hash_seed']}",
         f"- model fingerprint: `{source.manifest.fingerprints.get('model')}`",
-        f"- probe predictions: `{source.manifest.probe.get('predictions')}` on {source.manifest.probe.get('rows')} rows",
+        f"- probe predictions: `{source.manifest.probe.predictions}` on {source.manifest.probe.rows} rows",
         "",
         "## Parity at export",
         "",
@@ -297,7 +297,7 @@ def _model_card(source: ModelSource, report: ParityReport | None, requirements: 
 
 
 def _dockerfile(source: ModelSource) -> str:
-    py = ((source.manifest.environment or {}).get("python") or {}).get("version") or "3.11"
+    py = source.manifest.environment.python.version or "3.11"
     hash_seed = (source.manifest.seeds.hash_seed if source.manifest.seeds else {}).get(
         "PYTHONHASHSEED"
     )
@@ -425,8 +425,7 @@ def export_mlflow(
     report = ExportReport(format="mlflow", path=str(target), model=source.ref, run_id=source.run_id)
     requirements, notes = requirements_lock(source)
     report.notes += notes
-    env = source.manifest.environment or {}
-    py = (env.get("python") or {}).get("version") or "3.11"
+    py = source.manifest.environment.python.version or "3.11"
     trusted = sorted(set(untrusted_types_all(source.model_bytes)))
     schema = source.schema
     inputs = [
@@ -466,7 +465,7 @@ def export_mlflow(
             "seedline_run": source.run_id,
             "seedline_version": __version__,
             "model_fingerprint": source.manifest.fingerprints.get("model"),
-            "predictions_fingerprint": source.manifest.probe.get("predictions"),
+            "predictions_fingerprint": source.manifest.probe.predictions,
             "metrics": dict(source.manifest.metrics),
         },
     }

@@ -191,8 +191,8 @@ class ModelSource:
 
 
 def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, Any]:
-    env = m.environment or {}
-    packages = env.get("packages", {})
+    env = m.environment
+    packages = env.packages
     data = m.data
     return {
         "model": registered.to_dict() if registered is not None else None,
@@ -217,14 +217,14 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
             "split": {k: v for k, v in (data.split if data else {}).items() if k not in ("seed",)},
         },
         "code": {
-            "commit": m.code.get("commit"),
-            "dirty": m.code.get("dirty"),
-            "changed_files": m.code.get("changed_files", []),
+            "commit": m.code.commit,
+            "dirty": m.code.dirty if "dirty" in m.code.model_fields_set else None,
+            "changed_files": m.code.changed_files,
         },
         "environment": {
-            "fingerprint": env.get("fingerprint"),
-            "python": (env.get("python") or {}).get("version"),
-            "platform": (env.get("platform") or {}).get("platform"),
+            "fingerprint": env.fingerprint,
+            "python": env.python.version or None,
+            "platform": env.platform.platform or None,
             "packages": {
                 k: packages[k]
                 for k in ("scikit-learn", "numpy", "scipy", "pandas", "skops", "seedline")
@@ -238,7 +238,7 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
         },
         "metrics": dict(m.metrics),
         "fingerprints": dict(m.fingerprints),
-        "probe": dict(m.probe),
+        "probe": m.probe.as_dict(),
     }
 
 
@@ -248,7 +248,7 @@ def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
     from seedline.core.spec import Spec
     from seedline.execution.runner import prepare
 
-    expected = str(manifest.probe.get("input") or "")
+    expected = manifest.probe.input or ""
     if not expected:
         raise RegistryError(
             f"run {manifest.run_id} recorded no probe input fingerprint",
@@ -298,8 +298,8 @@ def register_run(
     store.objects.get(model_object)  # present and intact
     X_test, X_train = rebuild_probe_input(manifest, store.project_root)
     probe_bytes = frame_to_parquet(X_test)
-    kind = str(manifest.probe["input"]).split(":", 1)[0]
-    if fingerprint_value(parquet_to_frame(probe_bytes), kind=kind) != manifest.probe["input"]:
+    kind = str(manifest.probe.input).split(":", 1)[0]
+    if fingerprint_value(parquet_to_frame(probe_bytes), kind=kind) != manifest.probe.input:
         raise RegistryError(
             f"the probe rows of run {manifest.run_id} do not survive a Parquet round trip unchanged",
             hint="a column type Parquet cannot hold exactly; please report this with the spec",
