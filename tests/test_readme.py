@@ -260,6 +260,7 @@ def test_every_readme_command_runs_and_prints_what_the_readme_shows(tmp_path: Pa
             if not text.startswith("seedline ") or text.endswith("&"):
                 continue  # not seedline, or a server meant for another terminal
             argv = session.resolve_ids(shlex.split(text))
+            print(f"$ {' '.join(argv)}", flush=True)  # progress: this test takes minutes
             proc = session.run(argv, cwd)
             real = proc.stdout.splitlines()
             if argv[1] == "init" and proc.returncode == 0:
