@@ -172,7 +172,9 @@ def test_a_failed_run_is_recorded_as_failed_with_its_error(penguins: Path) -> No
     assert stored.code.local_modules["bad"].path == "bad.py"
     assert stored.code.dirty is True and "bad.py" in stored.code.untracked_files
     row = store.list_runs()[0]
-    assert (row.run_id, row.status) == (result.run_id, "failed") and "boom" in (row.error or "")
+    assert (row.run_id, row.status) == (result.run_id, "failed") and "boom" in (
+        row.error or {}
+    ).get("message", "")
 
 
 def test_errors_before_the_run_begins_store_nothing(penguins: Path) -> None:

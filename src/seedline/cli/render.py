@@ -179,7 +179,8 @@ def render_manifest(out: Console, m: Manifest) -> None:
     env = m.environment
     if env.fingerprint:
         pools = ", ".join(
-            f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}"
+            " ".join(str(x) for x in (p.get("internal_api"), p.get("version")) if x is not None)
+            + f" x{p.get('num_threads')}"
             for p in env.thread_pools
         )
         _kv(
