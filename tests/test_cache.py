@@ -44,7 +44,7 @@ def test_an_unchanged_rerun_hits_every_step_and_gives_the_same_bits(penguins: Pa
     assert cold.fingerprints["model"] == warm.fingerprints["model"]
     assert cold.fingerprints["predictions"] == warm.fingerprints["predictions"]
     assert cold.metrics == warm.metrics
-    assert warm.manifest.settings["cache"] is True
+    assert warm.manifest.settings.cache is True
 
 
 def test_changing_only_the_final_estimator_reuses_every_earlier_step(digits: Path) -> None:
@@ -61,7 +61,7 @@ def test_no_cache_recomputes_and_records_it(digits: Path) -> None:
     seedline.run(digits / "seedline.yaml")
     entries = usage(Store.open(digits))["entries"]
     off = seedline.run(digits / "seedline.yaml", use_cache=False)
-    assert statuses(off) == [None, None, None] and off.manifest.settings["cache"] is False
+    assert statuses(off) == [None, None, None] and off.manifest.settings.cache is False
     assert usage(Store.open(digits))["entries"] == entries
     out = run_json(digits, "run", "--no-cache")
     assert out["status"] == "succeeded"

@@ -417,3 +417,26 @@ def test_data_outside_the_project_or_untracked_is_a_hygiene_finding(
     untracked = " ".join(by_kind["data_untracked"])
     assert "'data/untracked.csv'" in untracked and "'../outside.csv'" in untracked
     assert "'data/penguins.csv'" not in untracked
+
+
+def test_thread_advice_does_not_ask_to_pin_threads_that_are_already_pinned() -> None:
+    """A step that differs between 1 and 4 BLAS threads under execution.threads=1 is told to keep the value, not to pin it."""
+    from seedline.workflow.check import THREAD_SENSITIVE, Comparison, StepDiff, _verdict
+    from seedline.workflow.probe import StepResult
+
+    step = StepResult(name="clf", cls="x.Y", fitted="estimator:a", output=None)
+    same = Comparison(
+        name="repeat", description="", a="1", b="2", steps={"clf": StepDiff(False, False)}
+    )
+    threads = Comparison(
+        name="threads",
+        description="",
+        a="1 thread",
+        b="4 threads",
+        settings={"values": [1, 4]},
+        steps={"clf": StepDiff(fitted=True, output=False)},
+    )
+    v = _verdict(step, {"repeat": same, "threads": threads}, [], threads=1)
+    assert v.verdict == THREAD_SENSITIVE
+    assert "pin execution.threads in the spec" not in v.advice
+    assert "already pins BLAS/OpenMP to execution.threads=1" in v.advice

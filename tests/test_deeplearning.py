@@ -133,7 +133,7 @@ def test_two_runs_in_fresh_processes_are_bitwise_and_reproduce(
     }
     assert torch_controls["num_threads"] == 1  # execution.threads
     assert controls["gpu"] is False and controls["steps"]["pipeline/net"]["device"] == "cpu"
-    assert a.environment["env_vars"]["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert a.environment.env_vars["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     if framework == "torch":
         assert "torch/pipeline/net" in a.seeds.derived
         assert (

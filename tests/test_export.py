@@ -82,9 +82,7 @@ def test_mlflow_export_loads_in_mlflow_and_predicts_bitwise_the_same(
     assert np.array_equal(np.asarray(proba), model.predict_proba(X))
     assert loaded.metadata.metadata["seedline_run"] == source.run_id
     requirements = (target / "requirements.txt").read_text()
-    assert (
-        f"scikit-learn=={source.manifest.environment['packages']['scikit-learn']}" in requirements
-    )
+    assert f"scikit-learn=={source.manifest.environment.packages['scikit-learn']}" in requirements
 
 
 def test_bundle_holds_model_manifest_lock_dockerfile_and_card(
@@ -107,7 +105,7 @@ def test_bundle_holds_model_manifest_lock_dockerfile_and_card(
     assert report["bitwise"]
     assert (bundle / "model.skops").read_bytes() == source.model_bytes
     assert json.loads((bundle / "manifest.json").read_text())["run_id"] == source.run_id
-    packages = source.manifest.environment["packages"]
+    packages = source.manifest.environment.packages
     lock = (bundle / "requirements.txt").read_text()
     for name in ("scikit-learn", "numpy", "pandas", "skops"):
         assert f"{name}=={packages[name]}" in lock
@@ -119,7 +117,7 @@ def test_bundle_holds_model_manifest_lock_dockerfile_and_card(
     )
     card = (bundle / "README.md").read_text()
     assert "## Intended use" in card and "TODO" in card and source.run_id in card
-    assert "accuracy" in card and source.manifest.code["commit"] in card
+    assert "accuracy" in card and source.manifest.code.commit in card
     # the bundle folder is itself a model reference
     pred = run_cli(root, "predict", "bundle", "data/penguins.csv", "-o", "from-bundle.csv")
     assert "bitwise" in pred.stderr

@@ -31,3 +31,34 @@ def test_a_real_manifest_validates_against_the_schema_and_round_trips(digits: Pa
     assert data["schema_version"] == SCHEMA_VERSION
     assert Manifest.from_json(m.to_json()) == m
     assert data["steps"][0]["class"] == "sklearn.preprocessing._data.StandardScaler"
+
+
+def test_typed_sections_write_back_exactly_what_was_stored(digits: Path) -> None:
+    """environment, code, probe, cv and settings are models, yet a stored manifest reads and writes back byte for byte, sparse sections included."""
+    from seedline.records.manifest import CodeRecord, EnvironmentRecord, ProbeRecord
+
+    m = seedline.run(
+        digits / "seedline.yaml", overrides=["split.kind=kfold", "split.n_splits=3"]
+    ).manifest
+    text = m.to_json()
+    assert Manifest.from_json(text).to_json() == text
+    assert isinstance(m.environment, EnvironmentRecord) and m.environment.python.version
+    assert isinstance(m.code, CodeRecord) and m.code.commit and m.code.dirty is False
+    assert isinstance(m.probe, ProbeRecord) and m.probe.set == "every row"
+    assert m.cv is not None and len(m.cv.folds) == 3 and set(m.cv.std) == set(m.metrics)
+    assert m.settings.threads == 1 and m.settings.executor == "serial"
+    # a run that failed before its environment was captured, made outside git, by an older writer
+    data = json.loads(text)
+    data.update(
+        environment={},
+        code={"repository": False, "reason": "not inside a git repository", "local_modules": {}},
+        probe={},
+        cv=None,
+        settings={"threads": 1, "executor": "serial", "workers": 1},
+    )
+    sparse = json.dumps(data, indent=2)
+    back = Manifest.from_json(sparse)
+    assert json.loads(back.to_json()) == data
+    assert back.environment.fingerprint is None and back.code.commit is None
+    assert back.settings.cache is None and back.probe.predictions is None
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))

@@ -55,12 +55,15 @@ def test_a_run_stores_every_local_module_it_imported(registered: tuple[Path, str
     root, run_id, version = registered
     store = Store.find(root)
     manifest = store.manifest(run_id)
-    modules = manifest.code["local_modules"]
+    modules = manifest.code.local_modules
     assert set(modules) == {"features", "featlib"}
     for entry in modules.values():
-        source = store.objects.get(entry["object"])
-        assert file_fingerprint(source) == entry["file"]
-    assert b"class Interactions" in store.objects.get(modules["features"]["object"])
+        assert entry.object is not None
+        source = store.objects.get(entry.object)
+        assert file_fingerprint(source) == entry.file
+    features_object = modules["features"].object
+    assert features_object is not None
+    assert b"class Interactions" in store.objects.get(features_object)
     assert version.trusted_local == ["features.Interactions"]
     store.close()
 
@@ -216,7 +219,7 @@ def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
     model = source.load(trust=True)
     report = export_model(model, source, "bundle", tmp_path / "bundle", parity=None)
     assert report.bitwise and "code/cnn.py" in report.files
-    packages = source.manifest.environment["packages"]
+    packages = source.manifest.environment.packages
     lock = (tmp_path / "bundle" / "requirements.txt").read_text()
     for name in ("torch", library):
         assert f"{name}=={packages[name]}" in lock, lock

@@ -117,6 +117,26 @@ def test_bad_input_names_the_column_and_leaves_no_output(registered: tuple[Path,
     assert missing_id.returncode == 2 and "id column 'idd'" in missing_id.stderr
 
 
+def test_the_input_is_checked_before_the_model_is_loaded(
+    registered: tuple[Path, Any, Any],
+) -> None:
+    """A missing file, a missing column or a missing id column fails before the model loads and its parity check runs."""
+    root, _, _ = registered
+    _frame(root).drop(columns=["sex"]).to_csv(root / "nosex.csv", index=False)
+    _frame(root).to_csv(root / "ok.csv", index=False)
+    cases = [
+        (("nothere.csv",), "input file nothere.csv does not exist"),
+        (("nosex.csv",), "lacks column(s) ['sex']"),
+        (("ok.csv", "--id-column", "idd"), "id column 'idd' is not in ok.csv"),
+    ]
+    for args, message in cases:
+        out = run_cli(root, "predict", "small", args[0], "-o", "early.csv", *args[1:], check=False)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+        # the parity line is printed once the model is loaded and checked: it must not appear
+        assert "parity" not in out.stderr, out.stderr
+        assert not (root / "early.csv").exists()
+
+
 _RSS = """
 import resource, subprocess, sys
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)

@@ -271,5 +271,5 @@ def test_reproduce_never_uses_the_cache(digits: Path) -> None:
     ]
     report = reproduce(rid, project_root=digits)
     stored = Store.open(digits).manifest(report.reproduction or "")
-    assert stored.settings["cache"] is False
+    assert stored.settings.cache is False
     assert [s.cache for s in stored.steps] == [None, None, None]

@@ -73,12 +73,10 @@ def test_run_fits_a_plain_sklearn_pipeline_and_records_everything(penguins: Path
     assert m.data is not None and m.data.sources[0].fingerprint.startswith("file:")
     assert m.data.sources[0].table["columns"].keys() >= {"species", "island"}
     assert m.data.split["train_rows"] + m.data.split["test_rows"] == 344
-    assert (
-        m.code["commit"] == git(penguins, "rev-parse", "HEAD").strip() and m.code["dirty"] is False
-    )
-    assert m.environment["packages"]["scikit-learn"] and m.environment["thread_pools"]
-    assert all(p["num_threads"] == 1 for p in m.environment["thread_pools"])
-    assert m.settings == {
+    assert m.code.commit == git(penguins, "rev-parse", "HEAD").strip() and m.code.dirty is False
+    assert m.environment.packages["scikit-learn"] and m.environment.thread_pools
+    assert all(p["num_threads"] == 1 for p in m.environment.thread_pools)
+    assert m.settings.as_dict() == {
         "threads": 1,
         "executor": "serial",
         "workers": 1,
@@ -129,7 +127,7 @@ def test_saved_model_is_skops_and_predicts_the_recorded_probe(penguins: Path) ->
     )
     pred = model.predict(X.iloc[test])
     assert np.array_equal(pred.astype(str), probe["predictions"])
-    assert fingerprint_array(pred, kind="predictions") == m.probe["predictions"]
+    assert fingerprint_array(pred, kind="predictions") == m.probe.predictions
     assert probe["proba"].shape == (len(test), 3)
 
 
@@ -171,10 +169,12 @@ def test_a_failed_run_is_recorded_as_failed_with_its_error(penguins: Path) -> No
         and "boom" in stored.error["message"]
     )
     assert "Traceback" in stored.error["traceback"]
-    assert stored.code["local_modules"]["bad"]["path"] == "bad.py"
-    assert stored.code["dirty"] is True and "bad.py" in stored.code["untracked_files"]
+    assert stored.code.local_modules["bad"].path == "bad.py"
+    assert stored.code.dirty is True and "bad.py" in stored.code.untracked_files
     row = store.list_runs()[0]
-    assert (row.run_id, row.status) == (result.run_id, "failed") and "boom" in (row.error or "")
+    assert (row.run_id, row.status) == (result.run_id, "failed") and "boom" in (
+        row.error or {}
+    ).get("message", "")
 
 
 def test_errors_before_the_run_begins_store_nothing(penguins: Path) -> None:
@@ -193,10 +193,10 @@ def test_uncommitted_changes_are_stored_as_a_diff_object(penguins: Path) -> None
     spec = penguins / "seedline.yaml"
     spec.write_text(spec.read_text().replace("n_estimators: 200", "n_estimators: 50"))
     m = seedline.run(spec).manifest
-    assert m.code["dirty"] is True and m.code["changed_files"] == ["seedline.yaml"]
+    assert m.code.dirty is True and m.code.changed_files == ["seedline.yaml"]
     diff = Store.open(penguins, create=False).objects.get(m.artifacts["diff"])
     assert b"-    params: {n_estimators: 200" in diff and b"+    params: {n_estimators: 50" in diff
-    assert m.code["diff"].startswith("diff:")
+    assert str(m.code.diff).startswith("diff:")
 
 
 def test_environment_records_determinism_variables_but_no_secrets(
@@ -207,11 +207,11 @@ def test_environment_records_determinism_variables_but_no_secrets(
     monkeypatch.setenv("SEEDLINE_TOKEN", "s3cret")
     monkeypatch.setenv("MKL_API_KEY", "s3cret")
     m = seedline.run(penguins / "seedline.yaml").manifest
-    env_vars = m.environment["env_vars"]
+    env_vars = m.environment.env_vars
     assert env_vars["OMP_NUM_THREADS"] == "1"
     assert "SEEDLINE_TOKEN" not in env_vars and "MKL_API_KEY" not in env_vars
     assert "s3cret" not in m.to_json()
-    assert m.environment["python"]["version"] and m.environment["cpu"]["machine"]
+    assert m.environment.python.version and m.environment.cpu.machine
 
 
 def test_local_module_source_hash_ignores_comments_and_docstrings(tmp_path: Path) -> None:
@@ -235,5 +235,5 @@ def test_run_outside_a_git_repository_says_so(tmp_path: Path) -> None:
 
     shutil.copytree(EXAMPLES / "digits", tmp_path / "d")
     m = seedline.run(tmp_path / "d" / "seedline.yaml").manifest
-    assert m.code["repository"] is False and "not inside a git repository" in m.code["reason"]
+    assert m.code.repository is False and "not inside a git repository" in str(m.code.reason)
     assert os.path.isdir(tmp_path / "d" / ".seedline")

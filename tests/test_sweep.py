@@ -76,3 +76,23 @@ def test_sweep_errors_are_explained(digits: Path) -> None:
         sweep(digits / "seedline.yaml", {"pipeline.clf.n_estimators": [1]}, search="bayes")
     with pytest.raises(SweepError, match="not among the spec's metrics"):
         sweep(digits / "seedline.yaml", {"pipeline.clf.n_estimators": [1]}, metric="roc_auc")
+
+
+@pytest.mark.parametrize("text", ["pipeline.clf.C=", "pipeline.clf.C=1,,2", "pipeline.clf.C=1, "])
+def test_an_empty_param_value_is_rejected_not_read_as_null(text: str) -> None:
+    """'--param x=' used to become [None]; an empty value is an error that says how to write null."""
+    with pytest.raises(SweepError, match="has an empty value") as err:
+        parse_param(text)
+    assert "null" in str(err.value)
+    assert parse_param("pipeline.clf.C=null,1") == ("pipeline.clf.C", [None, 1])
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_failed_exits_1_with_the_first_error(digits: Path) -> None:
+    """Every trial failing is a failed sweep: exit 1, the count and the first trial's error on stderr."""
+    from .conftest import run_cli
+
+    proc = run_cli(digits, "sweep", "--param", "pipeline.clf.n_estimators=-1,-2", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 of 2 trials failed; the first, trial-000" in proc.stderr
+    assert "n_estimators" in proc.stderr and "seedline show" in proc.stderr

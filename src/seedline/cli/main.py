@@ -17,6 +17,7 @@ import typer
 
 from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
+from seedline.cli.help_text import plain_placeholders
 from seedline.core.version import __version__
 
 app = typer.Typer(
@@ -411,7 +412,9 @@ def main() -> None:
     """Console-script entry point."""
     global _ENTRYPOINT
     _ENTRYPOINT = True
-    app()
+    command = typer.main.get_command(app)
+    plain_placeholders(command)
+    command()
 
 
 if __name__ == "__main__":  # pragma: no cover

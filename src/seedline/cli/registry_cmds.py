@@ -52,15 +52,19 @@ def _checked_model(
     allow_mismatch: bool,
     quiet: bool,
     expect_fingerprint: str | None = None,
+    source: Any = None,
 ) -> tuple[Any, Any, Any]:
-    """(source, fitted model, parity report) after the parity gate; raises SeedlineError."""
+    """(source, fitted model, parity report) after the parity gate; raises SeedlineError.
+
+    ``source`` is the already resolved model source, when the caller needed it first.
+    """
     from seedline.cli.main import _console
     from seedline.workflow.integrity import expected_fingerprint, verify_model_fingerprint
     from seedline.workflow.parity import check_parity, enforce
     from seedline.workflow.registration import resolve_source
 
     expected = expected_fingerprint(expect_fingerprint) if expect_fingerprint else None
-    source = resolve_source(ref)
+    source = source if source is not None else resolve_source(ref)
     offending = source.untrusted_types()
     model = source.load(trust=trust)
     if expected is not None:
@@ -467,10 +471,22 @@ def predict_cmd(
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.outputs import check_prediction_target
-    from seedline.workflow.predict import predict_file
+    from seedline.workflow.predict import check_input, predict_file
+    from seedline.workflow.registration import resolve_source
 
     try:
         check_prediction_target(output, force=force)  # before the model is loaded
+        # the input is checked against the model's schema before the model is loaded and
+        # parity-checked, which takes seconds
+        source = resolve_source(model_ref)
+        check_input(
+            source.schema,
+            input_path,
+            output,
+            id_column=id_column,
+            input_format=input_format,
+            output_format=output_format,
+        )
         source, model, report = _checked_model(
             model_ref,
             "predict",
@@ -478,6 +494,7 @@ def predict_cmd(
             allow_mismatch=allow_parity_mismatch,
             quiet=as_json,
             expect_fingerprint=expect_fingerprint,
+            source=source,
         )
         kwargs: dict[str, Any] = {
             "id_column": id_column,
@@ -486,7 +503,7 @@ def predict_cmd(
             "input_format": input_format,
             "output_format": output_format,
             "force": force,
-            "threads": int(source.manifest.settings.get("threads") or 1),
+            "threads": source.manifest.settings.threads,
         }
         if as_json or not sys.stderr.isatty():
             result = predict_file(model, source.schema, input_path, output, **kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seedline.records.manifest import Manifest
+from seedline.records.manifest import CVRecord, Manifest
 from seedline.records.tracking import RunSummary
 
 
@@ -27,13 +27,19 @@ def render_run(out: Console, m: Manifest) -> None:
     out.print(
         f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)"
     )
+    std = m.cv.std if m.cv else {}
     if m.metrics:
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         t.add_column("metric")
-        t.add_column("value", justify="right")
+        # k-fold: the headline value is the mean over the folds, and its spread matters
+        t.add_column("mean of folds" if std else "value", justify="right")
+        if std:
+            t.add_column("std", justify="right")
         for k, v in m.metrics.items():
-            t.add_row(k, f"{v:.6f}")
+            t.add_row(k, f"{v:.6f}", *([f"{std[k]:.6f}"] if k in std else ["-"] if std else []))
         out.print(t)
+    if m.cv and m.cv.folds:
+        render_folds(out, m.cv)
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=None)
     t.add_column("step")
     t.add_column("fitted state")
@@ -44,10 +50,50 @@ def render_run(out: Console, m: Manifest) -> None:
     out.print(t)
     out.print(f"model       {m.fingerprints.get('model')}")
     out.print(f"predictions {m.fingerprints.get('predictions')}")
-    if m.code.get("dirty"):
+    if m.code.dirty:
         out.print(
             "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
         )
+    for w in m.warnings:
+        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+
+
+def render_folds(out: Console, cv: CVRecord) -> None:
+    """One row per fold: its rows, each metric and the fold's model fingerprint."""
+    folds = cv.folds
+    names = list(folds[0].metrics) if folds else []
+    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for col in ("fold", "train", "test", *names, "model"):
+        t.add_column(col, justify="left" if col in ("fold", "model") else "right")
+    for f in folds:
+        t.add_row(
+            str(f.fold),
+            str(f.train_rows),
+            str(f.test_rows),
+            *[f"{f.metrics[n]:.6f}" if n in f.metrics else "-" for n in names],
+            short(f.model),
+        )
+    out.print(t)
+
+
+def _span(values: list[int]) -> str:
+    """'88' when every fold has the same count, '88-89' when they differ."""
+    if not values:
+        return "?"
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def split_text(split: dict[str, Any]) -> str:
+    """'holdout seed S: 258 train / 86 test', or for k folds the rows each fold trains and tests on."""
+    if split.get("kind") == "kfold":
+        folds = split.get("folds") or []
+        train = sorted({f["train_rows"] for f in folds})
+        test = sorted({f["test_rows"] for f in folds})
+        return (
+            f"kfold seed {split.get('seed')}: {split.get('n_splits')} folds of {split.get('rows')} rows, "
+            f"each {_span(train)} train / {_span(test)} test; the final model fits all {split.get('rows')}"
+        )
+    return f"{split.get('kind')} seed {split.get('seed')}: {split.get('train_rows')} train / {split.get('test_rows')} test"
 
 
 def render_runs(out: Console, rows: list[RunSummary]) -> None:
@@ -87,10 +133,19 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
     out.print(t)
 
 
+def _value(v: Any) -> str:
+    """A value for people: '-' for nothing, yes/no for flags (never Python's None/True)."""
+    if v is None or v == "" or v == [] or v == {}:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
 def _kv(out: Console, title: str, items: dict[str, Any]) -> None:
     out.print(f"\n[bold underline]{title}[/]")
     for k, v in items.items():
-        out.print(f"  {k}: {v}")
+        out.print(f"  {k}: {_value(v)}", markup=False, highlight=False)
 
 
 def render_manifest(out: Console, m: Manifest) -> None:
@@ -108,7 +163,7 @@ def render_manifest(out: Console, m: Manifest) -> None:
                 **{s.uri: f"{s.fingerprint} ({s.rows} rows)" for s in m.data.sources},
                 "table": m.data.table.get("digest"),
                 "target": m.data.target,
-                "split": f"{m.data.split.get('kind')} seed {m.data.split.get('seed')}: {m.data.split.get('train_rows')} train / {m.data.split.get('test_rows')} test",
+                "split": split_text(m.data.split),
             },
         )
     if m.seeds:
@@ -122,31 +177,37 @@ def render_manifest(out: Console, m: Manifest) -> None:
             },
         )
     env = m.environment
-    if env:
+    if env.fingerprint:
         pools = ", ".join(
-            f"{p.get('internal_api')} {p.get('version')} x{p.get('num_threads')}"
-            for p in env.get("thread_pools", [])
+            " ".join(str(x) for x in (p.get("internal_api"), p.get("version")) if x is not None)
+            + f" x{p.get('num_threads')}"
+            for p in env.thread_pools
         )
         _kv(
             out,
             "environment",
             {
-                "python": f"{env['python']['implementation']} {env['python']['version']}",
-                "platform": env["platform"]["platform"],
-                "cpu": env["cpu"].get("model"),
-                "packages": f"{len(env.get('packages', {}))} installed (scikit-learn {env.get('packages', {}).get('scikit-learn')}, numpy {env.get('packages', {}).get('numpy')})",
-                "thread pools": pools or "-",
-                "fingerprint": env.get("fingerprint"),
+                "python": f"{env.python.implementation} {env.python.version}",
+                "platform": env.platform.platform,
+                "cpu": env.cpu.model,
+                "packages": f"{len(env.packages)} installed (scikit-learn {env.packages.get('scikit-learn')}, numpy {env.packages.get('numpy')})",
+                "thread pools": pools,
+                "fingerprint": env.fingerprint,
             },
         )
-    if m.code:
+    code = m.code
+    if code.model_fields_set:
         _kv(
             out,
             "code",
-            {k: m.code.get(k) for k in ("commit", "dirty", "diff") if k in m.code}
-            | {"local modules": ", ".join(m.code.get("local_modules", {})) or "-"},
+            (
+                {"commit": code.commit, "dirty": code.dirty, "diff": code.diff}
+                if code.repository
+                else {"git": code.reason}
+            )
+            | {"local modules": ", ".join(code.local_modules)},
         )
-    _kv(out, "settings", m.settings)
+    _kv(out, "settings", m.settings.as_dict())
 
 
 _VERDICT_STYLE = {"bitwise": "bold green", "tolerance": "bold yellow", "failed": "bold red"}

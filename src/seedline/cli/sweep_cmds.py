@@ -82,8 +82,11 @@ def sweep_cmd(
         )
     except SeedlineError as exc:
         _fail(exc)
+    all_failed = bool(report.trials) and len(report.failed) == len(report.trials)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        if all_failed:
+            raise typer.Exit(1)
         return
     from rich.table import Table
 
@@ -110,6 +113,18 @@ def sweep_cmd(
         _console(stderr=True).print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if best is not None:
         out.print(f"best: {best['run_id']}  ->  seedline promote {report.sweep_id} --name MODEL")
+    failures = report.failure_summary()
+    if failures:
+        err = _console(stderr=True)
+        label = "[bold red]error:[/]" if all_failed else "[yellow]warning:[/]"
+        err.print(f"{label} {failures}", highlight=False)
+        first = report.failed[0]
+        err.print(
+            f"[yellow]hint:[/] 'seedline show {first['run_id']}' has the traceback",
+            highlight=False,
+        )
+    if all_failed:
+        raise typer.Exit(1)
 
 
 def sweeps_cmd(
@@ -161,6 +176,10 @@ def promote_cmd(
     name: Annotated[
         str, typer.Option("--name", help="Registry name to register the best trial's model under.")
     ],
+    alias: Annotated[
+        list[str] | None,
+        typer.Option("--alias", "-a", help="Point this alias at the new version (repeatable)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the new model version as JSON.")
     ] = False,
@@ -168,6 +187,7 @@ def promote_cmd(
     """Register the best trial of a sweep as the next version of a model."""
     from seedline.cli.main import _fail
     from seedline.core.errors import SeedlineError
+    from seedline.records.registry import Registry
     from seedline.records.tracking import Store
     from seedline.workflow.registration import register_run
     from seedline.workflow.sweep import sweep_info
@@ -183,6 +203,9 @@ def promote_cmd(
             name,
             description=f"best of sweep {info['sweep_id']} by {info['metric']}",
         )
+        registry = Registry(store)
+        for a in alias or []:
+            registry.set_alias(name, a, version.version)
     except SeedlineError as exc:
         _fail(exc)
     payload = {
@@ -190,9 +213,11 @@ def promote_cmd(
         "run_id": info["best_run"],
         "name": name,
         "version": version.version,
+        "aliases": sorted(alias or []),
     }
+    aliases = "".join(f"  @{a}" for a in sorted(alias or []))
     typer.echo(
         json.dumps(payload)
         if as_json
-        else f"registered {name}@{version.version} from run {info['best_run']} (best of sweep {info['sweep_id']} by {info['metric']})"
+        else f"registered {name}@{version.version} from run {info['best_run']} (best of sweep {info['sweep_id']} by {info['metric']}){aliases}"
     )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seedline.core.bounded_yaml import MAX_YAML_NODES, YAMLExpansionError, load_bounded
 from seedline.core.errors import SpecError, did_you_mean
 
 SPEC_FILENAME = "seedline.yaml"
@@ -230,8 +231,17 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """Parse a spec's YAML text into a mapping; malformed or bomb-like YAML is a SpecError."""
     try:
-        data = yaml.safe_load(text)
+        data = load_bounded(text)
+    except YAMLExpansionError as exc:
+        raise SpecError(
+            str(exc),
+            file=source,
+            line=exc.line,
+            hint="write the repeated values out, or use fewer nested aliases; a spec is limited "
+            f"to {MAX_YAML_NODES:,} values",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

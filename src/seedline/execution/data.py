@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from seedline.core.errors import DataError, did_you_mean
@@ -13,6 +15,70 @@ from seedline.core.fingerprint import fingerprint_file, fingerprint_table
 from seedline.core.spec import DataSpec
 
 _DATA_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+MAX_LINE_BYTES = 64 << 20
+"""The longest line a CSV file may have (64 MiB); ``SEEDLINE_MAX_LINE_BYTES`` changes it.
+
+pandas holds a whole line, and every field parsed from it, in memory at once: a file with
+no newline at all (a binary file, a one-line dump) would take several times its size
+before failing. Real tables have lines of kilobytes.
+"""
+_SCAN_CHUNK = 16 << 20
+
+
+def max_line_bytes() -> int:
+    """The line-length limit in force: ``SEEDLINE_MAX_LINE_BYTES`` if set, else MAX_LINE_BYTES."""
+    raw = os.environ.get("SEEDLINE_MAX_LINE_BYTES")
+    if raw is None or raw.strip() == "":
+        return MAX_LINE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DataError(
+            f"SEEDLINE_MAX_LINE_BYTES must be a whole number of bytes, got {raw!r}",
+            hint=f"unset it to use the default ({MAX_LINE_BYTES})",
+        ) from None
+    if value < 1:
+        raise DataError(f"SEEDLINE_MAX_LINE_BYTES must be at least 1, got {value}")
+    return value
+
+
+def check_line_lengths(path: Path, *, limit: int | None = None, label: str | None = None) -> None:
+    """Refuse a text file with a line longer than ``limit`` bytes, before a parser reads it.
+
+    Scans the file in fixed-size chunks (memory stays at one chunk) with vectorised newline
+    search, so it costs a fraction of parsing the file.
+    """
+    limit = max_line_bytes() if limit is None else limit
+    line_start = 0  # offset of the first byte of the current line
+    line_no = 1
+    offset = 0
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(_SCAN_CHUNK)
+            if not chunk:
+                break
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + offset
+            starts = np.concatenate(([line_start], ends[:-1] + 1)) if len(ends) else None
+            if starts is not None:
+                lengths = ends - starts
+                too_long = np.flatnonzero(lengths > limit)
+                if len(too_long):
+                    _line_too_long(path, label, line_no + int(too_long[0]), limit)
+                line_no += len(ends)
+                line_start = int(ends[-1]) + 1
+            offset += len(chunk)
+            if offset - line_start > limit:
+                _line_too_long(path, label, line_no, limit)
+
+
+def _line_too_long(path: Path, label: str | None, line: int, limit: int) -> None:
+    raise DataError(
+        f"{label or str(path)}: line {line} is longer than {limit:,} bytes; "
+        "this does not look like a CSV table (no line breaks?)",
+        hint="check that it is the file you meant (a CSV table has one row per line); "
+        "to read longer lines, set SEEDLINE_MAX_LINE_BYTES to a larger number of bytes",
+    )
 
 
 @dataclass
@@ -95,6 +161,8 @@ def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             if files
             else "no .csv or .parquet files found in the project",
         )
+    if kind == "csv":
+        check_line_lengths(path, label=f"data file {uri!r}")
     try:
         frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
     except Exception as exc:
@@ -166,3 +234,22 @@ def select_columns(
             hint="drop those rows from the data; seedline never drops rows silently",
         )
     return frame[features], y, features
+
+
+def empty_columns(X: pd.DataFrame) -> list[str]:
+    """Feature columns in which every value is missing: they carry no information."""
+    if len(X) == 0:
+        return []
+    return [str(c) for c in X.columns if bool(X[c].isna().all())]
+
+
+def check_classification_target(y: pd.Series, target: str, *, where: str = "the data") -> None:
+    """A classifier needs at least two classes; one would 'learn' a constant and score 1.0."""
+    classes = pd.unique(y)
+    if len(classes) < 2:
+        found = f"only the class {classes[0]!r}" if len(classes) else "no values"
+        raise DataError(
+            f"target column {target!r} has {found} in {where}; a classifier needs at least two classes",
+            hint="check data.target and the data sources (a filter that left one class?), "
+            "or use a regressor for a continuous target",
+        )

@@ -32,11 +32,28 @@ from seedline.core.spec import Spec, load_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
-from seedline.execution.data import LoadedData, load_data, select_columns
+from seedline.execution.data import (
+    LoadedData,
+    check_classification_target,
+    empty_columns,
+    load_data,
+    select_columns,
+)
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
-from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
+from seedline.records.manifest import (
+    CodeRecord,
+    CVRecord,
+    DataRecord,
+    EnvironmentRecord,
+    Manifest,
+    ProbeRecord,
+    SeedRecord,
+    SettingsRecord,
+    SourceRecord,
+    StepRecord,
+)
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
 
@@ -88,8 +105,9 @@ class RunResult:
                 "hash_seed": m.seeds.hash_seed if m.seeds else None,
             },
             "duration_s": m.timings.get("total"),
-            "cv": {"mean": m.cv["mean"], "std": m.cv["std"]} if m.cv else None,
+            "cv": {"mean": dict(m.cv.mean), "std": dict(m.cv.std)} if m.cv else None,
             "error": m.error,
+            "warnings": list(m.warnings),
         }
 
 
@@ -215,6 +233,7 @@ class Prepared:
     y_test: Any
     split: dict[str, Any]
     folds: list[tuple[np.ndarray, np.ndarray]]
+    warnings: list[str]
 
 
 def prepare(
@@ -240,6 +259,13 @@ def prepare(
     # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
     prepare_frameworks(spec_obj.to_dict(), root)
     pipeline, resolved = compile_pipeline(spec_obj, X)
+    classifier = _is_classifier(pipeline)
+    if classifier:
+        check_classification_target(y, spec_obj.data.target)
+    warnings = [
+        f"feature column {c!r} is entirely missing ({len(X)} of {len(X)} values): it carries no information"
+        for c in empty_columns(X)
+    ]
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
     folds: list[tuple[np.ndarray, np.ndarray]] = []
@@ -248,6 +274,8 @@ def prepare(
         X_train, X_test, y_train, y_test = X, X, y, y
     else:
         X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+        if classifier:
+            check_classification_target(y_train, spec_obj.data.target, where="the training split")
     return Prepared(
         spec=spec_obj,
         root=root,
@@ -274,7 +302,17 @@ def prepare(
         y_test=y_test,
         split=split_info,
         folds=folds,
+        warnings=warnings,
     )
+
+
+def _is_classifier(pipeline: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    try:
+        return bool(is_classifier(pipeline))
+    except Exception:  # an estimator whose tags cannot be read is not known to be one
+        return False
 
 
 def train_input_fingerprint(p: Prepared, index_fingerprint: str | None = None) -> str:
@@ -494,7 +532,7 @@ def record_detached(
     if manifest.status == "succeeded" or result.class_modules:
         code = dict(git_info)
         code["local_modules"] = record_local_code(store.objects.put, root, result.class_modules)
-        manifest.code = code
+        manifest.code = CodeRecord.model_validate(code)
         if manifest.fingerprints:
             manifest.fingerprints["code"] = code_fingerprint(code)
     if notes and manifest.seeds is not None:
@@ -571,13 +609,13 @@ def run(
         spec_fingerprint=spec_obj.fingerprint(),
         overrides=list(overrides or []),
         project_root=str(root),
-        settings={
-            "threads": spec_obj.execution.threads,
-            "executor": executor,
-            "workers": workers,
-            "address": address,
-            "cache": use_cache and not detached,
-        },
+        settings=SettingsRecord(
+            threads=spec_obj.execution.threads,
+            executor=executor,
+            workers=workers,
+            address=address,
+            cache=use_cache and not detached,
+        ),
         data=DataRecord(
             sources=[SourceRecord(**s) for s in p.loaded.sources],
             table=p.table.to_dict(),
@@ -586,6 +624,7 @@ def run(
             split=p.split,
         ),
         sweep=sweep,
+        warnings=list(p.warnings),
     )
     if store is not None:
         store.begin_run(manifest)
@@ -601,26 +640,27 @@ def run(
             if diff:
                 manifest.artifacts["diff"] = put(diff)
             git_info["local_modules"] = record_local_code(put, root, class_modules)
-            manifest.code = git_info
+            manifest.code = CodeRecord.model_validate(git_info)
         timings["code"] = time.perf_counter() - t
 
         with threadpool_limits(limits=spec_obj.execution.threads):
             t = time.perf_counter()
-            manifest.environment = capture_environment()
+            manifest.environment = EnvironmentRecord.model_validate(capture_environment())
             timings["environment"] = time.perf_counter() - t
             if p.folds:
                 phase = "cross-validate"
                 t = time.perf_counter()
                 if sweep is None:
-                    manifest.cv = cross_validate(
+                    summary = cross_validate(
                         p, executor=executor, workers=workers, address=address, progress=say
                     )
-                    manifest.settings.update(manifest.cv.pop("settings"))
-                    manifest.settings["cache"] = use_cache
+                    for key, value in summary.pop("settings").items():
+                        setattr(manifest.settings, key, value)
                 else:
                     # a sweep trial is already one task on the sweep's executor: its folds run here
-                    manifest.cv = cross_validate(p, progress=say)
-                    manifest.cv.pop("settings")
+                    summary = cross_validate(p, progress=say)
+                    summary.pop("settings")
+                manifest.cv = CVRecord.model_validate(summary)
                 timings["cross_validate"] = time.perf_counter() - t
             # seeded right before the final fit: folds run in this process may draw from them
             seeded = plan.seed_globals(pipeline)
@@ -635,7 +675,7 @@ def run(
             phase = "fit"
             t = time.perf_counter()
             cache = (
-                StepCache(store, root, numerics_context(manifest.environment))
+                StepCache(store, root, numerics_context(manifest.environment.as_dict()))
                 if use_cache and store is not None
                 else None
             )
@@ -659,9 +699,8 @@ def run(
             t = time.perf_counter()
             metrics, pred, proba = score(pipeline, p.X_test, p.y_test, spec_obj.metrics)
             if manifest.cv is not None:
-                metrics = dict(
-                    manifest.cv["mean"]
-                )  # the folds evaluate; the final model saw every row
+                # the folds evaluate; the final model saw every row
+                metrics = dict(manifest.cv.mean)
             timings["score"] = time.perf_counter() - t
 
         phase = "save"
@@ -673,20 +712,20 @@ def run(
         known = store.model_object_for(model_fp) if store is not None else None
         manifest.artifacts["model"] = known or put(dump_model(pipeline))
         manifest.artifacts["probe"] = put(probe_bytes(pred, proba))
-        manifest.probe = {
-            "set": "every row" if p.folds else "test split",
-            "rows": len(p.X_test),
-            "input": fingerprint_value(p.X_test, kind="input"),
-            "predictions": fingerprint_array(pred, kind="predictions"),
-            "proba": fingerprint_array(proba, kind="proba") if proba is not None else None,
-        }
+        manifest.probe = ProbeRecord(
+            set="every row" if p.folds else "test split",
+            rows=len(p.X_test),
+            input=fingerprint_value(p.X_test, kind="input"),
+            predictions=fingerprint_array(pred, kind="predictions"),
+            proba=fingerprint_array(proba, kind="proba") if proba is not None else None,
+        )
         manifest.metrics = metrics
         manifest.fingerprints = {
             "model": model_fp,
-            "predictions": manifest.probe["predictions"],
+            "predictions": manifest.probe.predictions,
             "spec": manifest.spec_fingerprint,
             "data": p.table.digest,
-            "environment": manifest.environment.get("fingerprint"),
+            "environment": manifest.environment.fingerprint,
             "code": None if detached else code_fingerprint(git_info),
         }
         timings["save"] = time.perf_counter() - t

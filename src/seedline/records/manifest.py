@@ -10,13 +10,151 @@ import json
 import sys
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 SCHEMA_VERSION = 1
 
 
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Record(BaseModel):
+    """A manifest section whose keys are known but not all always present.
+
+    It dumps exactly the keys it was given (or that were set since), so a manifest reads
+    back and writes out byte for byte as it was stored, whichever seedline version wrote
+    it; absent keys read as their defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The section as plain JSON data (what the capture functions produced)."""
+        return self.model_dump(mode="json")
+
+
+class PythonInfo(_Record):
+    version: str = ""
+    implementation: str = ""
+    compiler: str = ""
+    executable: str = ""
+
+
+class PlatformInfo(_Record):
+    system: str = ""
+    release: str = ""
+    platform: str = ""
+    libc: str = ""
+
+
+class CPUInfo(_Record):
+    machine: str = ""
+    count: int | None = None
+    model: str | None = None
+    simd: list[str] = Field(
+        default_factory=list,
+        description="SSE/AVX/FMA/NEON/SVE/AMX flags: they decide the kernels BLAS picks.",
+    )
+
+
+class EnvironmentRecord(_Record):
+    """The machine a run ran on; empty when the run failed before it was captured."""
+
+    python: PythonInfo = Field(default_factory=PythonInfo)
+    platform: PlatformInfo = Field(default_factory=PlatformInfo)
+    cpu: CPUInfo = Field(default_factory=CPUInfo)
+    packages: dict[str, str] = Field(
+        default_factory=dict, description="Every installed distribution: name -> version."
+    )
+    thread_pools: list[dict[str, Any]] = Field(
+        default_factory=list, description="BLAS/OpenMP libraries loaded (threadpoolctl)."
+    )
+    env_vars: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables that affect results."
+    )
+    fingerprint: str | None = Field(default=None, description="env:... fingerprint.")
+
+
+class LocalModule(_Record):
+    path: str = Field(description="Path relative to the project.")
+    source: str = Field(description="source:... hash without comments and docstrings.")
+    file: str = Field(description="file:... hash of the bytes.")
+    object: str | None = Field(
+        default=None,
+        description="Address of the stored source in the object store (runs since the code travels with the model).",
+    )
+
+
+class CodeRecord(_Record):
+    """The code a run used: git state and the project's own modules."""
+
+    repository: bool = False
+    reason: str | None = Field(default=None, description="Why there is no git information.")
+    root: str | None = None
+    commit: str | None = None
+    dirty: bool = False
+    changed_files: list[str] = Field(default_factory=list)
+    untracked_files: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    diff: str | None = Field(default=None, description="diff:... of the uncommitted changes.")
+    untracked_not_captured: list[str] = Field(default_factory=list)
+    local_modules: dict[str, LocalModule] = Field(default_factory=dict)
+
+
+class SettingsRecord(_Record):
+    """How the run executed."""
+
+    threads: int = Field(default=1, description="BLAS/OpenMP threads (execution.threads).")
+    executor: str = Field(default="serial", description="serial, processes or dask.")
+    workers: int = 1
+    address: str | None = Field(default=None, description="The Dask scheduler, if external.")
+    cache: bool | None = Field(default=None, description="Whether the step cache was used.")
+
+
+class ProbeRecord(_Record):
+    """The probe set: rows whose predictions parity checks compare."""
+
+    set: str | None = Field(default=None, description="'test split' or 'every row' (k-fold).")
+    rows: int | None = None
+    input: str | None = Field(default=None, description="Fingerprint of the probe rows.")
+    predictions: str | None = None
+    proba: str | None = None
+
+
+class FoldRecord(_Record):
+    fold: int
+    train_rows: int
+    test_rows: int
+    test_index: str | None = None
+    key: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    model: str | None = None
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    predictions: str | None = None
+    seconds: float | None = None
+    seed: int | None = None
+
+
+class CVRecord(_Record):
+    """k-fold cross-validation: each fold, then each metric's mean and std over the folds."""
+
+    folds: list[FoldRecord] = Field(default_factory=list)
+    mean: dict[str, float] = Field(default_factory=dict)
+    std: dict[str, float] = Field(default_factory=dict)
+    workers: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SeedRecord(_M):
@@ -100,19 +238,20 @@ class Manifest(_M):
         description="Absolute path of the project when the run was made (informative)."
     )
     seeds: SeedRecord | None = None
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="Execution settings: threads, executor, workers."
+    settings: SettingsRecord = Field(
+        default_factory=SettingsRecord,
+        description="Execution settings: threads, executor, workers.",
     )
     data: DataRecord | None = None
-    environment: dict[str, Any] = Field(default_factory=dict)
-    code: dict[str, Any] = Field(default_factory=dict)
+    environment: EnvironmentRecord = Field(default_factory=EnvironmentRecord)
+    code: CodeRecord = Field(default_factory=CodeRecord)
     steps: list[StepRecord] = Field(default_factory=list)
     fingerprints: dict[str, str | None] = Field(
         default_factory=dict,
         description="Headline fingerprints: model, predictions, spec, data, environment, code.",
     )
-    probe: dict[str, Any] = Field(
-        default_factory=dict, description="The probe set and its predictions."
+    probe: ProbeRecord = Field(
+        default_factory=ProbeRecord, description="The probe set and its predictions."
     )
     metrics: dict[str, float] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
@@ -120,7 +259,11 @@ class Manifest(_M):
         default_factory=dict, description="Object addresses: model (skops), diff, ..."
     )
     error: dict[str, Any] | None = None
-    cv: dict[str, Any] | None = Field(
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that did not stop the run, e.g. a feature column that is entirely missing.",
+    )
+    cv: CVRecord | None = Field(
         default=None,
         description="k-fold runs: per fold its rows, metrics, fingerprints and seed; then each metric's mean and std (the headline metrics are the means).",
     )

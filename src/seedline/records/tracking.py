@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -70,11 +71,35 @@ class RunSummary:
     model_fingerprint: str | None
     predictions_fingerprint: str | None
     parent_run: str | None
-    error: str | None
+    # the same object as the manifest's error, less the traceback: {phase, type, message}
+    error: dict[str, Any] | None
     sweep_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+_ERROR_KEYS = ("phase", "type", "message")
+
+
+def _error_column(error: dict[str, Any] | None) -> str | None:
+    """A run's error as stored in its row: JSON of phase, type and message (no traceback)."""
+    if not error:
+        return None
+    return json.dumps({k: error.get(k) for k in _ERROR_KEYS}, sort_keys=True)
+
+
+def _error_object(text: str | None) -> dict[str, Any] | None:
+    """The stored error column back as an object; rows written before it was JSON hold the message only."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return {k: value.get(k) for k in _ERROR_KEYS}
+    return {"phase": None, "type": None, "message": text}
 
 
 class Store:
@@ -190,7 +215,7 @@ class Store:
             row.predictions_fingerprint = manifest.fingerprints.get("predictions")
             row.manifest_object = address
             row.model_object = manifest.artifacts.get("model")
-            row.error = (manifest.error or {}).get("message")
+            row.error = _error_column(manifest.error)
             row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
@@ -221,7 +246,13 @@ class Store:
                     # a finish_run that raced this check wins: only a still-running row changes
                     if row is not None and row.status == "running":
                         row.status = "interrupted"
-                        row.error = f"interrupted: its process (pid {row.pid} on {host}) is gone"
+                        row.error = _error_column(
+                            {
+                                "phase": "run",
+                                "type": "Interrupted",
+                                "message": f"interrupted: its process (pid {row.pid} on {host}) is gone",
+                            }
+                        )
         return gone
 
     def remove_interrupted_runs(self, *, older_than_s: float | None = None) -> list[str]:
@@ -391,7 +422,7 @@ def _summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
         model_fingerprint=r.model_fingerprint,
         predictions_fingerprint=r.predictions_fingerprint,
         parent_run=r.parent_run,
-        error=r.error,
+        error=_error_object(r.error),
         sweep_id=r.sweep_id,
     )
 

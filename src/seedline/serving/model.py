@@ -65,7 +65,7 @@ class ServedModel:
             if self.config.expect_fingerprint:
                 verify_model_fingerprint(model, self.config.expect_fingerprint, self.source.ref)
             # the thread count of training, for every prediction of this process
-            threadpool_limits(limits=int(self.source.manifest.settings.get("threads") or 1))
+            threadpool_limits(limits=self.source.manifest.settings.threads)
             report = check_parity(
                 model, self.source, action="serve", single_rows=self.config.single_row_checks
             )

@@ -225,11 +225,31 @@ def compare_fits(
     return out
 
 
+def _thread_advice(sources: set[str], threads: int) -> str:
+    """Advice for a thread-count sensitive step that fits what the spec already pins."""
+    parts = []
+    if "threads" in sources:
+        # seedline pins the pools to execution.threads on every run: advising to pin them
+        # again would be noise; what matters is that the value stays the same everywhere
+        parts.append(
+            f"seedline already pins BLAS/OpenMP to execution.threads={threads} on every run, "
+            "so runs reproduce; keep that value wherever the model is rebuilt "
+            "(another thread count changes the result)"
+        )
+    if "n_jobs" in sources:
+        parts.append(
+            "set the step's n_jobs parameter explicitly in the spec and keep it: "
+            "the result changes with the number of jobs"
+        )
+    return " | ".join(parts) or ADVICE[THREAD_SENSITIVE]
+
+
 def _verdict(
-    step: StepResult, comparisons: dict[str, Comparison], touched: list[str]
+    step: StepResult, comparisons: dict[str, Comparison], touched: list[str], threads: int = 1
 ) -> StepVerdict:
     name = step.name
     reasons: list[str] = []
+    thread_sources: set[str] = set()
     earned: set[str] = set()
 
     repeat = comparisons["repeat"].steps[name]
@@ -282,6 +302,8 @@ def _verdict(
             reasons.append(f"also differs {between}, as a nondeterministic result would")
         else:
             earned.add(verdict)
+            if verdict == THREAD_SENSITIVE:
+                thread_sources.add(key)
             extra = ", but not when refit within one" if key == "hash_seed" else ""
             reasons.append(f"{d.what_differs()} {between}{extra}")
 
@@ -289,7 +311,14 @@ def _verdict(
     if not reasons:
         ran = [c.name for c in comparisons.values() if c.skipped is None]
         reasons.append(f"identical in every comparison ({', '.join(ran)})")
-    advice = " | ".join(ADVICE[v] for v in VERDICTS if v in earned) or ADVICE[DETERMINISTIC]
+    advice = (
+        " | ".join(
+            _thread_advice(thread_sources, threads) if v == THREAD_SENSITIVE else ADVICE[v]
+            for v in VERDICTS
+            if v in earned
+        )
+        or ADVICE[DETERMINISTIC]
+    )
     if step.nondeterministic_ops:
         advice = f"{OP_ADVICE} | {advice}"
     return StepVerdict(name=name, cls=step.cls, verdict=verdict, reasons=reasons, advice=advice)
@@ -688,7 +717,7 @@ def check(
         if gens:
             touched[a.name] = gens
     comparisons = {k: comparisons[k] for k in ("repeat", "hash_seed", "threads", "n_jobs")}
-    steps = [_verdict(s, comparisons, touched.get(s.name, [])) for s in first]
+    steps = [_verdict(s, comparisons, touched.get(s.name, []), threads) for s in first]
     hygiene = _op_findings(first) + _hygiene(p, touched, {s.name: s.cls for s in first})
     say("done", stages, stages)
     return CheckReport(

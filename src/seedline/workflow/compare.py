@@ -12,7 +12,7 @@ from typing import Any
 
 from seedline.core.deeplearning import first_divergent_layer
 from seedline.core.environment import distinct_pools
-from seedline.records.manifest import Manifest
+from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
 
 CATEGORIES = ("data", "params", "seeds", "code", "environment", "settings", "platform")
 # execution settings that seedline guarantees change no result: shown, never blamed
@@ -207,43 +207,41 @@ def diff_seeds(a: Manifest, b: Manifest) -> list[Difference]:
     return out
 
 
-def diff_code(a_code: dict[str, Any], b_code: dict[str, Any]) -> list[Difference]:
+def diff_code(a_code: CodeRecord, b_code: CodeRecord) -> list[Difference]:
     out: list[Difference] = []
-    if a_code.get("commit") != b_code.get("commit"):
-        out.append(Difference("code", "commit", a_code.get("commit"), b_code.get("commit")))
-    if a_code.get("diff") != b_code.get("diff"):
+    if a_code.commit != b_code.commit:
+        out.append(Difference("code", "commit", a_code.commit, b_code.commit))
+    if a_code.diff != b_code.diff:
         files = sorted(
-            set(a_code.get("changed_files", []) + a_code.get("untracked_files", []))
-            ^ set(b_code.get("changed_files", []) + b_code.get("untracked_files", []))
+            set(a_code.changed_files + a_code.untracked_files)
+            ^ set(b_code.changed_files + b_code.untracked_files)
         )
         detail = ("files: " + ", ".join(files)) if files else "uncommitted changes differ"
-        out.append(
-            Difference("code", "uncommitted diff", a_code.get("diff"), b_code.get("diff"), detail)
-        )
-    ma, mb = a_code.get("local_modules", {}), b_code.get("local_modules", {})
+        out.append(Difference("code", "uncommitted diff", a_code.diff, b_code.diff, detail))
+    ma, mb = a_code.local_modules, b_code.local_modules
     for name in [*ma, *(n for n in mb if n not in ma)]:
-        x, y = ma.get(name, {}).get("source"), mb.get(name, {}).get("source")
+        x = ma[name].source if name in ma else None
+        y = mb[name].source if name in mb else None
         if x != y:
-            path = (ma.get(name) or mb.get(name) or {}).get("path", "")
+            path = (ma.get(name) or mb[name]).path
             out.append(Difference("code", f"module {name}", x, y, f"source of {path} changed"))
     return out
 
 
-def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Difference]:
-    if not a_env or not b_env:
+def _captured(env: EnvironmentRecord) -> bool:
+    # a run that failed before its environment was captured has nothing to compare
+    return env.fingerprint is not None or bool(env.packages)
+
+
+def diff_environment(a_env: EnvironmentRecord, b_env: EnvironmentRecord) -> list[Difference]:
+    if not _captured(a_env) or not _captured(b_env):
         return []
     out: list[Difference] = []
     for key in ("implementation", "version"):
-        if a_env["python"].get(key) != b_env["python"].get(key):
-            out.append(
-                Difference(
-                    "environment",
-                    f"python {key}",
-                    a_env["python"].get(key),
-                    b_env["python"].get(key),
-                )
-            )
-    pa, pb = a_env.get("packages", {}), b_env.get("packages", {})
+        x, y = getattr(a_env.python, key), getattr(b_env.python, key)
+        if x != y:
+            out.append(Difference("environment", f"python {key}", x, y))
+    pa, pb = a_env.packages, b_env.packages
     for name in [*pa, *(n for n in pb if n not in pa)]:
         if pa.get(name) != pb.get(name):
             detail = (
@@ -257,10 +255,10 @@ def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Diffe
                 Difference("environment", f"package {name}", pa.get(name), pb.get(name), detail)
             )
 
-    def pools(env: dict[str, Any]) -> dict[str, str]:
+    def pools(env: EnvironmentRecord) -> dict[str, str]:
         return {
             f"{p['internal_api']} {p['version']}": f"{p.get('architecture') or ''} x{p.get('num_threads')}".strip()
-            for p in distinct_pools(env)
+            for p in distinct_pools({"thread_pools": env.thread_pools})
         }
 
     qa, qb = pools(a_env), pools(b_env)
@@ -275,7 +273,7 @@ def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Diffe
                     "BLAS/OpenMP library, version, kernel or threads",
                 )
             )
-    va, vb = a_env.get("env_vars", {}), b_env.get("env_vars", {})
+    va, vb = a_env.env_vars, b_env.env_vars
     for name in [*va, *(n for n in vb if n not in va)]:
         if name in ("PYTHONHASHSEED",) or name.startswith("_SEEDLINE"):
             continue
@@ -285,27 +283,24 @@ def diff_environment(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Diffe
 
 
 def diff_settings(a: Manifest, b: Manifest) -> list[Difference]:
-    keys = [*a.settings, *(k for k in b.settings if k not in a.settings)]
-    return [
-        Difference("settings", k, a.settings.get(k), b.settings.get(k))
-        for k in keys
-        if a.settings.get(k) != b.settings.get(k)
-    ]
+    sa, sb = a.settings.as_dict(), b.settings.as_dict()
+    keys = [*sa, *(k for k in sb if k not in sa)]
+    return [Difference("settings", k, sa.get(k), sb.get(k)) for k in keys if sa.get(k) != sb.get(k)]
 
 
-def diff_platform(a_env: dict[str, Any], b_env: dict[str, Any]) -> list[Difference]:
-    if not a_env or not b_env:
+def diff_platform(a_env: EnvironmentRecord, b_env: EnvironmentRecord) -> list[Difference]:
+    if not _captured(a_env) or not _captured(b_env):
         return []
     out: list[Difference] = []
     for key in ("system", "release", "libc"):
-        x, y = a_env["platform"].get(key), b_env["platform"].get(key)
+        x, y = getattr(a_env.platform, key), getattr(b_env.platform, key)
         if x != y:
             out.append(Difference("platform", key, x, y))
     for key in ("machine", "model", "count"):
-        x, y = a_env["cpu"].get(key), b_env["cpu"].get(key)
+        x, y = getattr(a_env.cpu, key), getattr(b_env.cpu, key)
         if x != y:
             out.append(Difference("platform", f"cpu {key}", x, y))
-    sa, sb = set(a_env["cpu"].get("simd", [])), set(b_env["cpu"].get("simd", []))
+    sa, sb = set(a_env.cpu.simd), set(b_env.cpu.simd)
     if sa != sb:
         out.append(
             Difference(

@@ -137,7 +137,7 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
     """
     import sys
 
-    local = set(source.code.names) | set(source.manifest.code.get("local_modules") or {})
+    local = set(source.code.names) | set(source.manifest.code.local_modules)
     modules = {t.split(".")[0] for t in model_types(source.model_bytes)}
     modules |= {type(est).__module__.split(".")[0] for _, est in _fitted_steps(model, "model")}
     from seedline.core.deeplearning import deep_learning_steps, framework_of
@@ -148,7 +148,7 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
             modules |= {"torch", "skorch"}
         elif framework == "keras":
             # a Keras model runs on the backend the run recorded (torch unless set otherwise)
-            env_vars = (source.manifest.environment or {}).get("env_vars") or {}
+            env_vars = source.manifest.environment.env_vars
             backend = str(env_vars.get("KERAS_BACKEND") or "torch")
             modules |= {"keras", _KERAS_BACKENDS.get(backend, "torch")}
     providers = importlib.metadata.packages_distributions()
@@ -174,10 +174,7 @@ def requirements_lock(source: ModelSource, model: Any = None) -> tuple[list[str]
     Returns (lines, notes). A distribution the run did not record is pinned at its version
     here and noted; a module no installed distribution provides is noted.
     """
-    recorded = {
-        _canonical(k): v
-        for k, v in ((source.manifest.environment or {}).get("packages") or {}).items()
-    }
+    recorded = {_canonical(k): v for k, v in source.manifest.environment.packages.items()}
     notes: list[str] = []
     names = {_canonical(n) for n in _SERVING_DISTRIBUTIONS}
     if model is not None:
@@ -269,7 +266,7 @@ def _model_card(source: ModelSource, report: ParityReport | None, requirements: 
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- seeds: master {seeds['master']}, PYTHONHASHSEED {seeds['hash_seed']}",
         f"- model fingerprint: `{source.manifest.fingerprints.get('model')}`",
-        f"- probe predictions: `{source.manifest.probe.get('predictions')}` on {source.manifest.probe.get('rows')} rows",
+        f"- probe predictions: `{source.manifest.probe.predictions}` on {source.manifest.probe.rows} rows",
         "",
         "## Parity at export",
         "",
@@ -306,7 +303,7 @@ def _model_card(source: ModelSource, report: ParityReport | None, requirements: 
 
 
 def _dockerfile(source: ModelSource) -> str:
-    py = ((source.manifest.environment or {}).get("python") or {}).get("version") or "3.11"
+    py = source.manifest.environment.python.version or "3.11"
     cmd = ["seedline", "serve", "/model", "--host", "0.0.0.0", "--port", "8080"]
     # a bundle is a folder anyone can edit, so serving it never honours a recorded trust
     # decision: the export, which needed the same approval, writes it here, visibly
@@ -450,8 +447,7 @@ def export_mlflow(
     report = ExportReport(format="mlflow", path=str(target), model=source.ref, run_id=source.run_id)
     requirements, notes = requirements_lock(source, model)
     report.notes += notes
-    env = source.manifest.environment or {}
-    py = (env.get("python") or {}).get("version") or "3.11"
+    py = source.manifest.environment.python.version or "3.11"
     trusted = model_types(source.model_bytes)
     schema = source.schema
     inputs = [
@@ -491,7 +487,7 @@ def export_mlflow(
             "seedline_run": source.run_id,
             "seedline_version": __version__,
             "model_fingerprint": source.manifest.fingerprints.get("model"),
-            "predictions_fingerprint": source.manifest.probe.get("predictions"),
+            "predictions_fingerprint": source.manifest.probe.predictions,
             "metrics": dict(source.manifest.metrics),
         },
     }

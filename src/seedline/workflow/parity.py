@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seedline.core.errors import SeedlineError
+from seedline.records.manifest import EnvironmentRecord
 from seedline.workflow.deviation import DEFAULT_ATOL, DEFAULT_RTOL, bitwise_equal, compare_arrays
 from seedline.workflow.registration import ModelSource
 
@@ -96,14 +97,14 @@ def normalise_predictions(pred: Any) -> np.ndarray:
     return arr
 
 
-def environment_differences(recorded: dict[str, Any]) -> list[str]:
+def environment_differences(recorded: EnvironmentRecord) -> list[str]:
     """What separates this interpreter from the run's: Python, packages, CPU (empty: same environment)."""
     from seedline.core.environment import capture_environment
     from seedline.workflow.compare import diff_environment, diff_platform
 
-    if not recorded:
+    if recorded.fingerprint is None:
         return ["the run recorded no environment"]
-    now = capture_environment()
+    now = EnvironmentRecord.model_validate(capture_environment())
     diffs = [
         d for d in diff_environment(recorded, now) if d.name.startswith(("python ", "package "))
     ]
@@ -139,7 +140,7 @@ def check_parity(
     report.environment = environment_differences(source.manifest.environment)
     report.same_environment = not report.environment
     X = source.probe_input
-    threads = int(source.manifest.settings.get("threads") or 1)
+    threads = source.manifest.settings.threads
     want_pred = source.probe.get("predictions")
     want_proba = source.probe.get("proba")
     try:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from seedline.core.errors import DataError, SeedlineError, did_you_mean
+from seedline.execution.data import check_line_lengths
 from seedline.workflow.outputs import check_prediction_target
 from seedline.workflow.parity import normalise_predictions
 from seedline.workflow.schema import InputSchema, SchemaViolation
@@ -57,6 +58,69 @@ def file_format(path: Path, given: str | None = None) -> str:
             hint="name it .csv or .parquet, or pass --input-format / --output-format",
         )
     return fmt
+
+
+def _header(path: Path, fmt: str) -> list[str]:
+    """The column names of a CSV or Parquet file, read without reading its rows."""
+    if fmt == "csv":
+        import pandas as pd
+
+        try:
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        except Exception as exc:
+            raise DataError(f"cannot read {path} as CSV: {exc}") from exc
+    import pyarrow.parquet as pq
+
+    try:
+        return [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+    except Exception as exc:
+        raise DataError(f"cannot read {path} as Parquet: {exc}") from exc
+
+
+def check_input(
+    schema: InputSchema,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    id_column: str | None = None,
+    input_format: str | None = None,
+    output_format: str | None = None,
+) -> None:
+    """Everything about the files that can be checked before the model is loaded.
+
+    The input exists, is readable, has a known format and sane line lengths, and holds every
+    column the model needs (and the id column); the output path has a known format and is
+    not the input. Loading a model and its parity check take seconds: a typo in a file or
+    column name should not wait for them.
+    """
+    src, dst = Path(input_path), Path(output_path)
+    if not src.is_file():
+        near = (
+            sorted(p.name for p in src.parent.glob("*") if p.suffix.lower() in FORMATS)[:20]
+            if src.parent.is_dir()
+            else []
+        )
+        raise DataError(
+            f"input file {src} does not exist.{did_you_mean(src.name, near)}",
+            hint=("data files there: " + ", ".join(near))
+            if near
+            else "give the path of a .csv or .parquet file",
+        )
+    if not os.access(src, os.R_OK):
+        raise DataError(f"input file {src} is not readable", hint="check its permissions")
+    if src.resolve() == dst.resolve():
+        raise DataError("the output would overwrite the input", hint="choose another -o path")
+    in_fmt = file_format(src, input_format)
+    file_format(dst, output_format)
+    if in_fmt == "csv":
+        check_line_lengths(src, label=f"input file {src}")
+    header = _header(src, in_fmt)
+    schema.check_names([c for c in header if c in schema.by_name], where=str(src))
+    if id_column is not None and id_column not in header:
+        raise DataError(
+            f"id column {id_column!r} is not in {src}.{did_you_mean(id_column, header)}",
+            hint="columns: " + ", ".join(header),
+        )
 
 
 def _csv_dtypes(schema: InputSchema) -> dict[str, Any]:
@@ -189,11 +253,15 @@ def predict_file(
     from threadpoolctl import threadpool_limits
 
     src, dst = Path(input_path), Path(output_path)
-    if not src.is_file():
-        raise DataError(f"input file {src} does not exist")
     dst = check_prediction_target(dst, force=force)
-    if src.resolve() == dst.resolve():
-        raise DataError("the output would overwrite the input", hint="choose another -o path")
+    check_input(
+        schema,
+        src,
+        dst,
+        id_column=id_column,
+        input_format=input_format,
+        output_format=output_format,
+    )
     in_fmt, out_fmt = file_format(src, input_format), file_format(dst, output_format)
     if chunk_rows < 1:
         raise DataError(f"chunk size must be at least 1 row, got {chunk_rows}")
@@ -241,4 +309,4 @@ def predict_file(
     )
 
 
-__all__ = ["BatchResult", "predict_file"]
+__all__ = ["BatchResult", "check_input", "predict_file"]

@@ -108,7 +108,7 @@ class ModelSource:
             trust=trust,
             code=self.code,
             where=self.ref,
-            recorded_packages=(self.manifest.environment or {}).get("packages"),
+            recorded_packages=self.manifest.environment.packages,
         )
 
     def lineage(self) -> dict[str, Any]:
@@ -117,8 +117,8 @@ class ModelSource:
 
 
 def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, Any]:
-    env = m.environment or {}
-    packages = env.get("packages", {})
+    env = m.environment
+    packages = env.packages
     data = m.data
     return {
         "model": registered.to_dict() if registered is not None else None,
@@ -143,14 +143,14 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
             "split": {k: v for k, v in (data.split if data else {}).items() if k not in ("seed",)},
         },
         "code": {
-            "commit": m.code.get("commit"),
-            "dirty": m.code.get("dirty"),
-            "changed_files": m.code.get("changed_files", []),
+            "commit": m.code.commit,
+            "dirty": m.code.dirty if "dirty" in m.code.model_fields_set else None,
+            "changed_files": m.code.changed_files,
         },
         "environment": {
-            "fingerprint": env.get("fingerprint"),
-            "python": (env.get("python") or {}).get("version"),
-            "platform": (env.get("platform") or {}).get("platform"),
+            "fingerprint": env.fingerprint,
+            "python": env.python.version or None,
+            "platform": env.platform.platform or None,
             "packages": {
                 k: packages[k]
                 for k in ("scikit-learn", "numpy", "scipy", "pandas", "skops", "seedline")
@@ -164,7 +164,7 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
         },
         "metrics": dict(m.metrics),
         "fingerprints": dict(m.fingerprints),
-        "probe": dict(m.probe),
+        "probe": m.probe.as_dict(),
     }
 
 
@@ -174,7 +174,7 @@ def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
     from seedline.core.spec import Spec
     from seedline.execution.runner import prepare
 
-    expected = str(manifest.probe.get("input") or "")
+    expected = manifest.probe.input or ""
     if not expected:
         raise RegistryError(
             f"run {manifest.run_id} recorded no probe input fingerprint",
@@ -207,13 +207,14 @@ def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
 
 def local_classes(model_bytes: bytes, manifest: Manifest) -> list[str]:
     """The types in a model that come from the run's own project-local modules whose source it stored."""
-    stored = [n for n, e in (manifest.code.get("local_modules") or {}).items() if e.get("object")]
+    stored = [n for n, e in manifest.code.local_modules.items() if e.object]
     return [t for t in model_types(model_bytes) if any(t.startswith(f"{n}.") for n in stored)]
 
 
 def local_code(manifest: Manifest, read: Any, where: str) -> LocalCode:
     """The run's project-local modules, their sources read from the store by address."""
-    return LocalCode.from_record(manifest.code.get("local_modules") or {}, read, where=where)
+    modules = {n: e.as_dict() for n, e in manifest.code.local_modules.items()}
+    return LocalCode.from_record(modules, read, where=where)
 
 
 def register_run(
@@ -245,13 +246,13 @@ def register_run(
         )
     model_bytes = store.objects.get(model_object)  # present and intact
     trusted_local = local_classes(model_bytes, manifest) if trust_local else []
-    for entry in (manifest.code.get("local_modules") or {}).values():
-        if entry.get("object"):
-            store.objects.get(entry["object"])  # every stored source is there and intact
+    for entry in manifest.code.local_modules.values():
+        if entry.object:
+            store.objects.get(entry.object)  # every stored source is there and intact
     X_test, X_train = rebuild_probe_input(manifest, store.project_root)
     probe_bytes = frame_to_parquet(X_test)
-    kind = str(manifest.probe["input"]).split(":", 1)[0]
-    if fingerprint_value(parquet_to_frame(probe_bytes), kind=kind) != manifest.probe["input"]:
+    kind = str(manifest.probe.input).split(":", 1)[0]
+    if fingerprint_value(parquet_to_frame(probe_bytes), kind=kind) != manifest.probe.input:
         raise RegistryError(
             f"the probe rows of run {manifest.run_id} do not survive a Parquet round trip unchanged",
             hint="a column type Parquet cannot hold exactly; please report this with the spec",
@@ -410,9 +411,9 @@ def bundle_code_path(path: str) -> Path:
 
 def _bundle_code_reader(folder: Path, manifest: Manifest) -> Any:
     by_address = {
-        str(e["object"]): bundle_code_path(str(e.get("path")))
-        for e in (manifest.code.get("local_modules") or {}).values()
-        if e.get("object")
+        str(e.object): bundle_code_path(e.path)
+        for e in manifest.code.local_modules.values()
+        if e.object
     }
 
     def read(address: str) -> bytes:

@@ -31,7 +31,7 @@ from seedline.core.spec import Spec
 from seedline.execution.data import read_source
 from seedline.execution.persist import load_model
 from seedline.execution.runner import Prepared, run
-from seedline.records.manifest import Manifest
+from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
 from seedline.records.tracking import Store
 from seedline.workflow.compare import (
     Difference,
@@ -181,10 +181,10 @@ def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.Comple
 def commit_worktree(original: Manifest, root: Path, store: Store) -> Iterator[Path]:
     """A temporary git worktree at the run's commit with its uncommitted diff applied."""
     code = original.code
-    commit = code.get("commit")
+    commit = code.commit
     if not commit:
         raise ReproductionError(
-            f"run {original.run_id} has no recorded commit ({code.get('reason') or 'no commit yet'})",
+            f"run {original.run_id} has no recorded commit ({code.reason or 'no commit yet'})",
             hint="--at-commit needs a run made inside a git repository with at least one commit",
         )
     top = _git(root, "rev-parse", "--show-toplevel")
@@ -200,7 +200,7 @@ def commit_worktree(original: Manifest, root: Path, store: Store) -> Iterator[Pa
             hint="git fetch the branch that has it, then try again",
         )
     diff: bytes | None = None
-    if code.get("diff"):
+    if code.diff:
         address = original.artifacts.get("diff")
         if not address or not store.objects.exists(address):
             raise ReproductionError(
@@ -224,7 +224,7 @@ def commit_worktree(original: Manifest, root: Path, store: Store) -> Iterator[Pa
                     f"the recorded uncommitted diff does not apply to {commit}: {applied.stderr.decode(errors='replace').strip()}"
                 )
         try:
-            rel = Path(original.project_root).relative_to(code.get("root") or "")
+            rel = Path(original.project_root).relative_to(code.root or "")
         except ValueError:
             rel = root.resolve().relative_to(toplevel)
         yield tree / rel
@@ -287,7 +287,7 @@ class _Verifier:
         preds_equal = manifest.fingerprints.get("predictions") == self.original.fingerprints.get(
             "predictions"
         )
-        proba_equal = manifest.probe.get("proba") == self.original.probe.get("proba")
+        proba_equal = manifest.probe.proba == self.original.probe.proba
         bitwise = (
             first is None
             and preds_equal
@@ -456,7 +456,7 @@ def reproduce(
     worktree = commit_worktree(original, root, store) if at_commit else contextlib.nullcontext(root)
     with worktree as run_root:
         if at_commit:
-            report.at_commit = original.code.get("commit")
+            report.at_commit = original.code.commit
             for source in original.data.sources if original.data else []:
                 # data the repository does not track (ignored, untracked) comes from the current checkout
                 here, there = root / source.uri, run_root / source.uri
@@ -470,15 +470,17 @@ def reproduce(
         report.preflight["data"] = check_data(original, run_root)
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=int(original.settings.get("threads", 1))):
-            env_now = capture_environment()
+        with threadpool_limits(limits=original.settings.threads):
+            env_now = EnvironmentRecord.model_validate(capture_environment())
         # thread pools and variables depend on what is imported: they are compared after the rerun
         env_diffs = diff_environment(original.environment, env_now)
         env_diffs = [d for d in env_diffs if d.name.startswith(("package ", "python "))]
         report.preflight["environment"] = env_diffs + diff_platform(original.environment, env_now)
         code_now, _ = capture_git(run_root)
+        # local modules are compared after the rerun, once the spec's classes are imported
         report.preflight["code"] = diff_code(
-            {**original.code, "local_modules": {}}, {**code_now, "local_modules": {}}
+            original.code.model_copy(update={"local_modules": {}}),
+            CodeRecord.model_validate({**code_now, "local_modules": {}}),
         )
         checks = time.perf_counter() - t
 

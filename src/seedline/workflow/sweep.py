@@ -31,7 +31,7 @@ import yaml
 from seedline.core.environment import capture_git
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.seeding import SeedPlan
-from seedline.core.spec import Spec, apply_overrides, load_spec
+from seedline.core.spec import Spec, apply_overrides, load_spec, parse_yaml
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.executors import TaskInfo, make_executor
@@ -57,9 +57,20 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         )
     path, raw = text.split("=", 1)
     raw = raw.strip()
-    values = (
-        yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in raw.split(",")]
-    )
+    if not path.strip():
+        raise SweepError(
+            f"--param {text!r} names no key before '='",
+            hint="e.g. --param pipeline.clf.C=0.1,1,10",
+        )
+    parts = [] if raw.startswith("[") else [v.strip() for v in raw.split(",")]
+    if raw == "" or any(v == "" for v in parts):
+        # an empty value would silently become null (YAML's reading of nothing)
+        raise SweepError(
+            f"--param {text!r} has an empty value: expected v1,v2,... with a value between every pair of commas",
+            hint='write null for Python\'s None, or "" for an empty string: '
+            f"--param {path.strip()}=null,1",
+        )
+    values = yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(v) for v in parts]
     if not isinstance(values, list) or not values:
         raise SweepError(f"--param {text!r} lists no values")
     return path.strip(), values
@@ -169,6 +180,24 @@ class SweepReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The trials that failed, in trial order."""
+        return [t for t in self.trials if t["status"] != "succeeded"]
+
+    def failure_summary(self) -> str | None:
+        """'N of M trials failed; the first (trial-k): message', or None when none failed."""
+        failed = self.failed
+        if not failed:
+            return None
+        first = failed[0]
+        error = first.get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return (
+            f"{len(failed)} of {len(self.trials)} trials failed; the first, {first['trial']} "
+            f"(run {first['run_id']}): {message or 'no error recorded'}"
+        )
+
+    @property
     def best(self) -> dict[str, Any] | None:
         ok = [t for t in self.trials if t["status"] == "succeeded"]
         return (
@@ -242,7 +271,7 @@ def sweep(
     path = path / "seedline.yaml" if path.is_dir() else path
     root = path.resolve().parent
     base = load_spec(path, overrides)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     section = dict(raw.get("sweep") or {}) if isinstance(raw, dict) else {}
     extra = set(section) - {"search", "trials", "metric", "params"}
     if extra:
