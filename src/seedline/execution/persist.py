@@ -29,6 +29,8 @@ import zipfile
 from typing import Any
 
 from seedline.core.deeplearning import DeepLearningError
+from seedline.execution.skops_types import skops_io
+from seedline.execution.skops_types import untrusted_types as _skops_untrusted
 
 ARCHIVE_MARKER = "seedline-archive.json"
 ARCHIVE_FORMAT = "seedline-model-archive"
@@ -46,8 +48,7 @@ def _has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
 
 def dump_model(model: Any) -> bytes:
     """Serialise a fitted estimator or pipeline (skops format; an archive with safetensors weights when it holds networks; never pickle)."""
-    import skops.io as sio
-
+    sio = skops_io()
     networks = _has_networks(model)
     if not networks:
         return bytes(sio.dumps(model))
@@ -55,9 +56,9 @@ def dump_model(model: Any) -> bytes:
 
 
 def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> bytes:
-    import skops.io as sio
-
     from seedline.core.deeplearning import export_step, state_json
+
+    sio = skops_io()
 
     skeleton: Any = None
     if networks[0][0] is not None:
@@ -163,13 +164,11 @@ def _header(zf: zipfile.ZipFile) -> dict[str, Any]:
 
 def untrusted_types(data: bytes) -> list[str]:
     """Types in a saved model that skops does not trust by default."""
-    import skops.io as sio
-
     zf = _archive(data)
     if zf is not None:
         with zf:
             data = zf.read(_header(zf)["skops"])
-    return list(sio.get_untrusted_types(data=data))
+    return _skops_untrusted(data)
 
 
 def load_model(data: bytes, *, trusted: list[str] | None = None, trusted_own: bool = False) -> Any:
@@ -180,16 +179,17 @@ def load_model(data: bytes, *, trusted: list[str] | None = None, trusted_own: bo
     For an archive, the trusted types are those of its skops part: the scikit-learn steps
     and each network's class and parameters; the weights are data, never code.
     """
-    import skops.io as sio
-
+    sio = skops_io()
     zf = _archive(data)
     if zf is None:
-        types = untrusted_types(data) if trusted_own else list(trusted or [])
-        return sio.loads(data, trusted=types)
+        # also admits the file's scikit-learn estimators to skops' default list (skops_types)
+        found = _skops_untrusted(data)
+        return sio.loads(data, trusted=found if trusted_own else list(trusted or []))
     with zf:
         header = _header(zf)
         inner = zf.read(header["skops"])
-        types = list(sio.get_untrusted_types(data=inner)) if trusted_own else list(trusted or [])
+        found = _skops_untrusted(inner)
+        types = found if trusted_own else list(trusted or [])
         payload = sio.loads(inner, trusted=types)
         return _restore(zf, header, payload)
 

@@ -512,9 +512,9 @@ def _isnan(v: Any) -> bool:
 
 def untrusted_types_all(model_bytes: bytes) -> list[str]:
     """Every type in the skops file outside skops' defaults (the trusted and any approved with --trust)."""
-    import skops.io as sio
+    from seedline.execution.skops_types import untrusted_types
 
-    return list(sio.get_untrusted_types(data=model_bytes))
+    return untrusted_types(model_bytes)
 
 
 # -- ONNX ---------------------------------------------------------------------------------------

@@ -119,10 +119,10 @@ class BundleError(SeedlineError):
 
 def untrusted_types(model_bytes: bytes) -> list[str]:
     """Types in the skops file that neither skops nor seedline trusts."""
-    import skops.io as sio
+    from seedline.execution.skops_types import untrusted_types as skops_untrusted
 
     try:
-        found = sio.get_untrusted_types(data=model_bytes)
+        found = skops_untrusted(model_bytes)
     except Exception as exc:
         raise ModelLoadError(
             f"the model file is not a readable skops file: {type(exc).__name__}: {exc}"
@@ -132,13 +132,15 @@ def untrusted_types(model_bytes: bytes) -> list[str]:
 
 def load_estimator(model_bytes: bytes, *, trust: bool = False, where: str = "this model") -> Any:
     """Load a skops model, refusing types outside the trusted list unless ``trust``."""
-    import skops.io as sio
+    from seedline.execution.skops_types import skops_io
+    from seedline.execution.skops_types import untrusted_types as skops_untrusted
 
+    sio = skops_io()
     offending = untrusted_types(model_bytes)
     if offending and not trust:
         raise UntrustedModelError(offending, where)
     try:
-        found = sio.get_untrusted_types(data=model_bytes)
+        found = skops_untrusted(model_bytes)
         allowed = found if trust else [t for t in found if t in TRUSTED_TYPES]
         return sio.loads(model_bytes, trusted=allowed)
     except Exception as exc:
