@@ -202,15 +202,17 @@ def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview
     except ImportError:  # pragma: no cover - pyarrow is a dependency of pandas' str dtype
         return None
     try:
-        if hasattr(series.array, "__arrow_array__"):
-            arr = pa.array(series.array)
-        else:
-            arr = pa.array(series.to_numpy(dtype=object), from_pandas=True)
+        if isinstance(series.dtype, np.dtype):  # object: Python strings, converted in C++
+            arr = pa.array(series.to_numpy(), from_pandas=True)
+        else:  # Arrow-backed (no copy), categorical (a dictionary array), ...
+            arr = pa.array(series.array, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, UnicodeError):
         return None
     chunked = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
-    if pa.types.is_dictionary(chunked.type):
-        chunked = chunked.cast(chunked.type.value_type)
+    if pa.types.is_dictionary(chunked.type):  # a categorical: its values, in row order
+        chunked = pa.chunked_array(
+            [c.dictionary.take(c.indices) for c in chunked.chunks], chunked.type.value_type
+        )
     if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
         return None  # numbers or bytes in an object column: their str() is what gets hashed
     if chunked.null_count != nulls:
