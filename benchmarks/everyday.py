@@ -191,68 +191,73 @@ def bench_run(tmp: Path, trials: int) -> tuple[list[Row], list[str]]:
         ("digits", PLAIN_DIGITS, None),
         ("penguins", PLAIN_PENGUINS, "data/penguins.csv"),
     ):
-        root = project(tmp, example)
-        (root / "plain.py").write_text(script)
-        _, _, out = fresh(seedline_cmd("run", "--json"), root)
-        first = json.loads(out)
-        manifest = _manifest(root, first["run_id"])
-        cfg = plain_config(root, manifest, data, trees=200)
-        plain_out = json.loads(fresh([PY, "plain.py", cfg], root)[2])
-        if plain_out["metrics"] != first["metrics"]:
-            notes.append(
-                f"{example}: plain metrics {plain_out['metrics']} differ from seedline's "
-                f"{first['metrics']} (column order of the hand-written pipeline); same work"
-            )
-        fits: dict[str, list[float]] = {"plain": [], "hit": []}
-
-        def plain_once(cfg: str = cfg, root: Path = root) -> None:
-            fits["plain"].append(json.loads(fresh([PY, "plain.py", cfg], root)[2])["fit"])
-
-        def run_once(*flags: str, root: Path = root, wipe: bool = False) -> Callable[[], None]:
-            def once() -> None:
-                if wipe:  # a miss that writes: no entries to find
-                    fresh(seedline_cmd("cache", "prune", "--all"), root)
-                out = json.loads(fresh(seedline_cmd("run", "--json", *flags), root)[2])
-                if not flags and not wipe:
-                    m = _manifest(root, out["run_id"])
-                    fits["hit"].append(float(m["timings"]["fit"]))
-                    if any(s.get("cache") != "hit" for s in m["steps"]):
-                        notes.append(f"{example}: a step missed the cache in a hit trial")
-
-            return once
-
-        cases = {
-            "plain": plain_once,
-            "no-cache": run_once("--no-cache"),
-            "hit": run_once(),
-        }
-        cases["miss+write"] = run_once(root=root, wipe=True)
-        times = interleaved(cases, trials)
-        for case in [c for c in cases if c != "plain"]:
-            rows.append(
-                ratio_row(
-                    f"seedline run ({case}), {example}, fresh process",
-                    times[case],
-                    times["plain"],
-                    "plain script, fresh process",
-                    1.15,
-                    trials,
-                )
-            )
-        rows.append(
-            Row(
-                name=f"  fit phase, every step a cache hit, {example}",
-                unit="s",
-                figure=median(fits["hit"]),
-                baseline_name="plain fit",
-                baseline=median(fits["plain"]),
-                target="<= 0.33x",
-                passed=median(fits["hit"]) <= median(fits["plain"]) / 3,
-                trials=len(fits["hit"]),
-                figure_range=(min(fits["hit"]), max(fits["hit"])),
-            )
-        )
+        rows += _bench_example(project(tmp, example), example, script, data, trials, notes)
     return rows, notes
+
+
+def _bench_example(
+    root: Path, example: str, script: str, data: str | None, trials: int, notes: list[str]
+) -> list[Row]:
+    (root / "plain.py").write_text(script)
+    first = json.loads(fresh(seedline_cmd("run", "--json"), root)[2])
+    cfg = plain_config(root, _manifest(root, first["run_id"]), data, trees=200)
+    plain_out = json.loads(fresh([PY, "plain.py", cfg], root)[2])
+    if plain_out["metrics"] != first["metrics"]:
+        notes.append(
+            f"{example}: plain metrics {plain_out['metrics']} differ from seedline's "
+            f"{first['metrics']} (column order of the hand-written pipeline); same work"
+        )
+    fits: dict[str, list[float]] = {"plain": [], "hit": []}
+
+    def plain_once() -> None:
+        fits["plain"].append(json.loads(fresh([PY, "plain.py", cfg], root)[2])["fit"])
+
+    def run_once(*flags: str, wipe: bool = False) -> Callable[[], None]:
+        def once() -> None:
+            if wipe:  # a miss that writes: no entries to find
+                fresh(seedline_cmd("cache", "prune", "--all"), root)
+            out = json.loads(fresh(seedline_cmd("run", "--json", *flags), root)[2])
+            if not flags and not wipe:
+                m = _manifest(root, out["run_id"])
+                fits["hit"].append(float(m["timings"]["fit"]))
+                if any(s.get("cache") != "hit" for s in m["steps"]):
+                    notes.append(f"{example}: a step missed the cache in a hit trial")
+
+        return once
+
+    cases = {
+        "plain": plain_once,
+        "no-cache": run_once("--no-cache"),
+        "hit": run_once(),
+        "miss+write": run_once(wipe=True),
+    }
+    times = interleaved(cases, trials)
+    rows = [
+        ratio_row(
+            f"seedline run ({case}), {example}, fresh process",
+            times[case],
+            times["plain"],
+            "plain script, fresh process",
+            1.15,
+            trials,
+        )
+        for case in cases
+        if case != "plain"
+    ]
+    rows.append(
+        Row(
+            name=f"  fit phase, every step a cache hit, {example}",
+            unit="s",
+            figure=median(fits["hit"]),
+            baseline_name="plain fit",
+            baseline=median(fits["plain"]),
+            target="<= 0.33x",
+            passed=median(fits["hit"]) <= median(fits["plain"]) / 3,
+            trials=len(fits["hit"]),
+            figure_range=(min(fits["hit"]), max(fits["hit"])),
+        )
+    )
+    return rows
 
 
 # -- restart -----------------------------------------------------------------------------------
@@ -357,7 +362,14 @@ def bench_serialize(tmp: Path, trials: int) -> tuple[list[Row], list[str]]:
         f"{report['all_estimators']}, deep-learning frameworks imported {report['frameworks'] or 'none'}"
     )
     plain = [
-        fresh([PY, "-c", "import time; t=time.perf_counter(); import skops.io; print(time.perf_counter()-t)"], tmp)
+        fresh(
+            [
+                PY,
+                "-c",
+                "import time; t=time.perf_counter(); import skops.io; print(time.perf_counter()-t)",
+            ],
+            tmp,
+        )
         for _ in range(trials)
     ]
     stock = [float(p[2]) for p in plain]
@@ -447,8 +459,12 @@ def bench_serve(tmp: Path, trials: int) -> list[Row]:
     times = interleaved(cases, trials)
     base = "plain: unpickle + predict, fresh process"
     return [
-        ratio_row("seedline serve, start to ready", times["serve"], times["plain"], base, 1.5, trials),
-        ratio_row("seedline predict, probe rows", times["predict"], times["plain"], base, 1.5, trials),
+        ratio_row(
+            "seedline serve, start to ready", times["serve"], times["plain"], base, 1.5, trials
+        ),
+        ratio_row(
+            "seedline predict, probe rows", times["predict"], times["plain"], base, 1.5, trials
+        ),
     ]
 
 
@@ -527,48 +543,52 @@ def synthetic_penguins(rows: int, seed: int = 0) -> Any:
 def bench_growth(tmp: Path, sizes: list[int], trials: int, trees: int) -> list[Row]:
     rows: list[Row] = []
     for n in sizes:
-        root = project(tmp / f"g{n}", "penguins")
-        spec = root / "seedline.yaml"
-        spec.write_text(
-            spec.read_text()
-            .replace("data/penguins.csv", "data/big.parquet")
-            .replace("n_estimators: 200", f"n_estimators: {trees}")
+        rows += _growth(project(tmp / f"g{n}", "penguins"), n, trials, trees)
+    return rows
+
+
+def _growth(root: Path, n: int, trials: int, trees: int) -> list[Row]:
+    spec = root / "seedline.yaml"
+    spec.write_text(
+        spec.read_text()
+        .replace("data/penguins.csv", "data/big.parquet")
+        .replace("n_estimators: 200", f"n_estimators: {trees}")
+    )
+    synthetic_penguins(n).to_parquet(root / "data" / "big.parquet")
+    (root / "plain.py").write_text(PLAIN_PENGUINS)
+    git_init(root)
+    out = json.loads(fresh(seedline_cmd("run", "--json", "--no-cache"), root)[2])
+    cfg = plain_config(root, _manifest(root, out["run_id"]), "data/big.parquet", trees)
+    rss: dict[str, list[int]] = {"plain": [], "no-cache": [], "cache write": []}
+
+    def once(case: str, cmd: list[str], wipe: bool = False) -> Callable[[], None]:
+        def go() -> None:
+            if wipe:
+                fresh(seedline_cmd("cache", "prune", "--all"), root)
+            rss[case].append(fresh(cmd, root)[1])
+
+        return go
+
+    cases = {
+        "plain": once("plain", [PY, "plain.py", cfg]),
+        "no-cache": once("no-cache", seedline_cmd("run", "--json", "--no-cache")),
+        "cache write": once("cache write", seedline_cmd("run", "--json"), wipe=True),
+    }
+    times = interleaved(cases, trials)
+    rows = []
+    for case in ("no-cache", "cache write"):
+        row = ratio_row(
+            f"growth {n:>9,} rows: seedline run ({case})",
+            times[case],
+            times["plain"],
+            "plain script",
+            1.15,
+            trials,
         )
-        synthetic_penguins(n).to_parquet(root / "data" / "big.parquet")
-        (root / "plain.py").write_text(PLAIN_PENGUINS)
-        git_init(root)
-        out = json.loads(fresh(seedline_cmd("run", "--json", "--no-cache"), root)[2])
-        cfg = plain_config(root, _manifest(root, out["run_id"]), "data/big.parquet", trees)
-        rss: dict[str, list[int]] = {"plain": [], "no-cache": [], "cache write": []}
-
-        def once(case: str, cmd: list[str], wipe: bool = False) -> Callable[[], None]:
-            def go() -> None:
-                if wipe:
-                    fresh(seedline_cmd("cache", "prune", "--all"), root)
-                _, peak, _ = fresh(cmd, root)
-                rss[case].append(peak)
-
-            return go
-
-        cases = {
-            "plain": once("plain", [PY, "plain.py", cfg]),
-            "no-cache": once("no-cache", seedline_cmd("run", "--json", "--no-cache")),
-            "cache write": once("cache write", seedline_cmd("run", "--json"), wipe=True),
-        }
-        times = interleaved(cases, trials)
-        for case in ("no-cache", "cache write"):
-            row = ratio_row(
-                f"growth {n:>9,} rows: seedline run ({case})",
-                times[case],
-                times["plain"],
-                "plain script",
-                1.15,
-                trials,
-            )
-            mem = median([float(x) for x in rss[case]]) / median([float(x) for x in rss["plain"]])
-            row.target = f"falls to 1.0; mem {mem:.2f}x (<= 1.3x)"
-            row.passed = row.passed and mem <= 1.3
-            rows.append(row)
+        mem = median([float(x) for x in rss[case]]) / median([float(x) for x in rss["plain"]])
+        row.target = f"-> 1.0; mem {mem:.2f}x (<= 1.3x)"
+        row.passed = row.passed and mem <= 1.3
+        rows.append(row)
     return rows
 
 
@@ -580,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, action="append", help="growth sizes (repeatable)")
     args = ap.parse_args(argv)
     trials = args.trials or (2 if args.quick else 5)
-    sizes = args.rows or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 5_000_000])
+    sizes = args.rows or (
+        [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 5_000_000]
+    )
     info = machine()
     started = time.perf_counter()
     rows: list[Row] = []
@@ -609,14 +631,22 @@ def main(argv: list[str] | None = None) -> int:
                 new = bench_growth(sub, sizes, trials, trees=20 if args.quick else 50)
             rows += new
     load_end = os.getloadavg()
-    print(f"\nseedline everyday-loop benchmarks ({'quick' if args.quick else 'full'}, "
-          f"{time.perf_counter() - started:.0f} s)")
-    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, {info['memory_gib']} GiB RAM; "
-          f"Python {info['python']}, pandas {info['pandas']}, scikit-learn {info['sklearn']}")
-    print(f"load average before/after: {info['loadavg'][0]:.2f} / {load_end[0]:.2f} "
-          "(read ratios, not seconds, when it is above 0)")
-    print("figures are medians; ratio = figure / baseline (time rows: lower is better; GB/s rows: "
-          "higher is better).\n")
+    print(
+        f"\nseedline everyday-loop benchmarks ({'quick' if args.quick else 'full'}, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
+    print(
+        f"machine: nproc={info['nproc']}, CPU {info['cpu']}, {info['memory_gib']} GiB RAM; "
+        f"Python {info['python']}, pandas {info['pandas']}, scikit-learn {info['sklearn']}"
+    )
+    print(
+        f"load average before/after: {info['loadavg'][0]:.2f} / {load_end[0]:.2f} "
+        "(read ratios, not seconds, when it is above 0)"
+    )
+    print(
+        "figures are medians; ratio = figure / baseline (time rows: lower is better; GB/s rows: "
+        "higher is better).\n"
+    )
     print_table(rows)
     for note in notes:
         print(f"  note: {note}")

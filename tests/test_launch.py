@@ -62,6 +62,10 @@ def test_the_quick_reading_gives_up_rather_than_guess(tmp_path: Path) -> None:
     assert spec_hash_seed(spec, []) is None
     spec.write_text("seed: 1\n'seed': 2\n")  # two keys: YAML decides which wins
     assert spec_hash_seed(spec, []) == hash_seed(2)
+    spec.write_text("seeds: 3\nseed: 4\n")  # another key that starts alike is not a seed
+    assert spec_hash_seed(spec, []) == hash_seed(4)
+    spec.write_text("seed: 12#not a comment\n")  # YAML reads a string: not a seed
+    assert spec_hash_seed(spec, []) is None
 
 
 def test_run_arguments_read_the_spec_and_the_overrides_or_give_up() -> None:
@@ -92,6 +96,6 @@ def test_the_restart_happens_before_numpy_is_imported(tmp_path: Path) -> None:
     )
     before_restart = [ln.split("|")[-1].strip() for ln in out.stderr.splitlines() if "|" in ln]
     assert "seedline.core.hashseed" in before_restart
-    heavy = {"numpy", "pydantic", "typer", "sklearn", "pandas"}
+    heavy = {"numpy", "pydantic", "typer", "sklearn", "pandas", "yaml"}
     assert heavy.isdisjoint(before_restart)
     assert out.returncode != 0 and "missing.csv" in out.stderr

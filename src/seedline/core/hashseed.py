@@ -10,8 +10,7 @@ hash-mixing algorithm, 32-bit words) written out in Python. A test checks it aga
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import os
 
 import blake3
 
@@ -25,10 +24,7 @@ _MIX_MULT_R = 0x4973F715
 _XSHIFT = 16
 _POOL_SIZE = 4
 _U32 = 2**32
-# a top-level 'seed: <decimal>' line that YAML reads as that very int (no sign, no leading
-# zero: YAML 1.1 reads 010 as octal)
-_SEED_LINE = re.compile(r"^seed: (0|[1-9][0-9]{0,18})[ \t]*(?:#[^\n]*)?$", re.MULTILINE)
-_SEED_KEY = re.compile(r"^[\"']?seed\b", re.MULTILINE)
+_DIGITS = frozenset("0123456789")
 
 
 def _words(value: int) -> list[int]:
@@ -87,21 +83,22 @@ def hash_seed(master: int) -> int:
     return derive_seed(master, "python/hash_seed") % (_U32 - 1)
 
 
-def spec_hash_seed(spec_path: str | Path, overrides: list[str]) -> int | None:
+def spec_hash_seed(spec_path: str | os.PathLike[str], overrides: list[str]) -> int | None:
     """The hash seed of a spec file's master seed (after a ``--set seed=...``), or None when
     the file cannot be read this simply: the caller then pins it after the full load."""
-    p = Path(spec_path)
-    if p.is_dir():
-        p = p / "seedline.yaml"
+    path = os.fspath(spec_path)  # os.path, not pathlib: this runs before the restart
+    if os.path.isdir(path):
+        path = os.path.join(path, "seedline.yaml")
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except (OSError, UnicodeError):
         return None
     if not any(item.partition("=")[0].strip() == "seed" for item in overrides):
         # the common spec: one plain 'seed: 123' line at the top level (no YAML import)
-        found = _SEED_LINE.findall(text)
-        if len(found) == 1 and len(_SEED_KEY.findall(text)) == 1:
-            return hash_seed(int(found[0]))
+        quick = _plain_seed(text)
+        if quick is not None:
+            return hash_seed(quick)
     import yaml
 
     try:
@@ -121,3 +118,25 @@ def spec_hash_seed(spec_path: str | Path, overrides: list[str]) -> int | None:
     if type(seed) is not int or not 0 <= seed < 2**63:
         return None
     return hash_seed(seed)
+
+
+def _plain_seed(text: str) -> int | None:
+    """The value of the one top-level ``seed: <decimal>`` line, when YAML reads it as that int.
+
+    Without ``re`` or YAML (their import would cost more than the rest of the restart). No
+    sign, no leading zero (YAML 1.1 reads 010 as octal), an optional ``# comment``; a second
+    line that looks like a ``seed`` key (quoted, say) leaves the decision to YAML.
+    """
+    value: int | None = None
+    keys = 0
+    for line in text.splitlines():
+        bare = line[1:] if line[:1] in ("'", '"') else line
+        if not bare.startswith("seed") or bare[4:5].isalnum() or bare[4:5] == "_":
+            continue
+        keys += 1
+        if not line.startswith("seed: "):
+            continue
+        raw = line[6:].split(" #", 1)[0].rstrip(" ")
+        if raw and set(raw) <= _DIGITS and (raw == "0" or raw[0] != "0") and len(raw) <= 19:
+            value = int(raw)
+    return value if keys == 1 and value is not None and value < 2**63 else None
