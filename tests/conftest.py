@@ -97,3 +97,32 @@ def run_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     return run_cli
+
+
+# A test is slow (`-m slow`; `make quick` leaves it out) when it, or a fixture it uses,
+# starts fresh interpreters or servers: the CLI in a subprocess, a served model, a Dask
+# cluster. Decided here, from the names the test's and its fixtures' code calls, so that the
+# rule holds for every test, new ones included, without a marker to remember.
+SLOW_CALLS = frozenset(
+    {"run_cli", "run_json", "serving", "start_dask_cluster", "subprocess", "Popen"}
+)
+
+
+def _calls_slow(func: Any) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and not SLOW_CALLS.isdisjoint(code.co_names)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        funcs = [getattr(item, "function", None)]
+        info = getattr(item, "_fixtureinfo", None)
+        for name in getattr(item, "fixturenames", ()):
+            if name == "cli":
+                funcs.append(run_cli)
+            for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+                funcs.append(fixturedef.func)
+        if any(_calls_slow(f) for f in funcs):
+            item.add_marker(pytest.mark.slow)
