@@ -184,14 +184,15 @@ def _manifest(root: Path, run_id: str) -> dict[str, Any]:
     return result
 
 
-def bench_run(tmp: Path, trials: int) -> tuple[list[Row], list[str]]:
+def bench_run(tmp: Path, trials: int, examples: list[str]) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes: list[str] = []
     for example, script, data in (
         ("digits", PLAIN_DIGITS, None),
         ("penguins", PLAIN_PENGUINS, "data/penguins.csv"),
     ):
-        rows += _bench_example(project(tmp, example), example, script, data, trials, notes)
+        if example in examples:
+            rows += _bench_example(project(tmp, example), example, script, data, trials, notes)
     return rows, notes
 
 
@@ -598,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=SECTIONS)
     ap.add_argument("--trials", type=int, default=None)
     ap.add_argument("--rows", type=int, action="append", help="growth sizes (repeatable)")
+    ap.add_argument(
+        "--example", action="append", choices=("digits", "penguins"), help="run: only this one"
+    )
     args = ap.parse_args(argv)
     trials = args.trials or (2 if args.quick else 5)
     sizes = args.rows or (
@@ -614,12 +618,12 @@ def main(argv: list[str] | None = None) -> int:
             sub = tmp / section
             sub.mkdir()
             if section == "run":
-                new, more = bench_run(sub, trials)
+                new, more = bench_run(sub, trials, args.example or ["digits", "penguins"])
                 notes += more
             elif section == "restart":
-                new = bench_restart(sub, max(trials, 9))
+                new = bench_restart(sub, args.trials or 9)
             elif section == "readonly":
-                new = bench_readonly(sub, max(trials, 5))
+                new = bench_readonly(sub, args.trials or 5)
             elif section == "serialize":
                 new, more = bench_serialize(sub, min(trials, 3))
                 notes += more

@@ -106,11 +106,34 @@ def cli() -> Callable[..., CliResult]:
 SLOW_CALLS = frozenset(
     {"run_cli", "run_json", "serving", "start_dask_cluster", "subprocess", "Popen"}
 )
+# helpers that start only git, which is quick
+QUICK_HELPERS = frozenset({"git", "make_project"})
 
 
-def _calls_slow(func: Any) -> bool:
+def _names(code: Any) -> set[str]:
+    """Global names a code object uses, its nested functions' and lambdas' included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names(const)
+    return names
+
+
+def _calls_slow(func: Any, depth: int = 0) -> bool:
+    """Does ``func``, or a helper of the tests it calls (two levels down), start processes?"""
     code = getattr(func, "__code__", None)
-    return code is not None and not SLOW_CALLS.isdisjoint(code.co_names)
+    if code is None:
+        return False
+    names = _names(code)
+    if not SLOW_CALLS.isdisjoint(names):
+        return True
+    scope = getattr(func, "__globals__", {})
+    helpers = [scope.get(n) for n in names - QUICK_HELPERS]
+    return depth < 2 and any(
+        _calls_slow(h, depth + 1)
+        for h in helpers
+        if callable(h) and str(getattr(h, "__module__", "")).startswith("tests")
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -122,7 +145,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in getattr(item, "fixturenames", ()):
             if name == "cli":
                 funcs.append(run_cli)
-            for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+            for fixturedef in info.name2fixturedefs.get(name, ()) if info else ():
                 funcs.append(fixturedef.func)
         if any(_calls_slow(f) for f in funcs):
             item.add_marker(pytest.mark.slow)
