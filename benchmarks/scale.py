@@ -3,7 +3,8 @@
 1. Step cache: an unchanged re-run of a pipeline whose first step is expensive (PCA on a
    200,000 x 100 float table) - the PCA step cold, as a seedline cache hit, and as a hit of
    scikit-learn's own ``Pipeline(memory=joblib.Memory)`` on the same work. Target: the
-   seedline hit >= 5x faster than the joblib hit.
+   seedline hit, counting the table fingerprint it relies on, >= 5x faster than the joblib
+   hit (which hashes its input on every call).
 2. Scaling: a 16-trial sweep (digits, random forests) serially vs on Dask with 2 workers
    on this 2-core machine. Target >= 1.7x, with identical results.
 
@@ -111,17 +112,19 @@ def bench_cache(tmp: Path, trials: int, rows: int) -> list[tuple[str, ...]]:
     return [
         ("PCA step, cold fit", f"{m_cold * 1000:.0f} ms", "-", "-", "-"),
         (
-            "PCA step, seedline cache hit",
-            f"{m_hit * 1000:.1f} ms",
+            # everything the hit does: joblib hashes its input array on every call, seedline
+            # fingerprints the table once at load, then the step's key, load and checks
+            "PCA step, seedline cache hit + table fingerprint",
+            f"{(m_hit + m_load) * 1000:.1f} ms",
             f"{m_jl * 1000:.0f} ms (joblib hit)",
-            f"{m_jl / m_hit:.1f}x faster",
+            f"{m_jl / (m_hit + m_load):.1f}x faster",
             ">= 5x",
         ),
         (
-            "  hit + table fingerprint at load",
-            f"{(m_hit + m_load) * 1000:.1f} ms",
+            "  the step's hit alone (key, load, verify)",
+            f"{m_hit * 1000:.1f} ms",
             f"{m_jl * 1000:.0f} ms",
-            f"{m_jl / (m_hit + m_load):.1f}x faster",
+            f"{m_jl / m_hit:.1f}x faster",
             "(for reference)",
         ),
         ("whole re-run, all steps hit", f"{m_run:.2f} s", "-", "-", "-"),
@@ -179,7 +182,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller data, one trial")
     args = ap.parse_args()
     trials = 1 if args.quick else args.trials
-    print(f"machine: {os.cpu_count()} cores; medians of {trials} trials")
+    print(
+        f"machine: {os.cpu_count()} cores; medians of {trials} trials; "
+        f"load average {os.getloadavg()[0]:.2f} (read ratios, not seconds, when above 0)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         show("step cache", bench_cache(Path(tmp), trials, 20_000 if args.quick else 200_000))
         show("scaling", bench_sweep(Path(tmp), trials))

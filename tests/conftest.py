@@ -127,3 +127,55 @@ def s3() -> Iterator[S3Server]:
             yield server
     except ServiceUnavailable as exc:
         unavailable(str(exc))
+
+
+# A test is slow (`-m slow`; `make quick` leaves it out) when it, or a fixture it uses,
+# starts fresh interpreters or servers: the CLI in a subprocess, a served model, a Dask
+# cluster. Decided here, from the names the test's and its fixtures' code calls, so that the
+# rule holds for every test, new ones included, without a marker to remember.
+SLOW_CALLS = frozenset(
+    {"run_cli", "run_json", "serving", "start_dask_cluster", "subprocess", "Popen"}
+)
+# helpers that start only git, which is quick
+QUICK_HELPERS = frozenset({"git", "make_project"})
+
+
+def _names(code: Any) -> set[str]:
+    """Global names a code object uses, its nested functions' and lambdas' included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names(const)
+    return names
+
+
+def _calls_slow(func: Any, depth: int = 0) -> bool:
+    """Does ``func``, or a helper of the tests it calls (two levels down), start processes?"""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    names = _names(code)
+    if not SLOW_CALLS.isdisjoint(names):
+        return True
+    scope = getattr(func, "__globals__", {})
+    helpers = [scope.get(n) for n in names - QUICK_HELPERS]
+    return depth < 2 and any(
+        _calls_slow(h, depth + 1)
+        for h in helpers
+        if callable(h) and str(getattr(h, "__module__", "")).startswith("tests")
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        funcs = [getattr(item, "function", None)]
+        info = getattr(item, "_fixtureinfo", None)
+        for name in getattr(item, "fixturenames", ()):
+            if name == "cli":
+                funcs.append(run_cli)
+            for fixturedef in info.name2fixturedefs.get(name, ()) if info else ():
+                funcs.append(fixturedef.func)
+        if any(_calls_slow(f) for f in funcs):
+            item.add_marker(pytest.mark.slow)

@@ -117,7 +117,11 @@ BACKENDS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
+@pytest.fixture(
+    scope="module",
+    # pools and clusters start worker interpreters: only the serial executor is quick
+    params=[pytest.param(k, marks=[] if k == "serial" else [pytest.mark.slow]) for k in BACKENDS],
+)
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     kind, workers = BACKENDS[request.param]
     with make_executor(kind, workers=workers, threads=1) as ex:

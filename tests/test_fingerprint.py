@@ -248,3 +248,51 @@ def test_unsigned_and_time_zone_aware_columns() -> None:
     assert seedline.fingerprint_table(utc) == seedline.fingerprint_table(paris)
     naive = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3)})
     assert seedline.fingerprint_table(naive).digest != seedline.fingerprint_table(utc).digest
+
+
+def _reference_text_digest(values: list[str | None]) -> str:
+    """The documented text-column encoding, written out value by value."""
+    import blake3
+
+    na = np.array([v is None for v in values])
+    encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+    h = blake3.blake3()
+    h.update(f"column\x00string\x00{len(values)}\x00".encode())
+    if na.any():
+        h.update(b"mask\x00" + np.packbits(na).tobytes())
+    h.update(np.array([len(b) for b in encoded], dtype=np.int64).tobytes())
+    h.update(b"".join(encoded))
+    return "column:" + h.hexdigest()
+
+
+def test_text_columns_hash_the_same_whatever_their_storage() -> None:
+    """Arrow-backed, object, categorical, sliced or chunked: the documented encoding, unchanged."""
+    import pyarrow as pa
+
+    values = ["Adelie", None, "", "héllo wörld", "日本語", "Gentoo", None, "x" * 300] * 40
+    expected = _reference_text_digest(values)
+    arrow = pd.Series(values, dtype="str")
+    forms = {
+        "arrow": arrow,
+        "object": pd.Series(values, dtype=object),
+        "category": pd.Series(values, dtype="category"),
+        "chunked": pd.concat([arrow.iloc[:101], arrow.iloc[101:]], ignore_index=True),
+        "sliced": pd.Series(["zz", *values], dtype="str").iloc[1:].reset_index(drop=True),
+    }
+    for name, series in forms.items():
+        got = seedline.fingerprint_table(series.rename("s").to_frame()).columns["s"]
+        assert got == expected, name
+    # Arrow allows a null slot to span bytes; the encoding still hashes it as ""
+    offsets = np.array([0, 2, 5, 6], dtype=np.int32)
+    raw = pa.StringArray.from_buffers(
+        3, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"abXYZc"), pa.py_buffer(b"\x05")
+    )
+    spanning = pd.Series(pd.arrays.ArrowStringArray(raw))
+    assert spanning.isna().tolist() == [False, True, False]
+    got = seedline.fingerprint_table(spanning.rename("s").to_frame()).columns["s"]
+    assert got == _reference_text_digest(["ab", None, "c"])
+    # values that are not text are hashed by their str(), as before
+    mixed = pd.Series(["a", 1, 2.5, None], dtype=object).rename("s").to_frame()
+    assert seedline.fingerprint_table(mixed).columns["s"] == _reference_text_digest(
+        ["a", "1", "2.5", None]
+    )

@@ -6,9 +6,12 @@ stays fast and does not import scikit-learn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from seedline.core.version import __version__
+
+# not `from typing import ...`: the CLI's launcher imports this package before anything else
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Manifest",

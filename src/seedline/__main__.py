@@ -1,5 +1,5 @@
 """``python -m seedline`` runs the CLI."""
 
-from seedline.cli.main import main
+from seedline.cli.launch import main
 
 main()

@@ -86,27 +86,37 @@ def _root(
 
 
 def _pin_hash_seed(spec_path: Path, overrides: list[str]) -> None:
-    """Re-exec with PYTHONHASHSEED derived from the spec's seed, unless already so."""
-    if not _ENTRYPOINT or os.environ.get(_PINNED_FLAG) == "1":
+    """Re-exec with PYTHONHASHSEED derived from the spec's seed, unless already so.
+
+    ``cli.launch`` normally did this before anything was imported; this checks its quick
+    reading of the spec against the full one, and restarts (once more at most) if they differ.
+    """
+    if not _ENTRYPOINT or os.environ.get(_PINNED_FLAG) == "2":
         return
     from seedline.core.seeding import SeedPlan
     from seedline.core.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
-    _reexec_with_hash_seed(str(SeedPlan(spec.seed).hash_seed()))
+    wanted = str(SeedPlan(spec.seed).hash_seed())
+    if os.environ.get("PYTHONHASHSEED") == wanted:
+        return
+    again = os.environ.get(_PINNED_FLAG) == "1"
+    _reexec_with_hash_seed(wanted, flag="2" if again else "1", force=again)
 
 
-def _reexec_with_hash_seed(wanted: str | None) -> None:
+def _reexec_with_hash_seed(wanted: str | None, *, flag: str = "1", force: bool = False) -> None:
     """Start this command again in an interpreter whose string hashing uses ``wanted``.
 
     The hash seed is read once, when the interpreter starts, so it can only be pinned by
     starting a new one. ``None`` (the original run was not pinned) changes nothing.
     """
-    if not _ENTRYPOINT or wanted is None or os.environ.get(_PINNED_FLAG) == "1":
+    if not _ENTRYPOINT or wanted is None:
+        return
+    if os.environ.get(_PINNED_FLAG) == "1" and not force:
         return
     if os.environ.get("PYTHONHASHSEED") == wanted:
         return
-    env = dict(os.environ, PYTHONHASHSEED=wanted, **{_PINNED_FLAG: "1"})
+    env = dict(os.environ, PYTHONHASHSEED=wanted, **{_PINNED_FLAG: flag})
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "seedline", *sys.argv[1:]], env)

@@ -38,6 +38,8 @@ _PARALLEL_MIN = 1 << 20
 _BLOCK = 1 << 20
 # a table with at least this many bytes in plain numeric columns hashes them a column per core
 _TABLE_PARALLEL_MIN = 8 << 20
+# string lengths are computed and hashed this many at a time (2 MiB of int64)
+_LENGTHS_BLOCK = 1 << 18
 # length-prefixed values up to this many bytes reach the hasher in one update call
 _SMALL = 4096
 
@@ -163,13 +165,71 @@ def _column_digest(series: Any, ltype: str) -> str:
         values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
     else:
-        texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
-        encoded = [t.encode("utf-8") for t in texts]
-        h.update(
-            np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
-        )
-        h.update(b"".join(encoded))
+        chunks = _arrow_strings(series, int(na.sum()))
+        if chunks is not None:
+            # the same bytes as below, read from the Arrow buffers: all lengths, then all text
+            lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
+            for offsets, _text in chunks:
+                # block by block, so that the lengths are hashed while still in cache
+                for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
+                    j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
+                    np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
+                    h.update(lengths[: j - i].view(np.uint8).data)
+            for _offsets, text in chunks:
+                h.update(text)
+        else:
+            texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
+            encoded = [t.encode("utf-8") for t in texts]
+            h.update(
+                np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
+            )
+            h.update(b"".join(encoded))
     return f"column:{_hex(h)}"
+
+
+def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview]] | None:
+    """A text column as Arrow sees it: per chunk, the offsets of the values (n + 1 of them;
+    a value's UTF-8 length is the difference of its two, 0 where missing) and the values'
+    bytes back to back; None when the column is
+    not plain text (then the caller encodes value by value, with the same result).
+
+    Arrow-backed strings (pandas' ``str`` dtype) are read without a copy; object columns of
+    ``str`` and categoricals of text are converted by Arrow in C++ first.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - pyarrow is a dependency of pandas' str dtype
+        return None
+    try:
+        if isinstance(series.dtype, np.dtype):  # object: Python strings, converted in C++
+            arr = pa.array(series.to_numpy(), from_pandas=True)
+        else:  # Arrow-backed (no copy), categorical (a dictionary array), ...
+            arr = pa.array(series.array, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, UnicodeError):
+        return None
+    chunked = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+    if pa.types.is_dictionary(chunked.type):  # a categorical: its values, in row order
+        chunked = pa.chunked_array(
+            [c.dictionary.take(c.indices) for c in chunked.chunks], chunked.type.value_type
+        )
+    if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
+        return None  # numbers or bytes in an object column: their str() is what gets hashed
+    if chunked.null_count != nulls:
+        return None  # pandas and Arrow disagree on what is missing (NaT, ...)
+    offset_type = np.int64 if pa.types.is_large_string(chunked.type) else np.int32
+    out: list[tuple[np.ndarray, memoryview]] = []
+    for chunk in chunked.chunks:
+        if chunk.null_count:
+            # a missing value is "" in the encoding; Arrow lets a null slot span bytes
+            chunk = pc.fill_null(chunk, "")
+        _validity, offsets_buf, data_buf = chunk.buffers()
+        n = len(chunk)
+        offsets = np.frombuffer(offsets_buf, dtype=offset_type)[chunk.offset : chunk.offset + n + 1]
+        start, end = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+        text = memoryview(data_buf)[start:end] if data_buf is not None else memoryview(b"")
+        out.append((offsets, text))
+    return out
 
 
 def _plain_values(series: Any, ltype: str) -> np.ndarray | None:

@@ -47,6 +47,8 @@ from seedline.core.deeplearning import DeepLearningError
 from seedline.core.errors import SeedlineError
 from seedline.execution.localcode import LocalCode, LocalCodeError
 from seedline.execution.model_checks import check_model_structure
+from seedline.execution.skops_types import skops_io
+from seedline.execution.skops_types import untrusted_types as _skops_untrusted
 
 # Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
 # trusts: scikit-learn's and NumPy's internal state types, listed one by one. Anything else
@@ -146,8 +148,7 @@ def _has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
 
 def dump_model(model: Any) -> bytes:
     """Serialise a fitted estimator or pipeline (skops format; an archive with safetensors weights when it holds networks; never pickle)."""
-    import skops.io as sio
-
+    sio = skops_io()
     networks = _has_networks(model)
     if not networks:
         return bytes(sio.dumps(model))
@@ -155,9 +156,9 @@ def dump_model(model: Any) -> bytes:
 
 
 def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> bytes:
-    import skops.io as sio
-
     from seedline.core.deeplearning import export_step, state_json
+
+    sio = skops_io()
 
     skeleton: Any = None
     if networks[0][0] is not None:
@@ -263,14 +264,12 @@ def _header(zf: zipfile.ZipFile) -> dict[str, Any]:
 
 def model_types(data: bytes) -> list[str]:
     """Every type in a saved model outside skops' own defaults (of its skops part, for an archive)."""
-    import skops.io as sio
-
     try:
         zf = _archive(data)
         if zf is not None:
             with zf:
                 data = zf.read(_header(zf)["skops"])
-        return sorted(sio.get_untrusted_types(data=data))
+        return sorted(_skops_untrusted(data))
     except DeepLearningError:
         raise
     except Exception as exc:
@@ -302,8 +301,7 @@ def load_model(
     ``recorded_packages``: the versions the run recorded, named in the error when loading
     fails with a different version installed here.
     """
-    import skops.io as sio
-
+    sio = skops_io()
     if not (trusted_own or trust):
         offending = untrusted_types(data, trusted or ())
         if offending:
@@ -318,7 +316,7 @@ def load_model(
             with zf:
                 header = _header(zf)
                 inner = zf.read(header["skops"])
-                payload = sio.loads(inner, trusted=list(sio.get_untrusted_types(data=inner)))
+                payload = sio.loads(inner, trusted=_skops_untrusted(inner))
                 model = _restore(zf, header, payload)
     except (SeedlineError, LocalCodeError):
         raise

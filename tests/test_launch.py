@@ -1,0 +1,101 @@
+"""`seedline run` pins its hash seed before importing anything heavy, to the same value as before."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seedline.cli.launch import run_arguments
+from seedline.core.hashseed import derive_seed, hash_seed, spec_hash_seed
+from seedline.core.seeding import SeedPlan
+from seedline.core.spec import load_spec
+
+SEEDS = [0, 1, 7, 42, 2**31 - 1, 2**32 - 1, 2**32, 2**40 + 5, 2**62 + 12345, 2**63 - 1]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_numpy_free_derivation_matches_the_seed_plan(seed: int) -> None:
+    assert hash_seed(seed) == SeedPlan(seed).hash_seed()
+    for path in ("split", "pipeline/clf__random_state", "héllo"):
+        assert derive_seed(seed, path) == SeedPlan(seed).derive(path)
+
+
+SPEC = """name: t
+seed: {seed}
+data: {{source: "sklearn:load_iris", target: target}}
+pipeline:
+  - {{name: clf, class: sklearn.linear_model.LogisticRegression}}
+metrics: [accuracy]
+"""
+
+
+@pytest.mark.parametrize(
+    ("seed_text", "overrides"),
+    [
+        ("12", []),
+        ("12  # the master seed", []),
+        ("010", []),  # YAML 1.1 reads it as octal 8: left to YAML, not the quick reading
+        ("0x1f", []),
+        ("12", ["seed=99"]),
+        ("12", ["--", "pipeline.clf.C=2"]),
+    ],
+)
+def test_the_quick_reading_of_a_spec_agrees_with_the_full_load(
+    tmp_path: Path, seed_text: str, overrides: list[str]
+) -> None:
+    overrides = [o for o in overrides if o != "--"]
+    (tmp_path / "seedline.yaml").write_text(SPEC.format(seed=seed_text))
+    full = load_spec(tmp_path, overrides)
+    assert spec_hash_seed(tmp_path, overrides) == SeedPlan(full.seed).hash_seed()
+
+
+def test_the_quick_reading_gives_up_rather_than_guess(tmp_path: Path) -> None:
+    spec = tmp_path / "seedline.yaml"
+    assert spec_hash_seed(spec, []) is None  # missing
+    spec.write_text("seed: [1, 2]\n")
+    assert spec_hash_seed(spec, []) is None
+    spec.write_text("seed: -3\n")
+    assert spec_hash_seed(spec, []) is None
+    spec.write_text("seed: 1\n'seed': 2\n")  # two keys: YAML decides which wins
+    assert spec_hash_seed(spec, []) == hash_seed(2)
+    spec.write_text("seeds: 3\nseed: 4\n")  # another key that starts alike is not a seed
+    assert spec_hash_seed(spec, []) == hash_seed(4)
+    spec.write_text("seed: 12#not a comment\n")  # YAML reads a string: not a seed
+    assert spec_hash_seed(spec, []) is None
+
+
+def test_run_arguments_read_the_spec_and_the_overrides_or_give_up() -> None:
+    assert run_arguments(["seedline", "run"]) == ("seedline.yaml", [])
+    assert run_arguments(
+        ["seedline", "run", "x.yaml", "--set", "seed=3", "--json", "--set=a.b=1", "--workers", "2"]
+    ) == ("x.yaml", ["seed=3", "a.b=1"])
+    assert run_arguments(["seedline", "runs"]) is None
+    assert run_arguments(["seedline", "run", "--help"]) is None
+    assert run_arguments(["seedline", "run", "a.yaml", "b.yaml"]) is None
+    assert run_arguments(["seedline", "run", "--set"]) is None
+
+
+def test_the_restart_happens_before_numpy_is_imported(tmp_path: Path) -> None:
+    """The first interpreter imports little; the restarted one then fails on the bad data."""
+    (tmp_path / "seedline.yaml").write_text(
+        SPEC.format(seed=5).replace("sklearn:load_iris", "missing.csv")
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED",)}
+    env.pop("_SEEDLINE_HASH_SEED_PINNED", None)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "seedline", "run", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    before_restart = [ln.split("|")[-1].strip() for ln in out.stderr.splitlines() if "|" in ln]
+    assert "seedline.core.hashseed" in before_restart
+    heavy = {"numpy", "pydantic", "typer", "sklearn", "pandas", "yaml"}
+    assert heavy.isdisjoint(before_restart)
+    assert out.returncode != 0 and "missing.csv" in out.stderr

@@ -1,0 +1,80 @@
+"""skops is imported without crawling scikit-learn, and still trusts what stock skops trusts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from seedline.execution.persist import dump_model, load_model
+from seedline.execution.skops_types import is_listed_estimator, untrusted_types
+
+
+def test_public_estimators_are_listed_and_internals_are_not() -> None:
+    assert is_listed_estimator("sklearn.ensemble._forest.RandomForestClassifier")
+    assert is_listed_estimator("sklearn.pipeline.Pipeline")
+    assert is_listed_estimator("sklearn.preprocessing._data.StandardScaler")
+    # internal state, the abstract base, private classes, other packages, missing modules
+    assert not is_listed_estimator("sklearn.tree._tree.Tree")
+    assert not is_listed_estimator("sklearn.base.BaseEstimator")
+    assert not is_listed_estimator("sklearn.ensemble._forest.BaseForest")
+    assert not is_listed_estimator("sklearn.calibration._CalibratedClassifier")
+    assert not is_listed_estimator("builtins.eval")
+    assert not is_listed_estimator("sklearn.no_such_module.Thing")
+    assert not is_listed_estimator("sklearn.utils.estimator_checks.check_estimator")
+
+
+def test_a_model_loads_with_an_explicit_list_of_its_non_estimator_types() -> None:
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3, random_state=0))
+    model.fit(X, y)
+    data = dump_model(model)
+    # as stock skops: the estimators are trusted by default, the tree storage is not
+    assert untrusted_types(data) == ["sklearn.tree._tree.Tree"]
+    loaded = load_model(data, trusted=["sklearn.tree._tree.Tree"])
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    with pytest.raises(Exception, match="Untrusted types"):
+        load_model(data, trusted=[])
+
+
+_FRESH = """
+import json, sys
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from seedline.execution.persist import dump_model, load_model
+X, y = load_iris(return_X_y=True)
+model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+again = load_model(dump_model(model), trusted_own=True)
+print(json.dumps({
+    "same": bool((again.predict(X) == model.predict(X)).all()),
+    "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "keras", "tensorflow", "jax")
+                      or m in ("sklearn.gaussian_process", "sklearn.neural_network", "sklearn.mixture")),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_saving_and_loading_a_plain_model_imports_no_framework_and_no_other_estimators() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH], capture_output=True, text=True, check=True, timeout=300
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"same": True, "modules": []}
+
+
+@pytest.mark.slow
+def test_listed_estimators_match_scikit_learns_own_list() -> None:
+    from sklearn.utils import all_estimators
+
+    names = [f"{c.__module__}.{c.__name__}" for _, c in all_estimators()]
+    names = [n for n in names if n.startswith("sklearn.")]
+    assert names and [n for n in names if not is_listed_estimator(n)] == []
