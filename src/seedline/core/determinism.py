@@ -8,8 +8,8 @@ what it did, and works as a function or as a context manager::
 
     import keras, seedline
     record = seedline.determinism(42)          # applied until the process ends
-    with seedline.determinism(42) as record:   # generators, torch's switches and the
-        ...                                    # BLAS/OpenMP limits restored on exit
+    with seedline.determinism(42) as record:   # generators, torch's switches, the
+        ...                                    # variables and thread limits restored on exit
 
 Frameworks read some settings once, when they are imported or start (Keras' backend,
 TensorFlow's thread pools, XLA's flags, cuBLAS' workspace): those are set as environment
@@ -89,6 +89,11 @@ class DeterminismRecord:
         tb: TracebackType | None,
     ) -> None:
         saved = self._saved
+        for name, previous in saved.get("env", {}).items():
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
         random.setstate(saved["python"])
         np.random.set_state(saved["numpy"])
         limits = saved.get("limits")
@@ -174,6 +179,7 @@ def determinism(
 
     too_late: list[str] = []
     set_env: dict[str, str] = {}
+    previous_env: dict[str, str | None] = {}
     for name, value in framework_environment(installed, threads).items():
         reader = _reader(name)
         if reader in present:
@@ -189,6 +195,7 @@ def determinism(
             value = " ".join([*current.split(), *extra])
         elif os.environ.get(name) is not None:
             continue  # a value of yours is kept
+        previous_env[name] = os.environ.get(name)
         os.environ[name] = value
         set_env[name] = value
     for name in FRAMEWORKS:  # Keras last: it imports its backend, configured above
@@ -197,6 +204,7 @@ def determinism(
     loaded = {f for f in FRAMEWORKS if f in sys.modules}
 
     saved = _save_state()
+    saved["env"] = previous_env
     if threads is not None:
         from threadpoolctl import threadpool_limits
 
