@@ -155,6 +155,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import MinMaxScaler
 sys.path.insert(0, ".")
 import cnn
+import keras_cnn
 from seedline.core.deeplearning import layer_fingerprints
 
 np.random.seed(0)  # what a careful script does, and all it does
@@ -162,7 +163,7 @@ X, y = load_digits(return_X_y=True)
 X = MinMaxScaler().fit_transform(X)
 nets = {
     "torch": cnn.TorchDigitsCNN(max_epochs=1),
-    "keras": cnn.KerasDigitsCNN(epochs=1),
+    "keras": keras_cnn.KerasDigitsCNN(epochs=1),
 }
 print(json.dumps({name: layer_fingerprints(net.fit(X, y)) for name, net in nets.items()}))
 """

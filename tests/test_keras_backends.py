@@ -3,7 +3,7 @@
 Each backend gets the proof that matters, in fresh processes as a shell starts them: two
 runs of the digits CNN give bit-identical weights per layer and predictions, the manifest
 records the backend and its switches, ``reproduce`` says bitwise, the saved model predicts
-from a fresh process (``seedline predict`` with its parity check), and the same training
+bit for bit from a fresh process on its recorded backend, and the same training
 with only NumPy seeded does not repeat itself. Each test starts a few interpreters that
 import TensorFlow or JAX: they are marked slow and sized to a one-epoch training.
 """
@@ -29,7 +29,7 @@ from seedline.core.deeplearning import (
 )
 from seedline.records.tracking import Store
 
-from .conftest import clean_env, make_project, run_cli, run_json
+from .conftest import clean_env, make_project, run_json
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax"}
 _MISSING = {b for b, module in BACKENDS.items() if importlib.util.find_spec(module) is None}
@@ -95,18 +95,10 @@ def test_a_spec_cannot_switch_the_backend_of_an_imported_keras(
     assert "fresh process" in (info.value.hint or "")
 
 
-def _digits_csv(path: Path) -> Path:
-    from sklearn.datasets import load_digits
-
-    frame = load_digits(as_frame=True).frame.drop(columns="target").head(40)
-    frame.to_csv(path, index=False)
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", [pytest.param(b, marks=_needs(b)) for b in BACKENDS])
 def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> None:
-    """Two fresh runs on the backend: same per-layer weights and predictions, backend and switches recorded, reproduce bitwise, predict passes parity."""
+    """Two fresh runs on the backend: same per-layer weights and predictions, backend and switches recorded, reproduce bitwise, the saved model predicts bit for bit."""
     project = make_project(tmp_path, "digits-cnn")
     args = ["run", "seedline-keras.yaml", "--no-cache", *ONE_EPOCH]
     args += ["--set", f"execution.keras_backend={backend}"]
@@ -139,9 +131,39 @@ def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> 
     report = run_json(project, "reproduce", runs[0]["run_id"], env=clean_env(KERAS_BACKEND="torch"))
     assert report["verdict"] == "bitwise", report
 
-    csv = _digits_csv(project / "new.csv")
-    out = run_cli(project, "predict", runs[0]["run_id"], str(csv), "-o", "out.csv", env=env)
-    assert (project / "out.csv").read_text().count("\n") == 41, out.stderr
+    # the saved model (skops + safetensors) loads in a fresh process whose shell names
+    # another backend: the archive's recorded backend is used, and it predicts bit for bit
+    load = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT, runs[0]["run_id"]],
+        cwd=project,
+        env=clean_env(KERAS_BACKEND="torch"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert load.returncode == 0, load.stderr[-2000:]
+    assert json.loads(load.stdout.strip().splitlines()[-1]) == {
+        "backend": backend,
+        "proba": a.probe["proba"],
+    }
+
+
+LOAD_AND_PREDICT = """
+import json, sys
+from seedline.core.fingerprint import fingerprint_array
+from seedline.core.spec import Spec
+from seedline.execution.persist import load_model
+from seedline.execution.runner import prepare
+from seedline.records.tracking import Store
+
+store = Store.open(".")
+manifest = store.manifest(sys.argv[1])
+model = load_model(store.model_bytes(sys.argv[1]), trusted_own=True)
+import keras
+p = prepare(Spec.from_dict(manifest.spec), project_root=".")
+proba = fingerprint_array(model.predict_proba(p.X_test), kind="proba")
+print(json.dumps({"backend": keras.backend.backend(), "proba": proba}))
+"""
 
 
 NEGATIVE_CONTROL = """
