@@ -63,11 +63,12 @@ def _commit(project: Path, message: str) -> None:
 
 
 def test_importing_seedline_loads_no_deep_learning_framework() -> None:
-    """seedline's own modules (fingerprints, seeding, persistence, the runner) import no torch, keras, skorch or safetensors."""
+    """seedline's own modules (fingerprints, seeding, determinism, scripts, persistence, the runner) import no framework."""
     code = (
         "import sys, seedline, seedline.core.fingerprint, seedline.core.seeding, "
-        "seedline.core.deeplearning, seedline.execution.persist, seedline.execution.runner; "
-        "print(sorted({'torch', 'keras', 'skorch', 'safetensors', 'tensorflow'} & set(sys.modules)))"
+        "seedline.core.deeplearning, seedline.execution.persist, seedline.execution.runner, "
+        "seedline.core.determinism, seedline.workflow.scripts, seedline.keras; "
+        "print(sorted({'torch', 'keras', 'skorch', 'safetensors', 'tensorflow', 'jax', 'h5py'} & set(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()

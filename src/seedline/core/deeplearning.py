@@ -383,22 +383,29 @@ def _tensorflow_controls(tf: Any, threads: int | None) -> dict[str, Any]:
     """Op determinism on, thread pools pinned (if TensorFlow has not started them yet); what is in force."""
     threading = tf.config.threading
     pinned: bool | str = True
-    threads = threads or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0)
+    from_env = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    threads = threads or int(from_env or 0)
     if threads:
         try:
             threading.set_intra_op_parallelism_threads(int(threads))
             threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
-            # the pools exist already: only the variables set before import could size them
-            pinned = "too late: TensorFlow had started; sized by TF_NUM_INTRAOP_THREADS at import"
+            # the pools exist already: the variables set before import sized them, or nothing did
+            pinned = (
+                "at import, by TF_NUM_INTRAOP_THREADS"
+                if from_env == str(threads)
+                else f"too late: TensorFlow had started its pools before {threads} thread(s) could be set"
+            )
     tf.config.experimental.enable_op_determinism()
     return {
         "version": str(tf.__version__),
         "op_determinism": True,  # enable_op_determinism raises rather than fail silently
-        "intra_op_threads": int(threading.get_intra_op_parallelism_threads()),
-        "inter_op_threads": int(threading.get_inter_op_parallelism_threads()),
+        # 0 means "sized by TensorFlow": from the variables, else from the core count
+        "intra_op_threads": int(threading.get_intra_op_parallelism_threads()) or int(from_env or 0),
+        "inter_op_threads": int(threading.get_inter_op_parallelism_threads())
+        or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0),
         "threads_pinned": pinned,
-        "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+        "TF_NUM_INTRAOP_THREADS": from_env,
         "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
         "gpus": len(tf.config.list_physical_devices("GPU")),
     }

@@ -215,7 +215,7 @@ def determinism(
     seeds = {k: int(v) for k, v in done.items() if isinstance(v, int)}
     seeds["jax"] = plan.derive("jax/key")
     pinned = controls.get("tensorflow", {}).get("threads_pinned", True)
-    if pinned is not True:
+    if isinstance(pinned, str) and pinned.startswith("too late"):
         too_late.append(f"TensorFlow's thread pools: {pinned}")
     hash_state = hash_seed_state()
     return DeterminismRecord(
