@@ -232,12 +232,14 @@ def exec_script(
     cwd: str | Path | None = None,
     parent_run: str | None = None,
     quiet: bool = False,
+    recorded_paths: tuple[str, str] | None = None,
 ) -> ScriptRun:
     """Run ``script`` with ``args`` under the seed plan in a fresh interpreter and record the run.
 
     ``outputs``: the files the script writes (fingerprinted and kept; weights files tensor
     by tensor). ``data``: files it reads (fingerprinted; a reproduction refuses to run when
     one changed). ``seed``: the master seed. ``threads``: every thread pool's size.
+    ``recorded_paths``: the (script, folder) to record, for a run in a copy of the project.
     """
     t0 = time.perf_counter()
     args = list(args or [])
@@ -247,11 +249,13 @@ def exec_script(
     _check_inputs(script_path, outputs, [str(work / d) for d in data])
     store = store or _store_for(work)
     root = store.project_root.resolve()
+    # a reproduction runs in a copy of the project: it records the original's paths
+    script_rel, cwd_rel = recorded_paths or (_relative(script_path, root), _relative(work, root))
     frameworks = frameworks_in_source(script_path)
     env = _child_env(seed, threads, frameworks)
     code, diff = capture_git(root)
     code["script"] = {
-        "path": _relative(script_path, root),
+        "path": script_rel,
         "fingerprint": fingerprint_file(script_path),
     }
     if diff:
@@ -261,10 +265,10 @@ def exec_script(
     environment["fingerprint"] = environment_fingerprint(environment)
     spec = {
         "kind": SCRIPT_KIND,
-        "name": f"exec {_relative(script_path, root)}",
-        "script": _relative(script_path, root),
+        "name": f"exec {script_rel}",
+        "script": script_rel,
         "args": args,
-        "cwd": _relative(work, root),
+        "cwd": cwd_rel,
         "outputs": list(outputs),
         "data": [_relative(work / d, root) for d in data],
         "seed": int(seed),
@@ -481,6 +485,7 @@ def reproduce_script(
             cwd=copy / spec["cwd"],
             parent_run=original.run_id,
             quiet=quiet,
+            recorded_paths=(spec["script"], spec["cwd"]),
         )
         report.reproduction = run.run_id
         by_name = {s.name: s for s in original.steps}
