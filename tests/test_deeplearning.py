@@ -64,11 +64,12 @@ def _commit(project: Path, message: str) -> None:
 
 
 def test_importing_seedline_loads_no_deep_learning_framework() -> None:
-    """seedline's own modules (fingerprints, seeding, persistence, the runner) import no torch, keras, skorch or safetensors."""
+    """seedline's own modules (fingerprints, seeding, determinism, scripts, persistence, the runner) import no framework."""
     code = (
         "import sys, seedline, seedline.core.fingerprint, seedline.core.seeding, "
-        "seedline.core.deeplearning, seedline.execution.persist, seedline.execution.runner; "
-        "print(sorted({'torch', 'keras', 'skorch', 'safetensors', 'tensorflow'} & set(sys.modules)))"
+        "seedline.core.deeplearning, seedline.execution.persist, seedline.execution.runner, "
+        "seedline.core.determinism, seedline.workflow.scripts, seedline.keras; "
+        "print(sorted({'torch', 'keras', 'skorch', 'safetensors', 'tensorflow', 'jax', 'h5py'} & set(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()
@@ -156,6 +157,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import MinMaxScaler
 sys.path.insert(0, ".")
 import cnn
+import keras_cnn
 from seedline.core.deeplearning import layer_fingerprints
 
 np.random.seed(0)  # what a careful script does, and all it does
@@ -163,7 +165,7 @@ X, y = load_digits(return_X_y=True)
 X = MinMaxScaler().fit_transform(X)
 nets = {
     "torch": cnn.TorchDigitsCNN(max_epochs=1),
-    "keras": cnn.KerasDigitsCNN(epochs=1),
+    "keras": keras_cnn.KerasDigitsCNN(epochs=1),
 }
 print(json.dumps({name: layer_fingerprints(net.fit(X, y)) for name, net in nets.items()}))
 """

@@ -1,9 +1,10 @@
-"""The classic MNIST CNN, scaled down to scikit-learn's bundled 8x8 digits: in PyTorch and in Keras 3.
+"""The classic MNIST CNN, scaled down to scikit-learn's bundled 8x8 digits, in PyTorch.
 
-Both networks are the same: a 3x3 convolution with ReLU, 2x2 max pooling, dropout, a
-hidden dense layer with ReLU, and ten outputs. ``TorchDigitsCNN`` trains the PyTorch
-module through skorch; ``KerasDigitsCNN`` builds the Keras model for ``seedline.keras``.
-The specs (``seedline.yaml``, ``seedline-keras.yaml``) set the training parameters.
+A 3x3 convolution with ReLU, 2x2 max pooling, dropout, a hidden dense layer with ReLU,
+and ten outputs. ``TorchDigitsCNN`` trains the PyTorch module through skorch; the same
+network in Keras 3 is ``keras_cnn.KerasDigitsCNN`` (a module of its own, so that a Keras
+run on TensorFlow or JAX does not import torch). ``seedline.yaml`` sets the training
+parameters.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import torch
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from seedline.keras import KerasClassifier
 
 SIDE = 8  # the digits are 8x8 grey levels, given as 64 feature columns
 
@@ -67,31 +67,4 @@ class TorchDigitsCNN(NeuralNetClassifier):
             iterator_train__shuffle=iterator_train__shuffle,
             verbose=verbose,
             **kwargs,
-        )
-
-
-class KerasDigitsCNN(KerasClassifier):
-    """The same network in Keras 3 (on the torch backend, which seedline selects)."""
-
-    def build_model(
-        self,
-        n_features: int,
-        n_outputs: int,
-        channels: int = 8,
-        hidden: int = 32,
-        dropout: float = 0.25,
-    ) -> Any:
-        import keras
-
-        return keras.Sequential(
-            [
-                keras.Input((n_features,)),
-                keras.layers.Reshape((SIDE, SIDE, 1)),
-                keras.layers.Conv2D(channels, 3, padding="same", activation="relu"),
-                keras.layers.MaxPooling2D(2),
-                keras.layers.Flatten(),
-                keras.layers.Dropout(dropout),
-                keras.layers.Dense(hidden, activation="relu"),
-                keras.layers.Dense(n_outputs, activation="softmax"),
-            ]
         )

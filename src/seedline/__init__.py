@@ -23,6 +23,7 @@ __all__ = [
     "TableFingerprint",
     "__version__",
     "check",
+    "determinism",
     "diff",
     "fingerprint_array",
     "fingerprint_estimator",
@@ -52,10 +53,12 @@ _LAZY = {
     "run": "seedline.execution.runner",
     "reproduce": "seedline.workflow.reproduce",
     "check": "seedline.workflow.check",
+    "determinism": "seedline.core.determinism",
     "sweep": "seedline.workflow.sweep",
 }
 
 if TYPE_CHECKING:
+    from seedline.core.determinism import determinism
     from seedline.core.errors import SeedlineError
     from seedline.core.fingerprint import (
         TableFingerprint,

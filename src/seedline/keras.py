@@ -11,18 +11,21 @@ override ``build_model``; the spec names your class and sets the training parame
             return keras.Sequential([keras.Input((n_features,)), ..., keras.layers.Dense(n_outputs, activation="softmax")])
 
 Why a wrapper of our own and not scikeras: see docs/deep-learning.md. In short, it is
-small, its ``random_state`` reaches every generator Keras uses on the torch backend
-(``keras.utils.set_random_seed``), it leaves the caller's global generators as it found
-them, and its fitted state (weights by layer) is what seedline fingerprints and saves as
-safetensors.
+small, its ``random_state`` reaches every generator Keras uses on each backend
+(``keras.utils.set_random_seed``: Python, NumPy, torch or TensorFlow, and Keras' own seed
+generator, which JAX draws its keys from), it leaves the caller's Python, NumPy and torch
+generators as it found them, and its fitted state (weights by layer) is what seedline
+fingerprints and saves as safetensors.
 
-Keras runs on the torch backend unless ``KERAS_BACKEND`` says otherwise: this module sets
-``KERAS_BACKEND=torch`` when the variable is unset and Keras is not imported yet.
+The backend is chosen before Keras is imported (Keras reads it once): the spec's
+``execution.keras_backend``, else ``KERAS_BACKEND``, else ``torch``
+(``seedline.core.deeplearning.keras_backend``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 
 def _keras() -> Any:
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+    if "keras" not in sys.modules:
+        from seedline.core.deeplearning import keras_backend
+
+        # Keras reads the variable once, at import
+        os.environ["KERAS_BACKEND"] = keras_backend()
     import keras
 
     return keras

@@ -17,6 +17,7 @@ import typer
 
 from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
+from seedline.cli.exec_cmd import exec_cmd
 from seedline.cli.help_text import plain_placeholders
 from seedline.core.version import __version__
 
@@ -225,6 +226,12 @@ def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool, **w
         return run(spec, overrides=overrides, progress=update, use_cache=use_cache, **where)
 
 
+app.command(
+    "exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(exec_cmd)
+
+
 @app.command()
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
@@ -359,6 +366,11 @@ def reproduce(
     try:
         store = _store_if_any()
         original = load_manifest(run_ref, store)
+        if original.spec.get("kind") == "script":
+            _reproduce_script(
+                original.run_id, store, rtol, atol, allow_data_change, strict, as_json
+            )
+            return
         if original.seeds is not None:
             _reexec_with_hash_seed(original.seeds.hash_seed.get("PYTHONHASHSEED"))
         report = reproduce_run(
@@ -377,6 +389,36 @@ def reproduce(
         from seedline.cli.render import render_reproduction
 
         render_reproduction(_console(), report)
+    if report.verdict == "failed" or (strict and report.verdict != "bitwise"):
+        raise typer.Exit(1)
+
+
+def _reproduce_script(
+    run_id: str,
+    store: Any,
+    rtol: float | None,
+    atol: float | None,
+    allow_data_change: bool,
+    strict: bool,
+    as_json: bool,
+) -> None:
+    """A ``seedline exec`` run: re-run its script in a copy of the project, compare the outputs."""
+    from seedline.cli.exec_cmd import render_script_reproduction
+    from seedline.workflow.reproduce import DEFAULT_ATOL, DEFAULT_RTOL
+    from seedline.workflow.scripts import reproduce_script
+
+    report = reproduce_script(
+        run_id,
+        store=store,
+        rtol=DEFAULT_RTOL if rtol is None else rtol,
+        atol=DEFAULT_ATOL if atol is None else atol,
+        allow_data_change=allow_data_change,
+        quiet=as_json,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        render_script_reproduction(_console(), report)
     if report.verdict == "failed" or (strict and report.verdict != "bitwise"):
         raise typer.Exit(1)
 

@@ -1,4 +1,4 @@
-"""Deep-learning steps under the seed plan: PyTorch (through skorch) and Keras 3 (torch backend).
+"""Deep-learning steps under the seed plan: PyTorch (through skorch) and Keras 3 (torch, TensorFlow or JAX).
 
 Seeding one library is not enough for a network to train bit for bit. This module holds
 everything seedline does for such steps, and nothing here imports torch, keras or skorch
@@ -6,11 +6,15 @@ at import time: each function looks at ``sys.modules`` and acts on what the pipe
 itself imported.
 
 - **Before anything is imported** (``prepare_frameworks``, called before the spec is
-  compiled): ``KERAS_BACKEND=torch`` when the spec uses Keras, and
-  ``CUBLAS_WORKSPACE_CONFIG`` (cuBLAS reads it once, when CUDA initialises).
+  compiled; ``framework_environment`` for scripts): ``KERAS_BACKEND`` (the spec's
+  ``execution.keras_backend``, else the variable, else ``torch``), ``CUBLAS_WORKSPACE_CONFIG``
+  (cuBLAS reads it once, when CUDA initialises), TensorFlow's thread pools
+  (``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``: TensorFlow sizes them once) and
+  XLA's flags for JAX (read once, when its backend starts).
 - **Before fitting** (``apply_controls``, from ``SeedPlan.seed_globals``):
   ``torch.use_deterministic_algorithms(True)``, cuDNN deterministic and not benchmarking,
-  torch's intra-op threads pinned; TensorFlow's op determinism when TensorFlow is loaded.
+  torch's intra-op threads pinned; TensorFlow's op determinism and thread pools when
+  TensorFlow is loaded; JAX's PRNG implementation and XLA flags recorded.
 - **Right before each deep-learning step fits** (``SeedPlan.seed_step``): torch's
   generators seeded from ``(master seed, 'torch/pipeline/<step>')``, so a network's initial
   weights, dropout masks and DataLoader order depend on the step's path only, never on
@@ -45,8 +49,15 @@ _FRAMEWORK_MODULES = {
     "keras": "keras",
     "scikeras": "keras",
     "tensorflow": "tensorflow",
+    "jax": "jax",
+    "flax": "jax",
 }
-KERAS_BACKEND = "torch"
+KERAS_BACKEND = "torch"  # the default backend, when neither the spec nor the shell names one
+KERAS_BACKENDS = ("torch", "tensorflow", "jax")
+# XLA on a CPU: Eigen's thread pool splits reductions by thread count; one thread fixes the
+# split. On a GPU, XLA's deterministic ops (scatter, reductions) replace the atomics.
+XLA_DETERMINISM_FLAGS = ("--xla_gpu_deterministic_ops=true",)
+XLA_ONE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
 # cuBLAS needs a fixed workspace to pick deterministic kernels (NVIDIA's documented value)
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 _NONDETERMINISTIC_MARK = " does not have a deterministic implementation"
@@ -109,6 +120,28 @@ def _module_frameworks(module: str, root: Path, seen: set[str]) -> set[str]:
     return found
 
 
+def frameworks_in_source(script: str | Path, root: str | Path | None = None) -> set[str]:
+    """Deep-learning frameworks a script imports, directly or through modules beside it (``root``: its folder)."""
+    path = Path(script)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return set()
+    here = Path(root) if root is not None else path.parent
+    found: set[str] = set()
+    seen: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            found |= _module_frameworks(name, here, seen)
+    return found
+
+
 def frameworks_in_spec(spec: dict[str, Any], root: str | Path) -> set[str]:
     """Deep-learning frameworks a spec's classes use: ``torch``, ``keras``, ``tensorflow``.
 
@@ -123,27 +156,111 @@ def frameworks_in_spec(spec: dict[str, Any], root: str | Path) -> set[str]:
         if module:
             found |= _module_frameworks(module, Path(root), seen)
     if "keras" in found:
-        found.add("torch")  # seedline runs Keras on the torch backend
+        found.add(keras_backend(spec))
     return found
+
+
+def keras_backend(spec: dict[str, Any] | None = None) -> str:
+    """The backend Keras runs on: the one already imported, else the spec's, the variable's, or torch.
+
+    The spec's ``execution.keras_backend`` wins over ``KERAS_BACKEND`` (the spec is what a
+    reproduction reads); Keras reads its backend once, at import, so a process that already
+    imported Keras keeps its backend (``prepare_frameworks`` refuses a spec that asks another).
+    """
+    keras: Any = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return str(keras.backend.backend())
+    asked = ((spec or {}).get("execution") or {}).get("keras_backend")
+    chosen = str(asked or os.environ.get("KERAS_BACKEND") or KERAS_BACKEND)
+    if chosen not in KERAS_BACKENDS:
+        import difflib
+
+        near = difflib.get_close_matches(chosen, KERAS_BACKENDS, n=1)
+        raise DeepLearningError(
+            f"Keras backend must be one of {', '.join(KERAS_BACKENDS)}; got {chosen!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else ""),
+            hint="set execution.keras_backend in the spec, or KERAS_BACKEND in the shell",
+        )
+    return chosen
+
+
+def framework_environment(frameworks: set[str], threads: int | None) -> dict[str, str]:
+    """Variables a framework reads once, when it is imported or starts: what to set before that.
+
+    ``frameworks``: the libraries the code uses (``torch``, ``keras``, ``tensorflow``,
+    ``jax``). With ``threads``, TensorFlow's intra-op pool gets that many threads and its
+    inter-op pool one (ops run one at a time), and XLA one Eigen thread when it is 1.
+    """
+    env: dict[str, str] = {}
+    if frameworks & {"torch", "keras", "tensorflow", "jax"}:
+        env["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+    if "tensorflow" in frameworks:
+        env["TF_DETERMINISTIC_OPS"] = "1"
+        env["TF_CUDNN_DETERMINISTIC"] = "1"
+        if threads:
+            env["TF_NUM_INTRAOP_THREADS"] = str(int(threads))
+            env["TF_NUM_INTEROP_THREADS"] = "1"
+    if "jax" in frameworks:
+        flags = list(XLA_DETERMINISM_FLAGS)
+        if threads == 1:
+            flags += XLA_ONE_THREAD_FLAGS
+        env["XLA_FLAGS"] = " ".join(flags)
+    return env
+
+
+def _set_env(env: dict[str, str], imported: set[str]) -> dict[str, str]:
+    """Set each variable that is unset (a value of yours is kept); XLA flags are appended to yours."""
+    done: dict[str, str] = {}
+    for name, value in env.items():
+        current = os.environ.get(name)
+        if name == "XLA_FLAGS":
+            if "jax" in imported:
+                continue  # read when JAX's backend started: too late
+            missing = [f for f in value.split() if f.split("=")[0] not in (current or "")]
+            if missing:
+                os.environ[name] = " ".join([*(current or "").split(), *missing])
+        elif name.startswith("TF_NUM_") and "tensorflow" in imported:
+            continue
+        elif current is None:
+            os.environ[name] = value
+        done[name] = os.environ.get(name, "")
+    return done
 
 
 def prepare_frameworks(spec: dict[str, Any], root: str | Path) -> dict[str, Any]:
     """Set what must be set before a framework is imported, for the frameworks the spec uses.
 
-    ``KERAS_BACKEND`` is set to ``torch`` when Keras is used, not yet imported and the
-    variable is unset (a value you set is kept). ``CUBLAS_WORKSPACE_CONFIG`` is set when torch
-    is used and it is unset. Both end up in the manifest (``environment.env_vars`` and
+    ``KERAS_BACKEND`` is set to the spec's ``execution.keras_backend`` (else the variable's
+    value, else ``torch``) when Keras is used and not yet imported; a spec asking for another
+    backend than the one a process already imported is refused. Then
+    ``framework_environment``'s variables (a value you set is kept). All of them end up in
+    the manifest (``environment.env_vars``, so in the environment fingerprint, and
     ``seeds.globals.deep_learning``).
     """
     frameworks = frameworks_in_spec(spec, root)
     done: dict[str, Any] = {"frameworks": sorted(frameworks)}
-    if "keras" in frameworks and "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", KERAS_BACKEND)
-    if frameworks & {"torch", "keras"}:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-    if "tensorflow" in frameworks:
-        os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    if "keras" in frameworks:
+        asked = (spec.get("execution") or {}).get("keras_backend")
+        backend = keras_backend(spec)
+        if asked and backend != asked:
+            raise DeepLearningError(
+                f"the spec asks for Keras on {asked!r}, but this process already imported Keras on {backend!r}",
+                hint="Keras reads its backend once, at import: run the spec in a fresh process (the seedline command does)",
+            )
+        if "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = backend
+        done["keras_backend"] = backend
+    threads = (spec.get("execution") or {}).get("threads", 1)
+    done["env"] = _set_env(framework_environment(frameworks, threads), set(sys.modules))
     return done
+
+
+def restore_recorded_backend(spec: dict[str, Any], env_vars: dict[str, str]) -> None:
+    """Before a reproduction imports Keras: the backend the original run recorded, if its spec names none."""
+    recorded = env_vars.get("KERAS_BACKEND")
+    asked = (spec.get("execution") or {}).get("keras_backend")
+    if recorded and not asked and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = recorded
 
 
 # -- which steps are deep-learning steps --------------------------------------------------------
@@ -190,7 +307,7 @@ def framework_versions(est: Any) -> dict[str, str]:
     fw = framework_of(est)
     if fw is None:
         return {}
-    names = ["torch", "skorch"] if fw == "torch" else ["keras", "torch"]
+    names = ["torch", "skorch"] if fw == "torch" else ["keras", keras_backend()]
     out: dict[str, str] = {}
     for name in names:
         module = sys.modules.get(name)
@@ -248,6 +365,12 @@ def apply_controls(*, threads: int | None = None, warn_only: bool = False) -> di
             "num_interop_threads": int(torch.get_num_interop_threads()),
             "cuda": _cuda_state(torch),
         }
+    tf: Any = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "config"):
+        record["tensorflow"] = _tensorflow_controls(tf, threads)
+    jax: Any = sys.modules.get("jax")
+    if jax is not None and hasattr(jax, "config"):
+        record["jax"] = _jax_controls(jax)
     keras: Any = sys.modules.get("keras")
     if keras is not None:
         backend = getattr(keras, "backend", None)
@@ -256,18 +379,52 @@ def apply_controls(*, threads: int | None = None, warn_only: bool = False) -> di
             "backend": backend.backend() if backend is not None else None,
             "KERAS_BACKEND": os.environ.get("KERAS_BACKEND"),
         }
-    tf: Any = sys.modules.get("tensorflow")
-    if tf is not None:
-        config = getattr(tf, "config", None)
-        experimental = getattr(config, "experimental", None)
-        if experimental is not None and hasattr(experimental, "enable_op_determinism"):
-            experimental.enable_op_determinism()
-        record["tensorflow"] = {
-            "version": str(getattr(tf, "__version__", "")),
-            "op_determinism": experimental is not None
-            and hasattr(experimental, "enable_op_determinism"),
-        }
     return record
+
+
+def _tensorflow_controls(tf: Any, threads: int | None) -> dict[str, Any]:
+    """Op determinism on, thread pools pinned (if TensorFlow has not started them yet); what is in force."""
+    threading = tf.config.threading
+    pinned: bool | str = True
+    from_env = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    threads = threads or int(from_env or 0)
+    if threads:
+        try:
+            threading.set_intra_op_parallelism_threads(int(threads))
+            threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            # the pools exist already: the variables set before import sized them, or nothing did
+            pinned = (
+                "at import, by TF_NUM_INTRAOP_THREADS"
+                if from_env == str(threads)
+                else f"too late: TensorFlow had started its pools before {threads} thread(s) could be set"
+            )
+    tf.config.experimental.enable_op_determinism()
+    return {
+        "version": str(tf.__version__),
+        "op_determinism": True,  # enable_op_determinism raises rather than fail silently
+        # 0 means "sized by TensorFlow": from the variables, else from the core count
+        "intra_op_threads": int(threading.get_intra_op_parallelism_threads()) or int(from_env or 0),
+        "inter_op_threads": int(threading.get_inter_op_parallelism_threads())
+        or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0),
+        "threads_pinned": pinned,
+        "TF_NUM_INTRAOP_THREADS": from_env,
+        "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+    }
+
+
+def _jax_controls(jax: Any) -> dict[str, Any]:
+    """JAX has no global seed (keys are explicit); what decides its numbers is recorded."""
+    config = jax.config
+    return {
+        "version": str(jax.__version__),
+        "default_backend": str(jax.default_backend()),
+        "prng_impl": str(config.jax_default_prng_impl),
+        "threefry_partitionable": bool(config.jax_threefry_partitionable),
+        "enable_x64": bool(config.jax_enable_x64),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+    }
 
 
 def step_seeds(path: str, est: Any) -> dict[str, str]:
@@ -296,7 +453,7 @@ def describe_steps(pipeline: Any, derive: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for _i, name, est in deep_learning_steps(pipeline):
         if framework_of(est) == "keras" and "keras" not in sys.modules:
-            os.environ.setdefault("KERAS_BACKEND", KERAS_BACKEND)
+            os.environ["KERAS_BACKEND"] = keras_backend()
             importlib.import_module("keras")
         path = f"pipeline/{name}"
         params = est.get_params(deep=False)
@@ -307,12 +464,21 @@ def describe_steps(pipeline: Any, derive: Any) -> dict[str, Any]:
         info["seeds"] = seeds
         device = params.get("device")
         info["device"] = str(device) if device is not None else _keras_device()
-        info["gpu"] = info["device"] is not None and info["device"].startswith("cuda")
+        info["gpu"] = info["device"] is not None and info["device"].startswith(("cuda", "gpu"))
+        if info["framework"] == "keras":
+            info["backend"] = keras_backend()
         out[path] = info
     return out
 
 
 def _keras_device() -> str | None:
+    backend = keras_backend() if "keras" in sys.modules else None
+    if backend == "tensorflow":
+        tf: Any = sys.modules["tensorflow"]
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    if backend == "jax":
+        jax: Any = sys.modules["jax"]
+        return str(jax.default_backend())
     torch: Any = sys.modules.get("torch")
     if torch is None:
         return None
@@ -538,6 +704,7 @@ def export_step(est: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
                     arrays[f"layers.{i}.{j}"] = np.ascontiguousarray(w)
         state = {
             "fitted": model is not None,
+            "backend": keras_backend() if model is not None else None,
             "layers": layers,
             "n_features_in_": getattr(est, "n_features_in_", None),
             "history_": getattr(est, "history_", None),
@@ -578,6 +745,10 @@ def restore_step(
             est.classes_inferred_ = _array_from_state(state["classes_inferred_"])
         return est
     if fw == "keras":
+        recorded = state.get("backend")
+        if recorded and "keras" not in sys.modules:
+            # the weights load on any backend; the one that trained them predicts bit for bit
+            os.environ["KERAS_BACKEND"] = str(recorded)
         if state.get("fitted"):
             classes = _array_from_state(state["classes_"]) if "classes_" in state else None
             weights = [
@@ -623,3 +794,75 @@ def loader_seeding(seed: int) -> dict[str, Any]:
     import torch
 
     return {"generator": torch.Generator().manual_seed(int(seed)), "worker_init_fn": seed_worker}
+
+
+# -- weights files a script writes (``seedline exec``): their tensors, without pickle ----------
+WEIGHTS_SUFFIXES = (".keras", ".h5", ".hdf5", ".safetensors", ".pt", ".pth")
+
+
+def _h5_tensors(h5: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            out[prefix + name] = np.asarray(obj[()])
+
+    h5.visititems(visit)
+    return out
+
+
+def weight_tensors(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The tensors of a weights file, by name in the file's order; None for other files.
+
+    ``.keras`` (the zip's ``model.weights.h5``), ``.h5``/``.hdf5`` (every dataset),
+    ``.safetensors``, and ``.pt``/``.pth`` state dicts (read with ``torch.load(weights_only=True)``,
+    which refuses anything but tensors and plain containers). A ``.keras`` archive also holds
+    the time it was saved, so two saves of the same weights differ in bytes, never in tensors.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return dict(load_file(str(p)))
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(p, "r") as h5:
+                return _h5_tensors(h5)
+        if suffix == ".keras":
+            import io
+            import zipfile
+
+            import h5py
+
+            with (
+                zipfile.ZipFile(p) as zf,
+                h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as h5,
+            ):
+                return _h5_tensors(h5)
+        if suffix in (".pt", ".pth"):
+            import torch
+
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+            return _torch_tensors(state)
+    except Exception as exc:  # each library raises its own family for a corrupt or foreign file
+        raise DeepLearningError(
+            f"could not read the tensors of {p.name}: {type(exc).__name__}: {exc}",
+            hint="seedline reads .keras, .h5, .safetensors and .pt state dicts; declare other files as plain outputs",
+        ) from exc
+    return None
+
+
+def _torch_tensors(state: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if isinstance(state, dict):
+        for key, value in state.items():
+            out.update(_torch_tensors(value, f"{prefix}{key}."))
+    elif isinstance(state, list | tuple):
+        for i, value in enumerate(state):
+            out.update(_torch_tensors(value, f"{prefix}{i}."))
+    elif hasattr(state, "detach"):
+        out[prefix.rstrip(".")] = state.detach().cpu().numpy()
+    return out

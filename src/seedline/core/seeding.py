@@ -47,18 +47,26 @@ class SeedPlan:
     ) -> dict[str, Any]:
         """Seed Python's ``random``, NumPy's legacy global RNG, and deep-learning frameworks already imported.
 
-        With torch, Keras or TensorFlow loaded, their determinism switches are turned on too
+        With torch, Keras, TensorFlow or JAX loaded, their determinism switches are turned on too
         (``core.deeplearning.apply_controls``: ``threads`` and ``warn_only`` are passed on) and
         recorded under ``deep_learning``, with, given the ``pipeline``, each deep-learning
         step's framework, device and seeds.
         """
         done: dict[str, Any] = {}
         steps: dict[str, Any] | None = None
-        if pipeline is not None and any(m in sys.modules for m in ("torch", "keras")):
+        if pipeline is not None and any(
+            m in sys.modules for m in ("torch", "keras", "seedline.keras")
+        ):
             from seedline.core.deeplearning import describe_steps
 
             # first: it loads the framework a step runs on, so that it is seeded and controlled below
             steps = describe_steps(pipeline, self.derive)
+        controls: dict[str, Any] | None = None
+        if any(m in sys.modules for m in ("torch", "keras", "tensorflow", "jax")):
+            from seedline.core.deeplearning import apply_controls
+
+            # first: TensorFlow's thread pools can be sized only until its first operation
+            controls = apply_controls(threads=threads, warn_only=warn_only)
         # keras.utils.set_random_seed also seeds Python, NumPy and torch: it goes first, so
         # that every seed recorded below is the one in force
         if "keras" in sys.modules:
@@ -79,17 +87,13 @@ class SeedPlan:
             tf: Any = sys.modules["tensorflow"]
             tf.random.set_seed(self.derive("tensorflow/global"))
             done["tensorflow"] = self.derived["tensorflow/global"]
-        if any(m in sys.modules for m in ("torch", "keras", "tensorflow")):
-            from seedline.core.deeplearning import apply_controls
-
-            controls = apply_controls(threads=threads, warn_only=warn_only)
-            # recorded for pipelines with networks; a scikit-learn pipeline that merely runs in
-            # a process where torch happens to be loaded is not affected by these switches
-            if steps is None or steps:
-                if steps:
-                    controls["steps"] = steps
-                    controls["gpu"] = any(s["gpu"] for s in steps.values())
-                done["deep_learning"] = controls
+        # recorded for pipelines with networks; a scikit-learn pipeline that merely runs in
+        # a process where torch happens to be loaded is not affected by these switches
+        if controls is not None and (steps is None or steps):
+            if steps:
+                controls["steps"] = steps
+                controls["gpu"] = any(s["gpu"] for s in steps.values())
+            done["deep_learning"] = controls
         return done
 
     def seed_step(self, path: str, est: Any) -> dict[str, int]:

@@ -138,9 +138,13 @@ class SplitSpec(_Strict):
 
 
 class ExecutionSpec(_Strict):
-    """Execution settings. They are recorded; ``threads`` pins BLAS/OpenMP pools while fitting."""
+    """Execution settings. They are recorded; ``threads`` pins BLAS/OpenMP pools while fitting.
+
+    ``keras_backend`` chooses the backend of Keras steps (else ``KERAS_BACKEND``, else torch).
+    """
 
     threads: int = 1
+    keras_backend: Literal["torch", "tensorflow", "jax"] | None = None
 
     @field_validator("threads")
     @classmethod

@@ -97,6 +97,13 @@ class LocalModule(_Record):
     )
 
 
+class ScriptRecord(_Record):
+    """The script a ``seedline exec`` run executed."""
+
+    path: str = Field(description="Path relative to the project.")
+    fingerprint: str = Field(description="file:... hash of the script's bytes.")
+
+
 class CodeRecord(_Record):
     """The code a run used: git state and the project's own modules."""
 
@@ -111,6 +118,10 @@ class CodeRecord(_Record):
     diff: str | None = Field(default=None, description="diff:... of the uncommitted changes.")
     untracked_not_captured: list[str] = Field(default_factory=list)
     local_modules: dict[str, LocalModule] = Field(default_factory=dict)
+    script: ScriptRecord | None = Field(default=None, description="For a script run: the script.")
+    diff_object: str | None = Field(
+        default=None, description="For a script run: address of the stored uncommitted diff."
+    )
 
 
 class SettingsRecord(_Record):
@@ -121,6 +132,13 @@ class SettingsRecord(_Record):
     workers: int = 1
     address: str | None = Field(default=None, description="The Dask scheduler, if external.")
     cache: bool | None = Field(default=None, description="Whether the step cache was used.")
+    frameworks: list[str] | None = Field(
+        default=None, description="For a script run: the deep-learning frameworks it controlled."
+    )
+    library_controls: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Determinism switches seedline filled for LightGBM/XGBoost steps, by parameter path.",
+    )
 
 
 class ProbeRecord(_Record):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from seedline.core.deeplearning import comparable_state
+from seedline.core.deeplearning import comparable_state, restore_recorded_backend
 from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError
 from seedline.core.spec import Spec
@@ -497,6 +497,8 @@ def reproduce(
 
         _purge_modules_under(root, run_root)
         verifier = _Verifier(original, store, rtol, atol, report)
+        # Keras' backend, when the shell chose it, is read back from the run's environment
+        restore_recorded_backend(original.spec, original.environment.env_vars)
         manifest: Manifest | None = None
         try:
             result = run(
