@@ -163,12 +163,24 @@ def run_cmd(
         str | None,
         typer.Option("--address", help="Dask scheduler tcp://HOST:PORT (default: a LocalCluster)."),
     ] = None,
+    no_plots: Annotated[
+        bool,
+        typer.Option(
+            "--no-plots",
+            help="Skip the plot data (confusion matrix, curves, importances) stored for 'seedline ui'.",
+        ),
+    ] = False,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.core.errors import PipelineError, SeedlineError
 
     overrides = list(set_ or [])
-    where: dict[str, Any] = {"executor": executor, "workers": workers, "address": address}
+    where: dict[str, Any] = {
+        "executor": executor,
+        "workers": workers,
+        "address": address,
+        "plots": not no_plots,
+    }
     try:
         _pin_hash_seed(spec, overrides)
         from seedline.execution.runner import run
