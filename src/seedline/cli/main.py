@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
+from seedline.cli import cache_cmds, registry_cmds, sweep_cmds, ui_cmds
 from seedline.cli.check_cmd import check_cmd
 from seedline.core.version import __version__
 
@@ -244,23 +244,9 @@ def runs(
     try:
         store = Store.find()
         if sweep is not None:
-            from seedline.workflow.sweep import sweep_info
+            from seedline.workflow.browse import ranked_trials
 
-            info = sweep_info(store, sweep)
-            rows = store.list_runs(sweep=info["sweep_id"])
-            metric = info["metric"]
-            # ties go to the earlier trial, as the sweep's own 'best' does
-            trial = {
-                r.run_id: (store.manifest(r.run_id).sweep or {}).get("trial", "") for r in rows
-            }
-            rows.sort(
-                key=lambda r: (
-                    r.status != "succeeded",
-                    -r.metrics.get(metric, float("-inf")),
-                    trial[r.run_id],
-                )
-            )
-            rows = rows[:limit]
+            rows = [t["summary"] for t in ranked_trials(store, sweep, limit=limit)["trials"]]
         else:
             rows = store.list_runs(limit=limit)
     except SeedlineError as exc:
@@ -402,6 +388,7 @@ cache_cmds.register(app)
 sweep_cmds.register(app)
 app.command("check")(check_cmd)
 registry_cmds.register(app)
+ui_cmds.register(app)
 
 
 def main() -> None:

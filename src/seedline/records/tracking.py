@@ -155,6 +155,9 @@ class Store:
             row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
+            from seedline.records.browsing import index_params
+
+            index_params(s, manifest)
         return address
 
     # -- reading ---------------------------------------------------------------------------
