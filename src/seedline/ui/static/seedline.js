@@ -77,11 +77,14 @@
     document.querySelectorAll(".diagram[data-divergent]").forEach((diagram) => {
       const name = diagram.dataset.divergent;
       if (!name) return;
-      diagram.querySelectorAll("label").forEach((label) => {
-        const text = label.textContent.trim();
-        if (text === name || text.startsWith(name + ":") || text.startsWith(name + " ")) {
+      // sklearn marks each step's box with its parameter prefix ("clf__"); its label sits just before
+      diagram.querySelectorAll(".sk-toggleable__content").forEach((content) => {
+        if (content.dataset.paramPrefix !== name + "__") return;
+        const label = content.previousElementSibling;
+        if (label && label.tagName === "LABEL") {
           label.classList.add("sl-divergent");
           label.setAttribute("data-divergent-step", name);
+          label.title = "first divergent step: " + name;
         }
       });
     });
