@@ -4,7 +4,7 @@
   const data = JSON.parse(document.getElementById("sl-data").textContent || "null") || {};
   const page = document.body.dataset.page;
   const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"] };
-  const base = { margin: { l: 56, r: 16, t: 36, b: 48 }, font: { size: 12 }, legend: { orientation: "h", y: -0.2 } };
+  const base = { margin: { l: 56, r: 16, t: 36, b: 90 }, font: { size: 12 }, legend: { orientation: "h", y: -0.32 } };
   const letters = "ABCDEFGH";
 
   function box(area, id, title) {
@@ -31,7 +31,7 @@
         if (!d || !d.confusion_matrix) return;
         const cm = d.confusion_matrix;
         draw(box(area, "confusion-" + i, "confusion matrix"), [{
-          type: "heatmap", z: cm.counts, x: cm.labels, y: cm.labels, colorscale: "Blues", showscale: false,
+          type: "heatmap", z: cm.counts, x: cm.labels, y: cm.labels, colorscale: "Blues", reversescale: true, showscale: false,
           text: cm.counts.map((r) => r.map(String)), texttemplate: "%{text}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
         }], { title: { text: "Confusion matrix" + (many ? " · " + names[i] : "") }, xaxis: { title: { text: "predicted" }, type: "category" }, yaxis: { title: { text: "true" }, autorange: "reversed", type: "category" } });
       });
@@ -68,7 +68,7 @@
     });
     if (imp.length) {
       const p = docs.find((d) => d && d.permutation_importance).permutation_importance;
-      draw(box(area, "importance", "permutation importance"), imp, { title: { text: "Permutation importance (drop in " + p.metric + ", seed " + p.seed + ")" }, barmode: "group", margin: { l: 140, r: 16, t: 36, b: 48 }, xaxis: { title: { text: "drop in " + p.metric } } });
+      draw(box(area, "importance", "permutation importance"), imp, { title: { text: "Permutation importance" }, barmode: "group", margin: { l: 150, r: 16, t: 36, b: 90 }, xaxis: { title: { text: "drop in " + p.metric + " when shuffled (seed " + p.seed + ")" } } });
     }
   }
 
