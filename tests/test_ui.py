@@ -96,6 +96,27 @@ def test_kfold_plots_are_out_of_fold(tmp_path: Path) -> None:
     assert doc["permutation_importance"]["folds"] == 3
 
 
+def test_regressor_plots_and_importances() -> None:
+    """A regressor gets predicted-vs-actual and residuals; shuffling the informative column costs R²."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    from seedline.execution.plots import compute_plots, permutation_importance
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"signal": rng.normal(size=200), "noise": rng.normal(size=200)})
+    y = pd.Series(3 * X["signal"] + 0.01 * rng.normal(size=200))
+    model = Pipeline([("lr", LinearRegression())]).fit(X, y)
+    imp = permutation_importance(model, X, y, seed=5, is_classifier=False)
+    assert imp["features"][0] == "signal" and imp["mean"][0] > 1.0
+    assert imp == permutation_importance(model, X, y, seed=5, is_classifier=False)
+    doc = compute_plots(model, y, model.predict(X), None, importance=imp, split="test split")
+    assert doc["kind"] == "regressor" and len(doc["residuals"]["residual"]) == 200
+    assert max(abs(r) for r in doc["residuals"]["residual"]) < 0.1
+
+
 # -- workflow functions -------------------------------------------------------------------------
 def test_runs_query_sorts_filters_and_pages(store: Any, project: UIProject) -> None:
     """Sort by a metric, filter by a parameter and by kind, page through: all in the database."""

@@ -60,9 +60,9 @@ def _param_number(value: Any) -> float | None:
 
 
 def index_params(session: Session, manifest: Manifest) -> None:
-    """Record a run's flattened spec values (called as the run finishes, in its transaction)."""
+    """Record a run's flattened spec values (called once, as the run finishes, in its transaction)."""
     for name, value in flatten_spec(manifest.spec).items():
-        session.merge(
+        session.add(
             RunParamRow(
                 run_id=manifest.run_id,
                 name=name[:300],

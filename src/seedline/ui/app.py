@@ -112,7 +112,8 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(SeedlineError)
     async def seedline_error(request: Request, exc: SeedlineError) -> Response:
-        status = 404 if isinstance(exc, RunNotFoundError) or "no " in exc.message[:6] else 400
+        # "no run matches ...", "no registered model is named ...": the thing is not there
+        status = 404 if isinstance(exc, RunNotFoundError) or exc.message.startswith("no ") else 400
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
         return HTMLResponse(
