@@ -243,6 +243,43 @@ def test_report_is_self_contained(store: Any, project: UIProject, tmp_path: Path
         assert "Plotly" in html and "sl-data" in html
 
 
+@pytest.mark.slow
+def test_cli_report_and_check_are_stored(project: UIProject, store: Any) -> None:
+    """'seedline report' writes the file atomically; 'seedline check' stores its report in the store."""
+    import subprocess
+    import sys
+
+    from seedline.records.browsing import list_check_reports
+
+    before = len(list_check_reports(store))
+    out = project.root / "two.html"
+    cli = [sys.executable, "-m", "seedline"]
+    done = subprocess.run(
+        [*cli, "report", *project.runs[:2], "-o", str(out)],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 1_000_000 and not list(project.root.glob(".two.html*"))
+    bad = subprocess.run(
+        [*cli, "report", *project.runs, "-o", str(out)],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "one run or two runs" in bad.stderr
+    checked = subprocess.run(
+        [*cli, "check", "--sample", "60", "--json"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+    reports = list_check_reports(store)
+    assert len(reports) == before + 1 and reports[0]["spec"] == "iris-tree"
+
+
 # -- a real browser -----------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

@@ -120,7 +120,12 @@ def plot_parts(
 
     try:
         importance = permutation_importance(
-            pipeline, X_test, y_test, seed=seed, is_classifier=is_classifier(pipeline.steps[-1][1])
+            pipeline,
+            X_test,
+            y_test,
+            seed=seed,
+            is_classifier=is_classifier(pipeline.steps[-1][1]),
+            pred=pred,
         )
     except Exception as exc:
         importance = {"error": f"{type(exc).__name__}: {exc}"}

@@ -684,6 +684,7 @@ def _plot_document(
                 p.y_test,
                 seed=seed,
                 is_classifier=is_classifier(pipeline.steps[-1][1]),
+                pred=pred,
             )
             split = "test split"
         doc = compute_plots(pipeline, y, pred, proba, importance=importance, split=split)
