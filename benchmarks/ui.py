@@ -221,6 +221,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--plot-repeats", type=int, default=3)
     ap.add_argument("--skip-plots", action="store_true")
+    ap.add_argument(
+        "--store",
+        type=Path,
+        help="Keep the generated project here and reuse it when it exists (building takes minutes).",
+    )
     args = ap.parse_args()
     print(f"load average before: {load()}")
     if not args.skip_plots:
@@ -228,10 +233,17 @@ def main() -> None:
         print(f"{'example':<10} {'with plots s':>13} {'--no-plots s':>13} {'plots share':>12}")
         for name, w, wo, share in bench_plots(args.plot_repeats):
             print(f"{name:<10} {w:>13.2f} {wo:>13.2f} {share * 100:>11.1f}%")
-    root = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    root = args.store or Path(tempfile.mkdtemp(prefix="bench-ui-"))
     try:
-        store, secs = build_store(root, args.runs)
-        print(f"\nstore: {args.runs} runs ({secs:.0f} s through Store.begin_run/finish_run)")
+        if args.store and (root / ".seedline").is_dir():
+            from seedline.records.tracking import Store
+
+            store = Store.find(root)
+            print(f"\nstore: reused {root}, {len(store.list_runs())} runs")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            store, secs = build_store(root, args.runs)
+            print(f"\nstore: {args.runs} runs ({secs:.0f} s through Store.begin_run/finish_run)")
         url, server, thread = serve(store)
         rows = bench_server(url, args.repeats) + bench_browser(url, args.repeats)
         server.should_exit = True
@@ -242,7 +254,8 @@ def main() -> None:
         for name, ms in rows:
             print(f"{name:<52} {ms:>8.1f} {ms / 1000:>13.3f}")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.store:
+            shutil.rmtree(root, ignore_errors=True)
     print(f"\nload average after: {load()}")
 
 

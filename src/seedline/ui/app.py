@@ -32,6 +32,8 @@ from seedline.workflow import browse
 from seedline.workflow.sweep import list_sweeps
 
 TOKEN_COOKIE = "seedline_ui_token"
+# assets change only with the installed package: browsers may keep them for an hour
+CACHED = {"Cache-Control": "public, max-age=3600"}
 
 
 def _query_args(request: Request) -> dict[str, Any]:
@@ -135,14 +137,14 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> Response:
-        return FileResponse(plotly_js_path(), media_type="text/javascript")
+        return FileResponse(plotly_js_path(), media_type="text/javascript", headers=CACHED)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         if name not in ASSETS:
             return JSONResponse({"error": f"no asset {name!r}"}, status_code=404)
         media = "text/css" if name.endswith(".css") else "text/javascript"
-        return FileResponse(STATIC / name, media_type=media)
+        return FileResponse(STATIC / name, media_type=media, headers=CACHED)
 
     # -- runs ------------------------------------------------------------------------------------
     @app.get("/api/runs")

@@ -16,6 +16,7 @@
     return div;
   }
   function draw(div, traces, layout) {
+    if (!div || typeof Plotly === "undefined") return;
     Plotly.newPlot(div, traces, Object.assign({}, base, layout), config);
   }
 
