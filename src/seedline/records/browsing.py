@@ -236,17 +236,21 @@ def run_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, str | No
     return out
 
 
-def varying_params(store: Store, spec: str | None = None, limit: int = 12) -> list[str]:
-    """Parameter names whose value differs between runs (the columns worth showing), most varied first."""
+def param_variety(store: Store, spec: str | None = None) -> dict[str, int]:
+    """Every indexed parameter name and how many distinct values it takes (of ``spec``'s runs)."""
     with store.session() as s:
-        stmt = select(RunParamRow.name, func.count(func.distinct(RunParamRow.value)).label("n"))
+        stmt = select(RunParamRow.name, func.count(func.distinct(RunParamRow.value)))
         if spec:
             stmt = stmt.join(RunRow, RunRow.id == RunParamRow.run_id).where(
                 RunRow.spec_name == spec
             )
-        rows = s.execute(stmt.group_by(RunParamRow.name)).all()
-    varied = sorted((r for r in rows if r[1] > 1), key=lambda r: (-r[1], r[0]))
-    return [r[0] for r in varied[:limit]]
+        return {str(name): int(n) for name, n in s.execute(stmt.group_by(RunParamRow.name))}
+
+
+def varying_params(variety: dict[str, int], limit: int = 12) -> list[str]:
+    """Parameter names whose value differs between runs (the columns worth showing), most varied first."""
+    varied = sorted((n for n in variety.items() if n[1] > 1), key=lambda r: (-r[1], r[0]))
+    return [name for name, _ in varied[:limit]]
 
 
 def param_names(store: Store) -> list[str]:
@@ -359,6 +363,7 @@ __all__ = [
     "list_check_reports",
     "metric_names",
     "param_names",
+    "param_variety",
     "query_runs",
     "run_params",
     "save_check_report",

@@ -161,8 +161,6 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
             "param": (args["param"] or [""])[0],
             "metric": (args["metric"] or [""])[0],
         }
-        from seedline.records.browsing import param_names
-
         return page(
             "runs.html",
             "runs",
@@ -170,7 +168,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
             page=result,
             args=shown,
             base_args=_filter_string(args),
-            all_params=param_names(store),
+            all_params=result["all_params"],
         )
 
     @app.get("/api/runs/{run_id}")

@@ -19,6 +19,7 @@ from seedline.records.browsing import (
     flatten_spec,
     list_check_reports,
     metric_names,
+    param_variety,
     query_runs,
     run_params,
     save_check_report,
@@ -95,7 +96,8 @@ def runs_page(store: Store, query: RunQuery) -> dict[str, Any]:
     rows, total = query_runs(store, query)
     ids = [r.run_id for r in rows]
     params = run_params(store, ids)
-    shown = varying_params(store, query.spec, limit=8)
+    variety = param_variety(store, query.spec)
+    shown = varying_params(variety, limit=8)
     repro = reproduction_verdicts(store, ids)
     return {
         "total": total,
@@ -105,6 +107,7 @@ def runs_page(store: Store, query: RunQuery) -> dict[str, Any]:
         "order": "desc" if query.descending else "asc",
         "metrics": metric_names(store),
         "params": shown,
+        "all_params": sorted(variety),
         "specs": spec_names(store),
         "runs": [
             {
