@@ -126,7 +126,7 @@
       return { label: p.split(".").pop(), values: vals.map((v) => cats.indexOf(JSON.stringify(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
     });
     dims.push({ label: metric, values: ok.map((t) => t.value) });
-    draw(document.getElementById("parcoords"), [{ type: "parcoords", dimensions: dims, line: { color: ok.map((t) => t.value), colorscale: "Viridis", showscale: true, colorbar: { x: 1.06, thickness: 14 } } }], { margin: { l: 60, r: 110, t: 48, b: 24 } });
+    draw(document.getElementById("parcoords"), [{ type: "parcoords", dimensions: dims, line: { color: ok.map((t) => t.value), colorscale: "Viridis", showscale: false } }], { margin: { l: 60, r: 60, t: 48, b: 24 } });
     const select = document.getElementById("scatter-param");
     const scatter = () => {
       const p = select.value;
