@@ -63,10 +63,19 @@ def check_cmd(
         _fail(exc, code=1)
     except SeedlineError as exc:
         _fail(exc)
+    from seedline.workflow.browse import record_check
+
+    try:
+        report_id: str | None = record_check(report, spec)
+    except SeedlineError as exc:  # the audit still stands when the store cannot take it
+        _console(stderr=True).print(f"[yellow]warning:[/] report not stored: {exc.message}")
+        report_id = None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
         _render(_console(), report)
+        if report_id:
+            _console().print(f"stored as check report {report_id} ('seedline ui' shows it)")
     if report.nondeterministic:
         raise typer.Exit(1)
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
+from seedline.cli import cache_cmds, registry_cmds, sweep_cmds, ui_cmds
 from seedline.cli.check_cmd import check_cmd
 from seedline.cli.exec_cmd import exec_cmd
 from seedline.cli.help_text import plain_placeholders
@@ -175,12 +175,24 @@ def run_cmd(
         str | None,
         typer.Option("--address", help="Dask scheduler tcp://HOST:PORT (default: a LocalCluster)."),
     ] = None,
+    no_plots: Annotated[
+        bool,
+        typer.Option(
+            "--no-plots",
+            help="Skip the plot data (confusion matrix, curves, importances) stored for 'seedline ui'.",
+        ),
+    ] = False,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.core.errors import PipelineError, SeedlineError
 
     overrides = list(set_ or [])
-    where: dict[str, Any] = {"executor": executor, "workers": workers, "address": address}
+    where: dict[str, Any] = {
+        "executor": executor,
+        "workers": workers,
+        "address": address,
+        "plots": not no_plots,
+    }
     try:
         _pin_hash_seed(spec, overrides)
         from seedline.execution.runner import run
@@ -265,23 +277,9 @@ def runs(
                     highlight=False,
                 )
         if sweep is not None:
-            from seedline.workflow.sweep import sweep_info
+            from seedline.workflow.browse import ranked_trials
 
-            info = sweep_info(store, sweep)
-            rows = store.list_runs(sweep=info["sweep_id"])
-            metric = info["metric"]
-            # ties go to the earlier trial, as the sweep's own 'best' does
-            trial = {
-                r.run_id: (store.manifest(r.run_id).sweep or {}).get("trial", "") for r in rows
-            }
-            rows.sort(
-                key=lambda r: (
-                    r.status != "succeeded",
-                    -r.metrics.get(metric, float("-inf")),
-                    trial[r.run_id],
-                )
-            )
-            rows = rows[:limit]
+            rows = [t["summary"] for t in ranked_trials(store, sweep, limit=limit)["trials"]]
         else:
             rows = store.list_runs(limit=limit)
     except SeedlineError as exc:
@@ -458,6 +456,7 @@ cache_cmds.register(app)
 sweep_cmds.register(app)
 app.command("check")(check_cmd)
 registry_cmds.register(app)
+ui_cmds.register(app)
 
 
 def main() -> None:

@@ -194,27 +194,11 @@ def models_show(
     """Show a version's lineage: run, data fingerprints, commit, environment, seeds, metrics, parity checks."""
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
-    from seedline.records.manifest import Manifest
-    from seedline.records.registry import Registry
     from seedline.records.tracking import Store
-    from seedline.workflow.registration import lineage
+    from seedline.workflow.browse import model_lineage
 
     try:
-        store = Store.find()
-        registry = Registry(store)
-        version = registry.resolve(ref)
-        manifest = Manifest.from_json(store.objects.get(version.manifest_object))
-        info = lineage(manifest, version)
-        info["versions"] = [
-            {
-                "version": v.version,
-                "run_id": v.run_id,
-                "aliases": v.aliases,
-                "created_at": v.created_at,
-            }
-            for v in registry.versions(version.name)
-        ]
-        info["parity_checks"] = registry.parity_history(run_id=version.run_id, limit=10)
+        info = model_lineage(Store.find(), ref)
     except SeedlineError as exc:
         _fail(exc)
     if as_json:

@@ -76,8 +76,13 @@ def fit_and_score(
     test: np.ndarray,
     plan: SeedPlan,
     keep_model: bool = False,
+    plots_seed: int | None = None,
 ) -> JobResult:
-    """Compile, seed from ``plan``, fit on ``train`` rows, score on ``test`` rows."""
+    """Compile, seed from ``plan``, fit on ``train`` rows, score on ``test`` rows.
+
+    With ``plots_seed``, the test rows' predictions and permutation importances come back in
+    ``extra`` (the out-of-fold plot data of a k-fold run), computed after every fingerprint.
+    """
     from seedline.execution.runner import fit_steps, score
 
     if root not in sys.path:
@@ -90,6 +95,9 @@ def fit_and_score(
     X_train, y_train, X_test, y_test = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
     steps = fit_steps(pipeline, X_train, y_train, resolved=resolved, seed_plan=plan)
     metrics, pred, proba = score(pipeline, X_test, y_test, spec.metrics)
+    extra: dict[str, Any] = {}
+    if plots_seed is not None:
+        extra = plot_parts(pipeline, X_test, y_test, pred, proba, test, plots_seed)
     return JobResult(
         steps=steps,
         metrics=metrics,
@@ -104,7 +112,35 @@ def fit_and_score(
         seconds=time.perf_counter() - t0,
         model=dump_model(pipeline) if keep_model else None,
         probe=probe_bytes(pred, proba) if keep_model else None,
+        extra=extra,
     )
+
+
+def plot_parts(
+    pipeline: Any, X_test: Any, y_test: Any, pred: Any, proba: Any, rows: Any, seed: int
+) -> dict[str, Any]:
+    """A fold's share of the run's plots; a failure is reported, never raised (plots are extras)."""
+    from sklearn.base import is_classifier
+
+    from seedline.execution.plots import permutation_importance
+
+    try:
+        importance = permutation_importance(
+            pipeline,
+            X_test,
+            y_test,
+            seed=seed,
+            is_classifier=is_classifier(pipeline.steps[-1][1]),
+            pred=pred,
+        )
+    except Exception as exc:
+        importance = {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "rows": np.asarray(rows),
+        "pred": np.asarray(pred),
+        "proba": None if proba is None else np.asarray(proba),
+        "importance": importance,
+    }
 
 
 def fold_job(key: str, item: dict[str, Any], shared: Shared) -> JobResult:
@@ -113,7 +149,13 @@ def fold_job(key: str, item: dict[str, Any], shared: Shared) -> JobResult:
     spec = Spec.from_dict(shared.spec)
     plan = SeedPlan(SeedPlan(spec.seed).derive(f"cv/{item['fold']}"))
     return fit_and_score(
-        spec, shared.frame, shared.root, train=item["train"], test=item["test"], plan=plan
+        spec,
+        shared.frame,
+        shared.root,
+        train=item["train"],
+        test=item["test"],
+        plan=plan,
+        plots_seed=item.get("plots_seed"),
     )
 
 

@@ -42,6 +42,7 @@ from seedline.execution.data import (
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
+from seedline.execution.plots import PERMUTATION_PATH
 from seedline.records.manifest import (
     CodeRecord,
     CVRecord,
@@ -437,14 +438,20 @@ def cross_validate(
     workers: int = 1,
     address: str | None = None,
     progress: Progress | None = None,
+    plots_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Fit and score every fold on the executor; per-fold results gathered in fold order."""
+    """Fit and score every fold on the executor; per-fold results gathered in fold order.
+
+    With ``plots_seed``, the folds' out-of-fold plot data is returned under ``plot_parts``
+    (the caller pops it: it is not part of the manifest).
+    """
     from seedline.execution.executors import make_executor
     from seedline.execution.jobs import Shared, fold_job, summarise_folds
 
     say = progress or _noop
     items = {
-        f"fold-{i:03d}": {"fold": i, "train": tr, "test": te} for i, (tr, te) in enumerate(p.folds)
+        f"fold-{i:03d}": {"fold": i, "train": tr, "test": te, "plots_seed": plots_seed}
+        for i, (tr, te) in enumerate(p.folds)
     }
     say(f"cross-validating {len(items)} folds", 0, len(items))
     code = (
@@ -460,6 +467,8 @@ def cross_validate(
         settings = ex.settings()
         info = {k: v.to_dict() for k, v in ex.task_info.items()}
     summary = summarise_folds(results, p.split["folds"])
+    if plots_seed is not None:
+        summary["plot_parts"] = [r.extra for _, r in sorted(results.items())]
     summary["settings"] = settings
     summary["workers"] = sorted({i.get("worker", "") for i in info.values()})
     mismatched = sorted(k for k, i in info.items() if i.get("hash_seed_matches") is False)
@@ -574,6 +583,7 @@ def run(
     loaded: LoadedData | None = None,
     sweep: dict[str, Any] | None = None,
     detached: bool = False,
+    plots: bool = True,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -584,6 +594,7 @@ def run(
     ``detached``: run without a store or the project folder (a sweep trial on a worker):
     nothing is recorded and nothing is cached; the result carries the objects and the
     manifest, which the client records with :func:`record_detached`.
+    ``plots=False`` skips the plot data (``seedline run --no-plots``).
     """
     from threadpoolctl import threadpool_limits
 
@@ -631,6 +642,8 @@ def run(
     phase = "setup"
     model = None
     interrupted: BaseException | None = None
+    plots_seed = plan.derive(PERMUTATION_PATH) if plots else None
+    plot_parts: list[dict[str, Any]] = []
     try:
         t = time.perf_counter()
         class_modules = pipeline_class_modules(pipeline)
@@ -652,14 +665,20 @@ def run(
                 t = time.perf_counter()
                 if sweep is None:
                     summary = cross_validate(
-                        p, executor=executor, workers=workers, address=address, progress=say
+                        p,
+                        executor=executor,
+                        workers=workers,
+                        address=address,
+                        progress=say,
+                        plots_seed=plots_seed,
                     )
                     for key, value in summary.pop("settings").items():
                         setattr(manifest.settings, key, value)
                 else:
                     # a sweep trial is already one task on the sweep's executor: its folds run here
-                    summary = cross_validate(p, progress=say)
+                    summary = cross_validate(p, progress=say, plots_seed=plots_seed)
                     summary.pop("settings")
+                plot_parts = summary.pop("plot_parts", [])
                 manifest.cv = CVRecord.model_validate(summary)
                 timings["cross_validate"] = time.perf_counter() - t
             # seeded right before the final fit: folds run in this process may draw from them
@@ -729,6 +748,14 @@ def run(
             "code": None if detached else code_fingerprint(git_info),
         }
         timings["save"] = time.perf_counter() - t
+        if plots_seed is not None:
+            # after every fingerprint and metric is final: plots cannot change them
+            t = time.perf_counter()
+            say("plotting", n, n)
+            manifest.artifacts["plots"] = put(
+                _plot_document(p, pipeline, pred, proba, plot_parts, plots_seed)
+            )
+            timings["plots"] = time.perf_counter() - t
         if after_fit is not None:
             phase = "verify"
             after_fit(manifest, pipeline, p)
@@ -772,6 +799,48 @@ def run(
         failure.result = result
         raise failure
     return result
+
+
+def _plot_document(
+    p: Prepared,
+    pipeline: Any,
+    pred: Any,
+    proba: Any | None,
+    parts: list[dict[str, Any]],
+    seed: int,
+) -> bytes:
+    """The run's plot data as JSON: test split, or out-of-fold rows assembled from the folds."""
+    import orjson
+    from sklearn.base import is_classifier
+
+    from seedline.execution.plots import compute_plots, merge_importances, permutation_importance
+
+    try:
+        if parts:
+            rows = np.concatenate([x["rows"] for x in parts])
+            order = np.argsort(rows, kind="stable")
+            pred = np.concatenate([x["pred"] for x in parts])[order]
+            probas = [x["proba"] for x in parts]
+            proba = None if probas[0] is None else np.concatenate(probas)[order]
+            y = p.y_test.iloc[rows[order]]
+            good = [x["importance"] for x in parts if "error" not in x["importance"]]
+            importance: dict[str, Any] | None = merge_importances(good) if good else None
+            split = "out-of-fold"
+        else:
+            y = p.y_test
+            importance = permutation_importance(
+                pipeline,
+                p.X_test,
+                p.y_test,
+                seed=seed,
+                is_classifier=is_classifier(pipeline.steps[-1][1]),
+                pred=pred,
+            )
+            split = "test split"
+        doc = compute_plots(pipeline, y, pred, proba, importance=importance, split=split)
+    except Exception as exc:  # plots are extras: a model they cannot handle still records its run
+        doc = {"schema": 1, "error": f"{type(exc).__name__}: {exc}"}
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _walk(est: Any) -> list[tuple[str, Any]]:

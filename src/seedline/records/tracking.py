@@ -219,6 +219,9 @@ class Store:
             row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
+            from seedline.records.browsing import index_params
+
+            index_params(s, manifest)
         return address
 
     # -- interrupted runs ------------------------------------------------------------------
@@ -314,7 +317,7 @@ class Store:
             metrics: dict[str, dict[str, float]] = {}
             for m in s.scalars(select(MetricRow).where(MetricRow.run_id.in_([r.id for r in rows]))):
                 metrics.setdefault(m.run_id, {})[m.name] = m.value
-        return [_summary(r, metrics.get(r.id, {})) for r in rows]
+        return [row_summary(r, metrics.get(r.id, {})) for r in rows]
 
     def run_summary(self, ref: str) -> RunSummary:
         """One run's row (also for runs that have no manifest: running or interrupted)."""
@@ -327,7 +330,7 @@ class Store:
                 m.name: m.value
                 for m in s.scalars(select(MetricRow).where(MetricRow.run_id == run_id))
             }
-        return _summary(row, metrics)
+        return row_summary(row, metrics)
 
     def manifest(self, ref: str) -> Manifest:
         run_id = self.resolve(ref)
@@ -411,7 +414,8 @@ class RunObjects:
     model_object: str | None
 
 
-def _summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
+def row_summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
+    """A run's row and metrics as a RunSummary (records layer only)."""
     return RunSummary(
         run_id=r.id,
         spec_name=r.spec_name,

@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from seedline.core.errors import StoreError
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0007"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -90,6 +90,31 @@ class MetricRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class RunParamRow(Base):
+    """One flattened spec value of a run (``pipeline.clf.params.C``): what the UI filters and sorts by."""
+
+    __tablename__ = "run_params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    number: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CheckReportRow(Base):
+    """One stored ``seedline check`` report: the report itself is an object."""
+
+    __tablename__ = "check_reports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec_name: Mapped[str] = mapped_column(String(200))
+    spec_fingerprint: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[str] = mapped_column(String(40))
+    report_object: Mapped[str] = mapped_column(String(64))
+    nondeterministic: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text)
 
 
 class CacheRow(Base):

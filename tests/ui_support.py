@@ -1,0 +1,67 @@
+"""A small project with several runs, a reproduction, a sweep, a registered model and a
+stored check report: what the UI tests browse. Built through the real API, once per module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPEC = """\
+name: iris-tree
+seed: 11
+data:
+  source: sklearn:load_iris
+  target: target
+split:
+  kind: holdout
+  test_size: 0.3
+  stratify: true
+pipeline:
+  - name: scale
+    class: sklearn.preprocessing.StandardScaler
+  - name: clf
+    class: sklearn.tree.DecisionTreeClassifier
+    params: {max_depth: 3}
+metrics: [accuracy, f1_macro]
+"""
+
+
+@dataclass
+class UIProject:
+    root: Path
+    runs: list[str]  # max_depth 3, then 1, then 5
+    reproduction: str
+    sweep: str
+    model: str
+
+
+def build_project(root: Path) -> UIProject:
+    import seedline
+    from seedline.records.tracking import Store
+    from seedline.workflow.browse import record_check
+    from seedline.workflow.registration import register_run
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / "seedline.yaml"
+    spec.write_text(SPEC)
+    runs = [
+        seedline.run(spec, overrides=o).run_id
+        for o in ([], ["pipeline.clf.params.max_depth=1"], ["pipeline.clf.params.max_depth=5"])
+    ]
+    report = seedline.reproduce(runs[0], project_root=root)
+    assert report.reproduction is not None
+    sw = seedline.sweep(spec, {"pipeline.clf.params.max_depth": [1, 2, 4]})
+    store = Store.open(root)
+    version = register_run(store, runs[0], "iris")
+    from seedline.records.registry import Registry
+
+    Registry(store).set_alias("iris", "production", version.version)
+    store.close()
+    record_check(seedline.check(spec, sample=60), spec)
+    return UIProject(
+        root=root,
+        runs=runs,
+        reproduction=report.reproduction,
+        sweep=sw.sweep_id,
+        model=f"iris@{version.version}",
+    )
