@@ -163,12 +163,34 @@ def run_cmd(
         str | None,
         typer.Option("--address", help="Dask scheduler tcp://HOST:PORT (default: a LocalCluster)."),
     ] = None,
+    snapshot: Annotated[
+        bool | None,
+        typer.Option(
+            "--snapshot/--no-snapshot",
+            help="Keep the data files in the store, so a clone without them can reproduce (default: the spec's data.snapshot).",
+            show_default=False,
+        ),
+    ] = None,
+    snapshot_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot-max-size",
+            help="Refuse a snapshot of more data than this, e.g. 5GiB (default 2GiB).",
+        ),
+    ] = None,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
+    from seedline.cli.cache_cmds import parse_size
     from seedline.core.errors import PipelineError, SeedlineError
 
     overrides = list(set_ or [])
-    where: dict[str, Any] = {"executor": executor, "workers": workers, "address": address}
+    where: dict[str, Any] = {
+        "executor": executor,
+        "workers": workers,
+        "address": address,
+        "snapshot": snapshot,
+        "snapshot_max_bytes": parse_size(snapshot_max_size) if snapshot_max_size else None,
+    }
     try:
         _pin_hash_seed(spec, overrides)
         from seedline.execution.runner import run

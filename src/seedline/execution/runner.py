@@ -436,12 +436,16 @@ def run(
     address: str | None = None,
     loaded: LoadedData | None = None,
     sweep: dict[str, Any] | None = None,
+    snapshot: bool | None = None,
+    snapshot_max_bytes: int | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
     Raises SpecError/DataError before anything is stored; a failure while fitting or
     scoring is recorded as a failed run and raised as PipelineError (``err.result``).
     ``after_fit`` may add to the manifest of a successful run before it is stored.
+    ``snapshot`` keeps the data files in the object store (default: the spec's
+    ``data.snapshot``); files above ``snapshot_max_bytes`` are refused before the run begins.
     """
     from threadpoolctl import threadpool_limits
 
@@ -454,6 +458,20 @@ def run(
     timings["load"] = time.perf_counter() - t_start
 
     store = store or Store.open(root)
+    if spec_obj.data.snapshot if snapshot is None else snapshot:
+        from seedline.execution import snapshots
+
+        t = time.perf_counter()
+        say("keeping a data snapshot", 0, 1)
+        snapshots.take(
+            store,
+            p.loaded.sources,
+            root,
+            max_bytes=snapshots.max_bytes_from_env()
+            if snapshot_max_bytes is None
+            else snapshot_max_bytes,
+        )
+        timings["snapshot"] = time.perf_counter() - t
     manifest = Manifest(
         seedline_version=__version__,
         run_id=new_run_id(),
