@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
+from seedline.cli import cache_cmds, registry_cmds, remote_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
 from seedline.core.version import __version__
 
@@ -412,6 +412,7 @@ cache_cmds.register(app)
 sweep_cmds.register(app)
 app.command("check")(check_cmd)
 registry_cmds.register(app)
+remote_cmds.register(app)
 
 
 def main() -> None:

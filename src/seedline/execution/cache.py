@@ -31,7 +31,7 @@ from seedline.core.environment import distinct_pools, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
 from seedline.records.tracking import Store
-from seedline.storage.metadata import CacheRow, RunRow, now_iso
+from seedline.storage.metadata import CacheRow, now_iso
 
 CACHE_VERSION = 1
 
@@ -289,21 +289,18 @@ def usage(store: Store) -> dict[str, int]:
     return {"entries": int(count), "bytes": int(size)}
 
 
-def referenced_objects(store: Store) -> set[str]:
-    """Objects that stored runs need (manifests, models, probes, diffs): prune never removes them."""
-    import seedline.records.registry  # noqa: F401  (registers the registry's references)
+def referenced_objects(store: Store, unreadable: list[dict[str, str]] | None = None) -> set[str]:
+    """Objects that stored runs and registered models need: prune never removes them.
 
-    keep: set[str] = set()
-    with store.session() as s:
-        rows = list(s.execute(select(RunRow.manifest_object, RunRow.model_object)))
-    for manifest_obj, model_obj in rows:
-        keep.update(x for x in (manifest_obj, model_obj) if x)
-        if manifest_obj and store.objects.exists(manifest_obj):
-            from seedline.records.manifest import Manifest
+    A manifest that cannot be read (corrupt, missing) is skipped and appended to
+    ``unreadable``: it must not stop the maintenance of everything else.
+    """
+    from seedline.records.references import collect
 
-            keep.update(Manifest.from_json(store.objects.get(manifest_obj)).artifacts.values())
-    keep |= store.extra_references()
-    return keep
+    refs = collect(store, include_cache=False)
+    if unreadable is not None:
+        unreadable.extend(refs.unreadable)
+    return refs.addresses
 
 
 def prune(
@@ -312,7 +309,7 @@ def prune(
     older_than_days: float | None = None,
     max_bytes: int | None = None,
     everything: bool = False,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Remove cache entries (oldest use first) and their objects, keeping anything a run needs."""
     entries = list(reversed(list_entries(store)))  # least recently used first
     doomed: list[str] = []
@@ -335,7 +332,7 @@ def prune(
                     doomed.append(e["key"])
                     total -= e["size_bytes"]
     if not doomed:
-        return {"entries": 0, "bytes": 0, "objects": 0}
+        return {"entries": 0, "bytes": 0, "objects": 0, "unreadable_manifests": []}
     with store.session() as s:
         rows = list(s.scalars(select(CacheRow).where(CacheRow.key.in_(doomed))))
         remaining = list(
@@ -345,7 +342,8 @@ def prune(
                 )
             )
         )
-    keep = referenced_objects(store) | {x for pair in remaining for x in pair if x}
+    unreadable: list[dict[str, str]] = []
+    keep = referenced_objects(store, unreadable) | {x for pair in remaining for x in pair if x}
     with store.transaction() as s:
         s.execute(delete(CacheRow).where(CacheRow.key.in_(doomed)))
     removed = 0
@@ -353,4 +351,9 @@ def prune(
         for address in (r.fitted_object, r.output_object):
             if address and address not in keep and store.objects.remove(address):
                 removed += 1
-    return {"entries": len(rows), "bytes": sum(r.size_bytes for r in rows), "objects": removed}
+    return {
+        "entries": len(rows),
+        "bytes": sum(r.size_bytes for r in rows),
+        "objects": removed,
+        "unreadable_manifests": unreadable,
+    }

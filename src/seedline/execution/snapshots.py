@@ -91,7 +91,8 @@ def take(
         if store.objects.exists(wanted):
             advance(int(record.get("bytes") or 0))
         else:
-            address = store.objects.put_file(root / record["uri"], progress=advance)
+            address = store.objects.put_file(root / record["uri"])
+            advance(int(record.get("bytes") or 0))
             if address != wanted:
                 raise DataError(
                     f"data file {record['uri']!r} changed while the run was reading it",
@@ -121,7 +122,7 @@ def materialize(store: Store, uri: str, address: str) -> Path:
                 f"the snapshot of {uri!r} (object {address}) is not in this store",
                 hint="'seedline pull' the run from the remote that has it",
             )
-        store.objects.copy_to_file(address, target)
+        store.objects.get_file(address, target)
         os.chmod(target, 0o444)
     depth = len(target.relative_to(store.root / MATERIALIZED_DIRNAME / address).parts)
     root = target

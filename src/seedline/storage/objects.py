@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import blake3
 
@@ -20,15 +22,17 @@ _HEX = set("0123456789abcdef")
 # that must survive a power cut, not only a crash of the process.
 _FSYNC = os.environ.get("SEEDLINE_FSYNC", "") not in ("", "0")
 # streamed objects (data snapshots, transfers) move through memory this many bytes at a time
-CHUNK = 8 << 20
-QUARANTINE_DIRNAME = "quarantine"
-
-# called with the number of bytes just copied
-BytesDone = Callable[[int], None]
+CHUNK = 8 * 1024 * 1024
+QUARANTINE = "quarantine"
 
 
-def _no_progress(_n: int) -> None:
-    return None
+@dataclass(frozen=True)
+class PartialObject:
+    """A temporary file a writer left behind when it was killed mid-write (``.tmp-*.part``)."""
+
+    name: str
+    size: int
+    modified: float
 
 
 class ObjectStore:
@@ -79,32 +83,23 @@ class ObjectStore:
             raise CorruptObjectError(address, found)
         return data
 
-    def put_stream(
-        self, source: BinaryIO, *, expected: str | None = None, progress: BytesDone | None = None
-    ) -> str:
-        """Store what ``source`` yields, a chunk at a time, hashing as it goes; returns the address.
+    def put_stream(self, stream: IO[bytes]) -> str:
+        """Store what ``stream`` yields, a chunk at a time, hashing as it goes; returns the address.
 
-        Memory stays bounded whatever the size. With ``expected``, bytes that hash to
-        anything else are refused (a transfer that read a corrupt or truncated object).
+        Memory stays bounded whatever the size: a 1 GiB data file never sits in memory.
         """
-        done = progress or _no_progress
-        if expected is not None and self.exists(expected):
-            return expected
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".part")
         try:
             hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
             with os.fdopen(fd, "wb") as fh:
-                while chunk := source.read(CHUNK):
+                while chunk := stream.read(CHUNK):
                     hasher.update(chunk)
                     fh.write(chunk)
-                    done(len(chunk))
                 if _FSYNC:
                     fh.flush()
                     os.fsync(fh.fileno())
-            address = hasher.hexdigest()
-            if expected is not None and address != expected:
-                raise CorruptObjectError(expected, address)
+            address = str(hasher.hexdigest())
             path = self._path(address)
             if path.exists():
                 Path(tmp).unlink()
@@ -117,66 +112,85 @@ class ObjectStore:
             raise
         return address
 
-    def put_file(self, path: str | Path, *, progress: BytesDone | None = None) -> str:
-        """Store a file's bytes, streamed (a 1 GiB file never sits in memory)."""
+    def put_file(self, path: str | Path) -> str:
+        """Store a file's bytes, streamed, and return their address."""
         with open(path, "rb") as fh:
-            return self.put_stream(fh, progress=progress)
+            return self.put_stream(fh)
 
-    def open(self, address: str) -> BinaryIO:
-        """The object's bytes as a file, unverified: callers that stream must check the hash."""
-        path = self._path(address)
+    def open(self, address: str) -> IO[bytes]:
+        """A binary stream of the object's stored bytes, *unverified*: use iter_chunks or get_file to verify."""
         try:
-            return path.open("rb")
+            return self._path(address).open("rb")
         except FileNotFoundError:
             raise StoreError(f"object {address} is missing from {self.root}") from None
 
-    def copy_to_file(
-        self, address: str, target: str | Path, *, progress: BytesDone | None = None
-    ) -> None:
-        """Write the object to ``target`` atomically, verified against its address on the way."""
-        done = progress or _no_progress
-        dest = Path(target)
+    def iter_chunks(self, address: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The object's bytes in chunks; raises CorruptObjectError after the last chunk if they do not match."""
+        h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        with self.open(address) as fh:
+            while chunk := fh.read(chunk_size):
+                h.update(chunk)
+                yield chunk
+        found = h.hexdigest()
+        if found != address:
+            raise CorruptObjectError(address, found)
+
+    def get_file(self, address: str, dest: str | Path) -> Path:
+        """Write a verified copy of the object to ``dest`` atomically (temporary name, then rename)."""
+        dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            with self.open(address) as src, os.fdopen(fd, "wb") as fh:
-                while chunk := src.read(CHUNK):
-                    hasher.update(chunk)
-                    fh.write(chunk)
-                    done(len(chunk))
-            found = hasher.hexdigest()
-            if found != address:
-                raise CorruptObjectError(address, found)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.iter_chunks(address):
+                    out.write(chunk)
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return dest
 
-    def verify(self, address: str) -> str:
-        """Re-hash the object from disk, streamed; returns the hash its bytes have now."""
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        with self.open(address) as fh:
-            while chunk := fh.read(CHUNK):
-                hasher.update(chunk)
-        return str(hasher.hexdigest())
+    def verify(self, address: str) -> int:
+        """Re-hash a stored object; returns its size, raises CorruptObjectError when it does not match."""
+        return sum(len(c) for c in self.iter_chunks(address))
 
-    def quarantine(self, address: str) -> Path:
-        """Move an object aside (``quarantine/`` next to ``objects/``), keeping its bytes."""
-        path = self._path(address)
-        target = self.root.parent / QUARANTINE_DIRNAME / address
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            target = target.with_name(f"{address}.{os.getpid()}")
-        shutil.move(str(path), str(target))
-        return target
+    def quarantine(self, address: str) -> str:
+        """Move an object out of the store (kept, never deleted) and return where it went."""
+        dest_dir = self.root / QUARANTINE
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / address
+        if dest.exists():
+            dest = dest_dir / f"{address}.{time.time_ns()}"
+        os.replace(self._path(address), dest)
+        return str(dest)
 
-    def partial_writes(self) -> Iterator[Path]:
-        """Temporary files of writes that never finished (the writer was killed)."""
+    def partials(self) -> Iterator[PartialObject]:
+        """Temporary files left by writers that were killed mid-write."""
         if not self.root.exists():
             return
-        yield from sorted(self.root.glob(".tmp-*.part"))
-        yield from sorted(self.root.glob("??/.tmp-*.part"))
+        for d in (self.root, *(p for p in sorted(self.root.iterdir()) if p.is_dir())):
+            for f in sorted(d.glob(".tmp-*.part")):
+                with contextlib.suppress(FileNotFoundError):
+                    st = f.stat()
+                    yield PartialObject(str(f.relative_to(self.root)), st.st_size, st.st_mtime)
+
+    def remove_partial(self, name: str) -> bool:
+        """Delete one leftover temporary file named by :meth:`partials`."""
+        path = (self.root / name).resolve()
+        if self.root.resolve() not in path.parents or not path.name.startswith(".tmp-"):
+            raise StoreError(f"{name!r} is not a partial object of {self.root}")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def modified(self, address: str) -> float:
+        """When the object was written (seconds since the epoch)."""
+        try:
+            return self._path(address).stat().st_mtime
+        except FileNotFoundError:
+            raise StoreError(f"object {address} is missing from {self.root}") from None
 
     def exists(self, address: str) -> bool:
         return self._path(address).exists()
@@ -185,9 +199,9 @@ class ObjectStore:
         if not self.root.exists():
             return
         for sub in sorted(self.root.iterdir()):
-            if sub.is_dir() and len(sub.name) == 2:
+            if sub.is_dir() and len(sub.name) == 2 and set(sub.name) <= _HEX:
                 for f in sorted(sub.iterdir()):
-                    if not f.name.startswith("."):
+                    if len(f.name) == 62 and set(f.name) <= _HEX:
                         yield sub.name + f.name
 
     def remove(self, address: str) -> bool:
