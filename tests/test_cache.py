@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import seedline
-from seedline.execution.cache import list_entries, prune, referenced_objects, usage
+from seedline.execution.cache import prune, referenced_objects, usage
+from seedline.records.cache_index import CacheIndex
 from seedline.records.tracking import Store
 
 from .conftest import clean_env, git, run_cli, run_json
@@ -91,13 +92,8 @@ def test_a_corrupt_cached_object_is_a_miss_not_a_wrong_result(digits: Path) -> N
     """If a cached object's bytes are damaged, the step is refitted and the result is unchanged."""
     first = seedline.run(digits / "seedline.yaml")
     store = Store.open(digits)
-    for entry in list_entries(store):
-        from seedline.storage.metadata import CacheRow
-
-        with store.session() as s:
-            row = s.get(CacheRow, entry["key"])
-            assert row is not None
-            path = store.objects.root / row.fitted_object[:2] / row.fitted_object[2:]
+    for entry in CacheIndex(store).entries():
+        path = store.objects.root / entry.fitted_object[:2] / entry.fitted_object[2:]
         os.chmod(path, 0o644)
         path.write_bytes(b"garbage")
     again = seedline.run(digits / "seedline.yaml")

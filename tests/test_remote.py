@@ -324,13 +324,8 @@ def test_gc_keeps_every_object_while_a_manifest_cannot_be_read(tiny: Path) -> No
     assert report.unreadable_manifests[0]["run"] == run.run_id
 
 
-def _run_rows(store: Store) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
-    from seedline.storage.metadata import RunRow
-
-    with store.session() as s:
-        return [tuple(r) for r in s.execute(select(RunRow.id, RunRow.manifest_object))]  # type: ignore[misc]
+def _run_rows(store: Store) -> list[tuple[str, str | None]]:
+    return [(r.run_id, r.manifest_object) for r in store.run_objects()]
 
 
 def test_cache_prune_skips_a_corrupt_manifest_and_reports_it(tiny: Path) -> None:

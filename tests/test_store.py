@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import blake3
@@ -14,7 +16,9 @@ from seedline.core.errors import CorruptObjectError, RunNotFoundError, StoreErro
 from seedline.records.manifest import Manifest
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import HEAD_REVISION, current_revision
-from seedline.storage.objects import ObjectStore
+from seedline.storage.objects import LocalObjectStore as ObjectStore
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_objects_are_addressed_by_blake3_and_read_back(tmp_path: Path) -> None:
@@ -135,10 +139,25 @@ def test_prefixes_resolve_like_git(tmp_path: Path) -> None:
     assert rows[0].metrics == {"accuracy": 0.5}
 
 
-def test_an_interrupted_run_is_reported_not_hidden(tmp_path: Path) -> None:
-    """A run begun but never finished (process killed) shows as running and has no manifest."""
+def test_a_run_whose_process_is_gone_shows_as_interrupted_and_can_be_removed(
+    tmp_path: Path,
+) -> None:
+    """A run begun by a process that died shows as interrupted (not running forever) and can be removed."""
     store = Store.open(tmp_path)
-    store.begin_run(_manifest("kkk000000000"))
-    assert store.list_runs()[0].status == "running"
-    with pytest.raises(StoreError, match="interrupted"):
+    store.begin_run(_manifest("kkk000000000"))  # this process: alive, so still running
+    code = (
+        "import os, sys; from seedline.records.tracking import Store; "
+        "from tests.test_store import _manifest; "
+        f"Store.open({str(tmp_path)!r}).begin_run(_manifest('zzz000000000')); os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False)
+    by_id = {r.run_id: r for r in store.list_runs()}
+    assert by_id["kkk000000000"].status == "running"
+    assert by_id["zzz000000000"].status == "interrupted"
+    assert "is gone" in (by_id["zzz000000000"].error or "")
+    with pytest.raises(StoreError, match="interrupted before it finished"):
+        store.manifest("zzz")
+    with pytest.raises(StoreError, match="still running"):
         store.manifest("kkk")
+    assert store.remove_interrupted_runs() == ["zzz000000000"]
+    assert [r.run_id for r in store.list_runs()] == ["kkk000000000"]

@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from seedline.core.deeplearning import framework_versions
 from seedline.core.environment import distinct_pools, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
+from seedline.records.cache_index import CacheEntry, CacheIndex
 from seedline.records.tracking import Store
-from seedline.storage.metadata import CacheRow, now_iso
+from seedline.storage.metadata import now_iso
 
 CACHE_VERSION = 1
 
@@ -177,6 +176,7 @@ class StepCache:
 
     def __init__(self, store: Store, root: Path, context: dict[str, Any]) -> None:
         self.store = store
+        self.index = CacheIndex(store)
         self.root = root
         self.context = context
 
@@ -196,8 +196,7 @@ class StepCache:
         )
 
     def get(self, key: str) -> CacheHit | None:
-        with self.store.session() as s:
-            row = s.get(CacheRow, key)
+        row = self.index.get(key)
         if row is None:
             return None
         try:
@@ -212,12 +211,7 @@ class StepCache:
             return None  # a missing or corrupt object is a miss; the step is refitted
         if fingerprint_estimator(est) != row.fitted_fingerprint:
             return None
-        with self.store.transaction() as s:
-            s.execute(
-                update(CacheRow)
-                .where(CacheRow.key == key)
-                .values(hits=CacheRow.hits + 1, last_used_at=now_iso())
-            )
+        self.index.touch(key)
         return CacheHit(est, output, row.fitted_fingerprint, row.output_fingerprint)
 
     def put(
@@ -238,7 +232,7 @@ class StepCache:
         fitted_obj = self.store.objects.put(fitted_bytes)
         out_obj = self.store.objects.put(out_bytes) if out_bytes is not None else None
         stamp = now_iso()
-        row = CacheRow(
+        entry = CacheEntry(
             key=key,
             step=path,
             cls=f"{type(est).__module__}.{type(est).__qualname__}",
@@ -254,39 +248,19 @@ class StepCache:
             last_used_at=stamp,
             hits=0,
         )
-        try:
-            with self.store.transaction() as s:
-                s.add(row)
-        except IntegrityError:
-            pass  # a concurrent run stored the same key: same content, same objects
+        # False when a concurrent run stored the same key: same content, same objects
+        self.index.add(entry)
         return "miss"
 
 
 # -- maintenance: ls, du, prune ------------------------------------------------------------------
 def list_entries(store: Store) -> list[dict[str, Any]]:
-    with store.session() as s:
-        rows = list(s.scalars(select(CacheRow).order_by(CacheRow.last_used_at.desc())))
-    return [
-        {
-            "key": r.key,
-            "step": r.step,
-            "class": r.cls,
-            "size_bytes": r.size_bytes,
-            "hits": r.hits,
-            "created_at": r.created_at,
-            "last_used_at": r.last_used_at,
-            "output_shape": r.output_shape,
-        }
-        for r in rows
-    ]
+    return [e.to_dict() for e in CacheIndex(store).entries()]
 
 
 def usage(store: Store) -> dict[str, int]:
-    with store.session() as s:
-        count, size = s.execute(
-            select(func.count(CacheRow.key), func.coalesce(func.sum(CacheRow.size_bytes), 0))
-        ).one()
-    return {"entries": int(count), "bytes": int(size)}
+    count, size = CacheIndex(store).usage()
+    return {"entries": count, "bytes": size}
 
 
 def referenced_objects(store: Store, unreadable: list[dict[str, str]] | None = None) -> set[str]:
@@ -333,23 +307,14 @@ def prune(
                     total -= e["size_bytes"]
     if not doomed:
         return {"entries": 0, "bytes": 0, "objects": 0, "unreadable_manifests": []}
-    with store.session() as s:
-        rows = list(s.scalars(select(CacheRow).where(CacheRow.key.in_(doomed))))
-        remaining = list(
-            s.execute(
-                select(CacheRow.fitted_object, CacheRow.output_object).where(
-                    CacheRow.key.not_in(doomed)
-                )
-            )
-        )
+    index = CacheIndex(store)
     unreadable: list[dict[str, str]] = []
-    keep = referenced_objects(store, unreadable) | {x for pair in remaining for x in pair if x}
-    with store.transaction() as s:
-        s.execute(delete(CacheRow).where(CacheRow.key.in_(doomed)))
+    keep = referenced_objects(store, unreadable) | index.objects_except(doomed)
+    rows = index.remove(doomed)
     removed = 0
     for r in rows:
-        for address in (r.fitted_object, r.output_object):
-            if address and address not in keep and store.objects.remove(address):
+        for address in r.objects:
+            if address not in keep and store.objects.remove(address):
                 removed += 1
     return {
         "entries": len(rows),

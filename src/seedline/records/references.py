@@ -61,7 +61,7 @@ def run_references(store: Store, run_id: str, manifest_object: str | None) -> li
 def collect(store: Store, *, include_cache: bool = True) -> References:
     """Every object referenced by a run, a registered model or (optionally) a cache entry."""
     out = References()
-    with store.session() as s:
+    with store._session() as s:
         runs = list(s.execute(select(RunRow.id, RunRow.manifest_object, RunRow.model_object)))
         versions = list(s.scalars(select(ModelVersionRow)))
         cache = list(s.scalars(select(CacheRow))) if include_cache else []
@@ -99,7 +99,7 @@ def collect(store: Store, *, include_cache: bool = True) -> References:
 
 def dangling_aliases(store: Store) -> list[tuple[str, str, int]]:
     """(name, alias, version) of every alias whose version does not exist."""
-    with store.session() as s:
+    with store._session() as s:
         versions = set(s.execute(select(ModelVersionRow.name, ModelVersionRow.version)))
         aliases = list(s.scalars(select(ModelAliasRow)))
     return [(a.name, a.alias, a.version) for a in aliases if (a.name, a.version) not in versions]

@@ -171,7 +171,7 @@ class Registry:
             )
         for _attempt in range(5):
             try:
-                with self.store.transaction() as s:
+                with self.store._transaction() as s:
                     if s.get(RunRow, run_id) is None:
                         raise RegistryError(f"run {run_id} is not in this store")
                     latest = s.scalar(
@@ -209,7 +209,7 @@ class Registry:
                 hint="an alias starts with a letter, holds letters, digits, '_' or '-', and is not 'latest'",
             )
         self.get(name, version)
-        with self.store.transaction() as s:
+        with self.store._transaction() as s:
             row = s.get(ModelAliasRow, (name, alias))
             before = row.version if row is not None else None
             if row is None:
@@ -220,7 +220,7 @@ class Registry:
         return before
 
     def remove_alias(self, name: str, alias: str) -> int:
-        with self.store.transaction() as s:
+        with self.store._transaction() as s:
             row = s.get(ModelAliasRow, (name, alias))
             if row is None:
                 raise ModelNotFoundError(
@@ -244,7 +244,7 @@ class Registry:
         overridden: bool,
         detail: dict[str, Any],
     ) -> None:
-        with self.store.transaction() as s:
+        with self.store._transaction() as s:
             s.add(
                 ParityCheckRow(
                     at=now_iso(),
@@ -259,13 +259,13 @@ class Registry:
 
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> list[str]:
-        with self.store.session() as s:
+        with self.store._session() as s:
             return list(
                 s.scalars(select(ModelVersionRow.name).distinct().order_by(ModelVersionRow.name))
             )
 
     def has_model(self, name: str) -> bool:
-        with self.store.session() as s:
+        with self.store._session() as s:
             return (
                 s.scalar(
                     select(ModelVersionRow.version).where(ModelVersionRow.name == name).limit(1)
@@ -274,19 +274,19 @@ class Registry:
             )
 
     def aliases(self, name: str) -> list[str]:
-        with self.store.session() as s:
+        with self.store._session() as s:
             return sorted(s.scalars(select(ModelAliasRow.alias).where(ModelAliasRow.name == name)))
 
     def _aliases_by_version(self, name: str) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
-        with self.store.session() as s:
+        with self.store._session() as s:
             for row in s.scalars(select(ModelAliasRow).where(ModelAliasRow.name == name)):
                 out.setdefault(row.version, []).append(row.alias)
         return out
 
     def versions(self, name: str) -> list[ModelVersion]:
         aliases = self._aliases_by_version(name)
-        with self.store.session() as s:
+        with self.store._session() as s:
             rows = list(
                 s.scalars(
                     select(ModelVersionRow)
@@ -299,7 +299,7 @@ class Registry:
         return [_version(r, aliases.get(r.version, [])) for r in rows]
 
     def get(self, name: str, version: int) -> ModelVersion:
-        with self.store.session() as s:
+        with self.store._session() as s:
             row = s.get(ModelVersionRow, (name, version))
         if row is None:
             known = [v.version for v in self.versions(name)]
@@ -315,7 +315,7 @@ class Registry:
         if r.version is not None:
             return self.get(r.name, r.version)
         if r.alias is not None:
-            with self.store.session() as s:
+            with self.store._session() as s:
                 row = s.get(ModelAliasRow, (r.name, r.alias))
             if row is None:
                 if not self.has_model(r.name):
@@ -327,7 +327,7 @@ class Registry:
                     + f"set one with 'seedline alias {r.name}@{r.alias} VERSION'",
                 )
             return self.get(r.name, row.version)
-        with self.store.session() as s:
+        with self.store._session() as s:
             latest = s.scalar(
                 select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == r.name)
             )
@@ -365,7 +365,7 @@ class Registry:
         return out
 
     def parity_history(self, *, run_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        with self.store.session() as s:
+        with self.store._session() as s:
             q = select(ParityCheckRow).order_by(ParityCheckRow.id.desc()).limit(limit)
             if run_id is not None:
                 q = q.where(ParityCheckRow.run_id == run_id)
@@ -386,7 +386,7 @@ class Registry:
     def referenced_objects(self) -> set[str]:
         """Objects that registered versions need; store maintenance must keep them."""
         keep: set[str] = set()
-        with self.store.session() as s:
+        with self.store._session() as s:
             for row in s.scalars(select(ModelVersionRow)):
                 keep.update(
                     x

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import psutil
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from seedline.core.errors import RunNotFoundError, StoreError
 from seedline.records.manifest import Manifest
+from seedline.storage.config import CONFIG_FILENAME, resolve_store
 from seedline.storage.metadata import MetricRow, RunRow, make_session_factory, open_engine
-from seedline.storage.objects import ObjectStore
+from seedline.storage.objects import ObjectStore, open_object_store
+from seedline.storage.urls import normalise_database_url, redact_url
 
 STORE_DIRNAME = ".seedline"
 # functions naming objects that must survive maintenance (the registry adds one)
@@ -26,6 +30,13 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 _last_id = [0, 0]  # (milliseconds, counter) of the last id made in this process
+
+
+def _make_store_dir(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# seedline's store: runs, manifests and models\n*\n")
 
 
 def new_run_id() -> str:
@@ -67,62 +78,87 @@ class RunSummary:
 
 
 class Store:
-    """A project's store: metadata database + object store, found at ``<project>/.seedline``."""
+    """A project's store: metadata database + object store, found at ``<project>/.seedline``.
 
-    def __init__(self, root: str | Path, database_url: str | None = None) -> None:
+    ``root`` is the local store folder; the database and the objects live there unless
+    ``seedline.toml`` or the environment (``SEEDLINE_DATABASE_URL``, ``SEEDLINE_OBJECTS_URL``)
+    point elsewhere, or URLs are given here. The records layer owns every SQL query: nothing
+    outside it gets a session.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        database_url: str | None = None,
+        *,
+        objects_url: str | None = None,
+        objects_options: Mapping[str, Any] | None = None,
+        project_root: str | Path | None = None,
+    ) -> None:
         self.root = Path(root)
-        self.objects = ObjectStore(self.root / "objects")
-        url = (
-            database_url
-            or os.environ.get("SEEDLINE_DATABASE_URL")
-            or f"sqlite:///{self.root / 'metadata.db'}"
+        where = resolve_store(self.root, project_root)
+        self.database_url = normalise_database_url(database_url or where.database_url)
+        self.objects_url = objects_url or where.objects_url
+        self.objects: ObjectStore = open_object_store(
+            self.objects_url,
+            where.objects_options if objects_options is None else objects_options,
         )
-        self.database_url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(self.database_url)
         self._sessions = make_session_factory(self.engine)
 
     @classmethod
     def open(cls, project_root: str | Path, *, create: bool = True) -> Store:
         root = Path(project_root) / STORE_DIRNAME
         if not root.exists():
-            if not create:
+            if not create and not (Path(project_root) / CONFIG_FILENAME).is_file():
                 raise StoreError(
                     f"no seedline store at {root}",
                     hint="run 'seedline init' or 'seedline run' here first",
                 )
-            root.mkdir(parents=True)
-            (root / ".gitignore").write_text("# seedline's store: runs, manifests and models\n*\n")
+            _make_store_dir(root)
         return cls(root)
 
     @classmethod
     def find(cls, start: str | Path = ".") -> Store:
-        """The store of the project containing ``start`` (searched upwards, like git)."""
+        """The store of the project containing ``start`` (searched upwards, like git).
+
+        A folder with ``.seedline/`` or with a ``seedline.toml`` (a clone of a project that
+        uses a team store) is a project root.
+        """
         here = Path(start).resolve()
         for d in (here, *here.parents):
             if (d / STORE_DIRNAME).is_dir():
+                return cls(d / STORE_DIRNAME)
+            if (d / CONFIG_FILENAME).is_file():
+                _make_store_dir(d / STORE_DIRNAME)
                 return cls(d / STORE_DIRNAME)
         raise StoreError(
             f"no {STORE_DIRNAME}/ store in {here} or any parent folder",
             hint="cd into a seedline project, or run 'seedline init' to start one",
         )
 
-    def session(self) -> Session:
-        """A read session on the metadata database."""
+    def _session(self) -> Session:
+        """A read session on the metadata database (records layer only)."""
         return self._sessions()
 
-    def transaction(self) -> AbstractContextManager[Session]:
-        """A session whose work commits on success and rolls back on error."""
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """A session whose work commits on success and rolls back on error (records layer only)."""
         return self._sessions.begin()
 
     @property
     def project_root(self) -> Path:
         return self.root.parent
 
+    def describe(self) -> dict[str, str]:
+        """Where the database and the objects are, with passwords redacted (safe to print)."""
+        return {"database": redact_url(self.database_url), "objects": self.objects.url}
+
     def close(self) -> None:
         self.engine.dispose()
 
     # -- writing ---------------------------------------------------------------------------
     def begin_run(self, manifest: Manifest) -> None:
+        host, pid, started = _this_process()
         with self._sessions.begin() as s:
             s.add(
                 RunRow(
@@ -132,6 +168,9 @@ class Store:
                     created_at=manifest.created_at,
                     spec_fingerprint=manifest.spec_fingerprint,
                     parent_run=manifest.parent_run,
+                    host=host,
+                    pid=pid,
+                    process_started=started,
                 )
             )
 
@@ -156,6 +195,57 @@ class Store:
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
         return address
+
+    # -- interrupted runs ------------------------------------------------------------------
+    def mark_interrupted(self) -> list[str]:
+        """Mark ``running`` runs of this host whose process is gone as ``interrupted``; returns their ids.
+
+        Only runs started on this host can be checked (a pid means nothing elsewhere); a
+        run begun on another machine stays ``running`` until a process on that machine
+        looks, or until it is removed with ``remove_interrupted_runs(older_than_s=...)``.
+        """
+        host = socket.gethostname()
+        with self._sessions() as s:
+            rows = list(
+                s.execute(
+                    select(RunRow.id, RunRow.pid, RunRow.process_started).where(
+                        RunRow.status == "running", RunRow.host == host, RunRow.pid.is_not(None)
+                    )
+                )
+            )
+        gone = [rid for rid, pid, started in rows if pid and not _process_alive(pid, started)]
+        if gone:
+            with self._sessions.begin() as s:
+                for rid in gone:
+                    row = s.get(RunRow, rid)
+                    # a finish_run that raced this check wins: only a still-running row changes
+                    if row is not None and row.status == "running":
+                        row.status = "interrupted"
+                        row.error = f"interrupted: its process (pid {row.pid} on {host}) is gone"
+        return gone
+
+    def remove_interrupted_runs(self, *, older_than_s: float | None = None) -> list[str]:
+        """Delete the records of interrupted runs (they have no manifest and no model); returns their ids.
+
+        With ``older_than_s``, runs still ``running`` that began longer ago than that are
+        treated as interrupted too: the way to clean runs begun on another host.
+        """
+        self.mark_interrupted()
+        with self._sessions.begin() as s:
+            q = select(RunRow).where(RunRow.status == "interrupted")
+            rows = list(s.scalars(q))
+            if older_than_s is not None:
+                cutoff = _iso_before(older_than_s)
+                rows += list(
+                    s.scalars(
+                        select(RunRow).where(RunRow.status == "running", RunRow.created_at < cutoff)
+                    )
+                )
+            ids = [r.id for r in rows if r.manifest_object is None]
+            if ids:
+                s.execute(delete(MetricRow).where(MetricRow.run_id.in_(ids)))
+                s.execute(delete(RunRow).where(RunRow.id.in_(ids)))
+        return ids
 
     # -- reading ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -182,6 +272,7 @@ class Store:
         )
 
     def list_runs(self, limit: int | None = None, sweep: str | None = None) -> list[RunSummary]:
+        self.mark_interrupted()
         with self._sessions() as s:
             q = select(RunRow).order_by(RunRow.id.desc())
             if sweep is not None:
@@ -192,22 +283,20 @@ class Store:
             metrics: dict[str, dict[str, float]] = {}
             for m in s.scalars(select(MetricRow).where(MetricRow.run_id.in_([r.id for r in rows]))):
                 metrics.setdefault(m.run_id, {})[m.name] = m.value
-        return [
-            RunSummary(
-                run_id=r.id,
-                spec_name=r.spec_name,
-                status=r.status,
-                created_at=r.created_at,
-                duration_s=r.duration_s,
-                metrics=metrics.get(r.id, {}),
-                model_fingerprint=r.model_fingerprint,
-                predictions_fingerprint=r.predictions_fingerprint,
-                parent_run=r.parent_run,
-                error=r.error,
-                sweep_id=r.sweep_id,
-            )
-            for r in rows
-        ]
+        return [_summary(r, metrics.get(r.id, {})) for r in rows]
+
+    def run_summary(self, ref: str) -> RunSummary:
+        """One run's row (also for runs that have no manifest: running or interrupted)."""
+        run_id = self.resolve(ref)
+        self.mark_interrupted()
+        with self._sessions() as s:
+            row = s.get(RunRow, run_id)
+            assert row is not None
+            metrics = {
+                m.name: m.value
+                for m in s.scalars(select(MetricRow).where(MetricRow.run_id == run_id))
+            }
+        return _summary(row, metrics)
 
     def manifest(self, ref: str) -> Manifest:
         run_id = self.resolve(ref)
@@ -217,14 +306,41 @@ class Store:
             address = row.manifest_object
             status = row.status
         if address is None:
+            if status == "running" and run_id in self.mark_interrupted():
+                status = "interrupted"
             raise StoreError(
-                f"run {run_id} has no manifest (status {status!r}): it was interrupted before it finished",
-                hint="the process that made it was killed; run the spec again",
+                f"run {run_id} has no manifest (status {status!r}): "
+                + (
+                    "it is still running"
+                    if status == "running"
+                    else "it was interrupted before it finished"
+                ),
+                hint="the process that made it was killed; run the spec again"
+                if status != "running"
+                else "wait for it to finish",
             )
         return Manifest.from_json(self.objects.get(address))
 
+    def run_objects(self) -> list[RunObjects]:
+        """Every run's manifest and model object (None where a run has none)."""
+        with self._sessions() as s:
+            rows = list(s.execute(select(RunRow.id, RunRow.manifest_object, RunRow.model_object)))
+        return [RunObjects(rid, manifest, model) for rid, manifest, model in rows]
+
+    def referenced_objects(self) -> set[str]:
+        """Every object that stored runs and registered models need; maintenance never removes them.
+
+        A manifest that cannot be read is skipped here (its run's own objects are still
+        kept); ``seedline fsck`` reports it.
+        """
+        from seedline.records.references import collect
+
+        return collect(self, include_cache=False).addresses
+
     def extra_references(self) -> set[str]:
         """Objects referenced outside runs (e.g. by the model registry); maintenance keeps them."""
+        import seedline.records.registry  # noqa: F401  (registers the registry's references)
+
         refs: set[str] = set()
         for hook in _REFERENCE_HOOKS:
             refs |= hook(self)
@@ -248,3 +364,56 @@ class Store:
         if not address:
             raise StoreError(f"run {m.run_id} has no saved model (status {m.status!r})")
         return self.objects.get(address)
+
+
+@dataclass(frozen=True)
+class RunObjects:
+    """The objects a run's record points at directly."""
+
+    run_id: str
+    manifest_object: str | None
+    model_object: str | None
+
+
+def _summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
+    return RunSummary(
+        run_id=r.id,
+        spec_name=r.spec_name,
+        status=r.status,
+        created_at=r.created_at,
+        duration_s=r.duration_s,
+        metrics=metrics,
+        model_fingerprint=r.model_fingerprint,
+        predictions_fingerprint=r.predictions_fingerprint,
+        parent_run=r.parent_run,
+        error=r.error,
+        sweep_id=r.sweep_id,
+    )
+
+
+def _this_process() -> tuple[str, int, float | None]:
+    try:
+        started: float | None = psutil.Process().create_time()
+    except psutil.Error:
+        started = None
+    return socket.gethostname(), os.getpid(), started
+
+
+def _process_alive(pid: int, started: float | None) -> bool:
+    """Whether the process that began a run still runs (a reused pid has another start time)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell (e.g. no permission): never call a live run interrupted
+
+
+def _iso_before(seconds: float) -> str:
+    import datetime as dt
+
+    t = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

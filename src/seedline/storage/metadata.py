@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,13 +23,14 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from seedline.core.errors import StoreError
+from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -53,8 +56,16 @@ class RunRow(Base):
     parent_run: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # the process making the run, so a run whose process died can be told from one still going
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process_started: Mapped[float | None] = mapped_column(Float, nullable=True)
 
-    __table_args__ = (Index("ix_runs_created", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_created", "created_at"),
+        Index("ix_runs_sweep", "sweep_id"),
+        Index("ix_runs_status", "status"),
+    )
 
 
 class SweepRow(Base):
@@ -151,44 +162,110 @@ class ParityCheckRow(Base):
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers work while a run writes; busy_timeout makes concurrent writers wait, not fail
+    # the busy timeout first: switching to WAL itself needs a lock that a concurrent opener may hold
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # WAL lets readers work while a run writes; the busy timeout makes concurrent writers wait, not fail
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30000
+# any constant works: it names seedline's migration lock among the database's advisory locks
+_PG_MIGRATION_LOCK = 0x5EED_11E0
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for an in-memory database or another backend)."""
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        return None
+    return Path(parsed.database)
+
+
 def open_engine(url: str) -> Engine:
-    """Connect, and bring the schema to the head revision with Alembic when it is behind."""
+    """Connect, and bring the schema to the head revision with Alembic when it is behind.
+
+    The schema is created or migrated by one process at a time (a file lock beside a SQLite
+    database, an advisory lock on PostgreSQL), so many processes opening a new store at once
+    all succeed.
+    """
+    url = normalise_database_url(url)
     try:
-        engine = create_engine(url, future=True)
+        kwargs: dict[str, Any] = {}
+        if url.startswith("postgresql"):
+            kwargs["pool_pre_ping"] = True
+        engine = create_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             event.listen(engine, "connect", _sqlite_pragmas)
         if current_revision(engine) != HEAD_REVISION:
-            upgrade(engine)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the metadata database {url}: {exc}") from exc
+            _migrate_once(engine, url)
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"cannot open the metadata database {redact_url(url)}: its driver {exc.name!r} is not installed",
+            hint="install the team-store extra: pip install 'seedline[team]'",
+        ) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(
+            f"cannot open the metadata database {redact_url(url)}: "
+            f"{redact_text(str(getattr(exc, 'orig', None) or exc), url)}",
+            hint="check that the database server is running and the URL, user and password are right",
+        ) from None
     return engine
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+def _migrate_once(engine: Engine, url: str) -> None:
+    if engine.dialect.name == "sqlite":
+        path = sqlite_path(url)
+        lock = FileLock(str(path) + ".lock") if path is not None else None
+        with lock if lock is not None else contextlib.nullcontext():
+            # another process may have migrated while this one waited for the lock
+            if current_revision(engine) != HEAD_REVISION:
+                upgrade(engine)
+        return
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # held until this transaction ends; PostgreSQL's DDL is transactional, so the
+            # migration and its lock commit together
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        if current_revision(conn) != HEAD_REVISION:
+            _run_alembic(conn, "head")
+
+
+def current_revision(bind: Engine | Connection) -> str | None:
+    def read(conn: Connection) -> str | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         return str(row[0]) if row else None
 
+    if isinstance(bind, Connection):
+        return read(bind)
+    with bind.connect() as conn:
+        return read(conn)
+
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the Alembic migrations shipped in the package."""
+    with engine.begin() as conn:
+        _run_alembic(conn, revision)
+
+
+def _run_alembic(conn: Connection, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from sqlalchemy import select, update
 
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
 from seedline.core.seeding import SeedPlan
@@ -26,8 +25,8 @@ from seedline.core.spec import Spec, apply_overrides, load_spec
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.executors import make_executor
+from seedline.records.sweeps import SweepIndex
 from seedline.records.tracking import Store, new_run_id
-from seedline.storage.metadata import SweepRow, now_iso
 
 SEARCHES = ("grid", "random", "tpe")
 TPE_BATCH = 4
@@ -237,20 +236,14 @@ def sweep(
     ) as ex:
         settings = ex.settings()
         report = SweepReport(sweep_id=sweep_id, metric=metric, search=search, settings=settings)
-        with store.transaction() as s:
-            s.add(
-                SweepRow(
-                    id=sweep_id,
-                    spec_name=base.name,
-                    created_at=now_iso(),
-                    search=search,
-                    metric=metric,
-                    params=json.dumps(params, sort_keys=True),
-                    settings=json.dumps(settings, sort_keys=True),
-                    status="running",
-                    trials=0,
-                )
-            )
+        SweepIndex(store).begin(
+            sweep_id,
+            spec_name=base.name,
+            search=search,
+            metric=metric,
+            params=params,
+            settings=settings,
+        )
         shared = _SweepShared(
             spec=base.to_dict(),
             loaded=loaded,
@@ -274,53 +267,23 @@ def sweep(
                 results[k] | {"trial": k, "overrides": items[k]["overrides"]} for k in items
             ]
     best = report.best
-    with store.transaction() as s:
-        s.execute(
-            update(SweepRow)
-            .where(SweepRow.id == sweep_id)
-            .values(
-                status="done",
-                finished_at=now_iso(),
-                trials=len(report.trials),
-                best_run=best["run_id"] if best else None,
-            )
-        )
+    SweepIndex(store).finish(
+        sweep_id, trials=len(report.trials), best_run=best["run_id"] if best else None
+    )
     store.close()
     return report
 
 
 def sweep_info(store: Store, ref: str) -> dict[str, Any]:
     """A stored sweep by id or unique prefix."""
-    with store.session() as s:
-        rows = list(
-            s.scalars(
-                select(SweepRow)
-                .where(SweepRow.id.startswith(ref.lower(), autoescape=True))
-                .limit(3)
-            )
-        )
-    if len(rows) != 1:
+    found = SweepIndex(store).find(ref)
+    if len(found) != 1:
         raise SweepError(
-            f"no sweep matches {ref!r}" if not rows else f"sweep prefix {ref!r} is ambiguous",
-            hint="'seedline sweep ls' lists the sweeps",
+            f"no sweep matches {ref!r}" if not found else f"sweep prefix {ref!r} is ambiguous",
+            hint="'seedline sweeps' lists the sweeps",
         )
-    r = rows[0]
-    return {
-        "sweep_id": r.id,
-        "spec": r.spec_name,
-        "created_at": r.created_at,
-        "finished_at": r.finished_at,
-        "search": r.search,
-        "metric": r.metric,
-        "params": json.loads(r.params),
-        "settings": json.loads(r.settings),
-        "status": r.status,
-        "trials": r.trials,
-        "best_run": r.best_run,
-    }
+    return found[0].to_dict()
 
 
 def list_sweeps(store: Store) -> list[dict[str, Any]]:
-    with store.session() as s:
-        ids = list(s.scalars(select(SweepRow.id).order_by(SweepRow.id.desc())))
-    return [sweep_info(store, i) for i in ids]
+    return [r.to_dict() for r in SweepIndex(store).all()]

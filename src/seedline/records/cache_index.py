@@ -1,0 +1,138 @@
+"""The step cache's index: which stored objects hold a fitted step and its output, and how often they were used.
+
+The execution layer decides keys and (de)serialises steps; this module owns the rows. Every
+query returns plain :class:`CacheEntry` values, never a database session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from seedline.records.tracking import Store
+from seedline.storage.metadata import CacheRow, now_iso
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached step: its key, the objects holding its fitted state and output, and its use."""
+
+    key: str
+    step: str
+    cls: str
+    fitted_object: str
+    output_object: str | None
+    fitted_fingerprint: str
+    output_fingerprint: str | None
+    output_shape: str | None
+    size_bytes: int
+    created_at: str
+    last_used_at: str
+    hits: int = 0
+
+    @property
+    def objects(self) -> list[str]:
+        return [x for x in (self.fitted_object, self.output_object) if x]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields ``seedline cache ls --json`` shows."""
+        return {
+            "key": self.key,
+            "step": self.step,
+            "class": self.cls,
+            "size_bytes": self.size_bytes,
+            "hits": self.hits,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "output_shape": self.output_shape,
+        }
+
+
+def _entry(r: CacheRow) -> CacheEntry:
+    return CacheEntry(
+        key=r.key,
+        step=r.step,
+        cls=r.cls,
+        fitted_object=r.fitted_object,
+        output_object=r.output_object,
+        fitted_fingerprint=r.fitted_fingerprint,
+        output_fingerprint=r.output_fingerprint,
+        output_shape=r.output_shape,
+        size_bytes=int(r.size_bytes),
+        created_at=r.created_at,
+        last_used_at=r.last_used_at,
+        hits=int(r.hits or 0),
+    )
+
+
+class CacheIndex:
+    """The cache rows of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, key: str) -> CacheEntry | None:
+        with self.store._session() as s:
+            row = s.get(CacheRow, key)
+            return _entry(row) if row is not None else None
+
+    def touch(self, key: str) -> None:
+        """Count a hit and note when the entry was last used."""
+        with self.store._transaction() as s:
+            s.execute(
+                update(CacheRow)
+                .where(CacheRow.key == key)
+                .values(hits=CacheRow.hits + 1, last_used_at=now_iso())
+            )
+
+    def add(self, entry: CacheEntry) -> bool:
+        """Index an entry; False when the key is already there (a concurrent run stored the same)."""
+        try:
+            with self.store._transaction() as s:
+                s.add(CacheRow(**{f: getattr(entry, f) for f in entry.__dataclass_fields__}))
+        except IntegrityError:
+            return False
+        return True
+
+    def entries(self) -> list[CacheEntry]:
+        """All entries, most recently used first."""
+        with self.store._session() as s:
+            rows = list(s.scalars(select(CacheRow).order_by(CacheRow.last_used_at.desc())))
+            return [_entry(r) for r in rows]
+
+    def usage(self) -> tuple[int, int]:
+        """(number of entries, total bytes)."""
+        with self.store._session() as s:
+            count, size = s.execute(
+                select(func.count(CacheRow.key), func.coalesce(func.sum(CacheRow.size_bytes), 0))
+            ).one()
+        return int(count), int(size)
+
+    def objects_except(self, keys: Collection[str]) -> set[str]:
+        """Objects referenced by the entries whose key is not in ``keys``."""
+        with self.store._session() as s:
+            pairs = list(
+                s.execute(
+                    select(CacheRow.fitted_object, CacheRow.output_object).where(
+                        CacheRow.key.not_in(list(keys))
+                    )
+                )
+            )
+        return {x for pair in pairs for x in pair if x}
+
+    def remove(self, keys: Collection[str]) -> list[CacheEntry]:
+        """Delete the entries with these keys (not their objects); returns what was deleted."""
+        keys = list(keys)
+        if not keys:
+            return []
+        with self.store._transaction() as s:
+            rows = [_entry(r) for r in s.scalars(select(CacheRow).where(CacheRow.key.in_(keys)))]
+            s.execute(delete(CacheRow).where(CacheRow.key.in_(keys)))
+        return rows
+
+
+__all__ = ["CacheEntry", "CacheIndex"]
