@@ -7,11 +7,20 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .services import (
+    PostgresServer,
+    S3Server,
+    ServiceUnavailable,
+    postgres_server,
+    s3_server,
+    unavailable,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -97,3 +106,24 @@ def run_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     return run_cli
+
+
+# -- real servers for the storage tests (tests/services.py), started once per session ----------
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on loopback; each test takes its own database with ``fresh_database()``."""
+    try:
+        with postgres_server() as server:
+            yield server
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A SeaweedFS S3 endpoint on loopback with a bucket; each test takes its own prefix."""
+    try:
+        with s3_server() as server:
+            yield server
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))

@@ -23,12 +23,19 @@ _ENV_PATTERNS = re.compile(
     r"|TF_ENABLE_ONEDNN_OPTS|KERAS_BACKEND|PYTORCH_.*|SKLEARN_.*|JOBLIB_.*|LOKY_.*|SEEDLINE_.*)$"
 )
 _SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
+# where the store lives is not part of a run: moving a store must not change a fingerprint,
+# and these URLs may hold a password
+_STORE_LOCATION = re.compile(r"^SEEDLINE_(DATABASE_URL|OBJECTS_URL|TEST_.*)$")
 
 
 def relevant_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Thread and determinism variables only; anything that looks secret is never recorded."""
     env = os.environ if environ is None else environ
-    return {k: env[k] for k in sorted(env) if _ENV_PATTERNS.match(k) and not _SECRET.search(k)}
+    return {
+        k: env[k]
+        for k in sorted(env)
+        if _ENV_PATTERNS.match(k) and not _SECRET.search(k) and not _STORE_LOCATION.match(k)
+    }
 
 
 def _cpu() -> dict[str, Any]:

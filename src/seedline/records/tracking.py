@@ -99,10 +99,10 @@ class Store:
         where = resolve_store(self.root, project_root)
         self.database_url = normalise_database_url(database_url or where.database_url)
         self.objects_url = objects_url or where.objects_url
-        self.objects: ObjectStore = open_object_store(
-            self.objects_url,
-            where.objects_options if objects_options is None else objects_options,
+        self.objects_options: dict[str, Any] = dict(
+            where.objects_options if objects_options is None else objects_options
         )
+        self.objects: ObjectStore = open_object_store(self.objects_url, self.objects_options)
         self.engine = open_engine(self.database_url)
         self._sessions = make_session_factory(self.engine)
 
