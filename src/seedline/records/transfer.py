@@ -333,7 +333,8 @@ def open_remote(remote: str, project_root: Any) -> Store:
     """The store a remote names: a remote declared in ``seedline.toml``, or a folder.
 
     A folder is a project (its ``.seedline/``) or a store folder of its own (created when
-    missing, like ``git init --bare``), e.g. a shared drive.
+    missing, like ``git init --bare``), e.g. a shared drive. The environment's store
+    variables never redirect a remote: its URLs are given explicitly.
     """
     from pathlib import Path
 
@@ -343,17 +344,31 @@ def open_remote(remote: str, project_root: Any) -> Store:
         return _named_remote(remote, Path(project_root))
     path = path.resolve()
     if (path / ".seedline").is_dir():
-        return Store(path / ".seedline")
-    if path.exists() and not path.is_dir():
+        path = path / ".seedline"
+    elif path.exists() and not path.is_dir():
         raise TransferError(f"remote {remote!r} is a file, not a folder or a declared remote")
     path.mkdir(parents=True, exist_ok=True)
-    return Store(path)
+    return Store(path, f"sqlite:///{path / 'metadata.db'}", objects_url=str(path / "objects"))
 
 
 def _named_remote(name: str, project_root: Any) -> Store:
-    raise TransferError(
-        f"no remote named {name!r}",
-        hint="give a folder (a path) or declare [remotes.NAME] in seedline.toml",
+    from seedline.storage.config import CONFIG_FILENAME, load_project_config
+
+    location = load_project_config(project_root).remote(name)
+    if not location.database or not location.objects:
+        raise TransferError(
+            f"remote {name!r} in {CONFIG_FILENAME} needs both 'database' and 'objects'",
+            hint=f'[remotes.{name}] database = "postgresql://..." objects = "s3://bucket/prefix"',
+        )
+    # a local scratch folder for the remote's Store object; its data lives at the URLs
+    scratch = project_root / ".seedline" / "remotes" / name
+    scratch.mkdir(parents=True, exist_ok=True)
+    return Store(
+        scratch,
+        location.database,
+        objects_url=location.objects,
+        objects_options=location.objects_options,
+        project_root=project_root,
     )
 
 
