@@ -62,18 +62,41 @@ def _transfer(
     else:
         out = _console()
         verb = "pushed" if direction == "push" else "pulled"
-        out.print(
-            f"{verb} {len(report.runs)} runs, {len(report.sweeps)} sweeps, {len(report.models)} model versions, "
-            f"{len(report.aliases)} aliases: {report.objects_copied} objects ({_human(report.bytes_copied)}) copied, "
-            f"{report.objects_present} already there, {report.already_there} runs already there "
-            f"({report.seconds:.2f} s)"
-        )
+        out.print(_summary(verb, report))
         for s in report.skipped:
             out.print(f"[yellow]skipped[/] run {s['run']}: {s['reason']}")
         for c in report.conflicts:
             out.print(f"[red]conflict[/] {c['model']}: {c['reason']}")
     if report.conflicts:
         raise typer.Exit(1)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _summary(verb: str, report: Any) -> str:
+    """'pushed 1 run, 1 model version, 1 alias: 5 objects (4.9 MiB) copied, 2 already there (0.70 s)'."""
+    parts = [
+        _count(len(items), what)
+        for items, what in (
+            (report.runs, "run"),
+            (report.sweeps, "sweep"),
+            (report.models, "model version"),
+            (report.aliases, "alias"),
+        )
+        if items
+    ]
+    there = f"{_count(report.already_there, 'run')} already there" if report.already_there else ""
+    if not parts:
+        return f"nothing to copy{': ' + there if there else ''} ({report.seconds:.2f} s)"
+    present = f", {report.objects_present} already there" if report.objects_present else ""
+    return (
+        f"{verb} {', '.join(parts)}: {_count(report.objects_copied, 'object')} "
+        f"({_human(report.bytes_copied)}) copied{present}"
+        + (f"; {there}" if there else "")
+        + f" ({report.seconds:.2f} s)"
+    )
 
 
 def _local_store(*, create: bool) -> Any:
