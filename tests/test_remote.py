@@ -279,6 +279,20 @@ def test_fsck_finds_corrupt_and_missing_objects_and_repair_quarantines(tiny: Pat
     assert not store.objects.exists(model)
 
 
+def test_check_objects_restores_what_fsck_repair_quarantined(tiny: Path, tmp_path: Path) -> None:
+    """After a corrupt object is quarantined, a pull with check_objects brings a sound copy back."""
+    run = seedline.run(tiny / "seedline.yaml")
+    local, remote = Store.open(tiny), folder_store(tmp_path / "team")
+    transfer(local, remote, Selection(everything=True))
+    model = run.manifest.artifacts["model"]
+    _flip(local, model)
+    fsck(local, repair=True)
+    assert transfer(remote, local, Selection(everything=True)).objects_copied == 0  # fast path
+    restored = transfer(remote, local, Selection(everything=True), check_objects=True)
+    assert restored.objects_copied == 1 and restored.runs == []
+    assert fsck(local).ok
+
+
 # -- gc -------------------------------------------------------------------------------------------
 def test_gc_reclaims_leftovers_and_orphans_but_nothing_referenced_or_foreign(tiny: Path) -> None:
     """Partial objects, staged predict/export outputs and orphans go; runs still reproduce; user files stay."""

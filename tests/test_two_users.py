@@ -35,17 +35,25 @@ class TwoUsers:
     def cli(self, who: Path, *args: str, check: bool = True) -> str:
         proc = run_cli(who, *args, env=self.env, check=check)
         for secret in self.secrets:
-            assert secret not in proc.stdout + proc.stderr, f"a secret leaked from 'seedline {' '.join(args)}'"
+            assert secret not in proc.stdout + proc.stderr, (
+                f"a secret leaked from 'seedline {' '.join(args)}'"
+            )
         return proc.stdout
 
     def json(self, who: Path, *args: str) -> object:
         return json.loads(self.cli(who, *args, "--json"))
 
 
-def _team_config(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str], list[str]]:
+def _team_config(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, dict[str, str], list[str]]:
     """seedline.toml's [remotes.team] section, the environment the users need, and secrets to watch for."""
     if request.param == "folder":
-        return f'[remotes.team]\ndatabase = "sqlite:///{tmp_path}/team/metadata.db"\nobjects = "{tmp_path}/team/objects"\n', {}, []
+        return (
+            f'[remotes.team]\ndatabase = "sqlite:///{tmp_path}/team/metadata.db"\nobjects = "{tmp_path}/team/objects"\n',
+            {},
+            [],
+        )
     pg = request.getfixturevalue("postgres")
     s3 = request.getfixturevalue("s3")
     database = pg.fresh_database()
@@ -82,12 +90,16 @@ def test_b_pulls_and_reproduces_a_run_whose_data_only_a_has(two_users: TwoUsers)
     run_id = run["run_id"]
     u.cli(u.a, "register", run_id, "--name", "tiny")
     pushed = u.json(u.a, "push", "team")
-    assert isinstance(pushed, dict) and pushed["runs"] == [run_id] and pushed["models"] == ["tiny@1"]
+    assert (
+        isinstance(pushed, dict) and pushed["runs"] == [run_id] and pushed["models"] == ["tiny@1"]
+    )
     again = u.json(u.a, "push", "team")
     assert isinstance(again, dict) and again["objects_copied"] == 0 and again["already_there"] == 1
 
     pulled = u.json(u.b, "pull", "team")
-    assert isinstance(pulled, dict) and pulled["runs"] == [run_id] and pulled["models"] == ["tiny@1"]
+    assert (
+        isinstance(pulled, dict) and pulled["runs"] == [run_id] and pulled["models"] == ["tiny@1"]
+    )
     report = u.json(u.b, "reproduce", run_id)
     assert isinstance(report, dict) and report["verdict"] == "bitwise", report
     assert any("data snapshot" in n for n in report["notes"])

@@ -41,6 +41,7 @@ def _transfer(
     everything: bool,
     move_aliases: bool,
     as_json: bool,
+    check_objects: bool = False,
 ) -> None:
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
@@ -52,9 +53,11 @@ def _transfer(
         src, dst = (local, other) if direction == "push" else (other, local)
         selection = selection_from_items(src, items, everything=everything or not items)
         if as_json or not sys.stderr.isatty():
-            report = transfer(src, dst, selection, move_aliases=move_aliases)
+            report = transfer(
+                src, dst, selection, move_aliases=move_aliases, check_objects=check_objects
+            )
         else:
-            report = _with_progress(direction, src, dst, selection, move_aliases)
+            report = _with_progress(direction, src, dst, selection, move_aliases, check_objects)
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
@@ -88,6 +91,8 @@ def _summary(verb: str, report: Any) -> str:
         if items
     ]
     there = f"{_count(report.already_there, 'run')} already there" if report.already_there else ""
+    if not parts and report.objects_copied:
+        parts = ["the missing objects of runs already there"]
     if not parts:
         return f"nothing to copy{': ' + there if there else ''} ({report.seconds:.2f} s)"
     present = f", {report.objects_present} already there" if report.objects_present else ""
@@ -115,7 +120,9 @@ def _local_store(*, create: bool) -> Any:
         raise
 
 
-def _with_progress(direction: str, src: Any, dst: Any, selection: Any, move_aliases: bool) -> Any:
+def _with_progress(
+    direction: str, src: Any, dst: Any, selection: Any, move_aliases: bool, check_objects: bool
+) -> Any:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -142,7 +149,14 @@ def _with_progress(direction: str, src: Any, dst: Any, selection: Any, move_alia
         def update(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, description=f"{direction}ing {what}")
 
-        return transfer(src, dst, selection, progress=update, move_aliases=move_aliases)
+        return transfer(
+            src,
+            dst,
+            selection,
+            progress=update,
+            move_aliases=move_aliases,
+            check_objects=check_objects,
+        )
 
 
 _REMOTE_HELP = "A remote declared in seedline.toml ([remotes.NAME]), or a folder (a project, or a store folder of its own)."
@@ -161,6 +175,13 @@ def push(
         bool,
         typer.Option("--move-aliases", help="Move an alias the remote points at another version."),
     ] = False,
+    check_objects: Annotated[
+        bool,
+        typer.Option(
+            "--check-objects",
+            help="Also look up the objects of runs already there; copy any missing.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was copied as JSON.")] = False,
 ) -> None:
     """Copy runs, sweeps and registered models, with every object they need, to a remote store.
@@ -168,7 +189,7 @@ def push(
     Objects go first, then the records in one transaction: an interrupted push leaves no
     half-visible run, and running it again copies only what is still missing.
     """
-    _transfer("push", remote, list(items or []), everything, move_aliases, as_json)
+    _transfer("push", remote, list(items or []), everything, move_aliases, as_json, check_objects)
 
 
 def pull(
@@ -183,10 +204,17 @@ def pull(
             "--move-aliases", help="Move a local alias the remote points at another version."
         ),
     ] = False,
+    check_objects: Annotated[
+        bool,
+        typer.Option(
+            "--check-objects",
+            help="Also look up the objects of runs already here; copy any missing (after fsck --repair).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was copied as JSON.")] = False,
 ) -> None:
     """Copy runs, sweeps and registered models, with every object they need, from a remote store."""
-    _transfer("pull", remote, list(items or []), everything, move_aliases, as_json)
+    _transfer("pull", remote, list(items or []), everything, move_aliases, as_json, check_objects)
 
 
 def fsck(
@@ -232,8 +260,12 @@ def fsck(
         out = _console()
         rate = report.bytes / report.seconds / 1e9 if report.seconds else 0.0
         out.print(
-            f"checked {report.objects} objects ({_human(report.bytes)}) in {report.seconds:.2f} s ({rate:.2f} GB/s): "
-            + ("[green]no problems[/]" if report.ok else f"[red]{len(report.problems)} problems[/]")
+            f"checked {_count(report.objects, 'object')} ({_human(report.bytes)}) in {report.seconds:.2f} s ({rate:.2f} GB/s): "
+            + (
+                "[green]no problems[/]"
+                if report.ok
+                else f"[red]{_count(len(report.problems), 'problem')}[/]"
+            )
         )
         for p in report.problems:
             who = f" needed by {', '.join(p.needed_by)}" if p.needed_by else ""
@@ -277,8 +309,9 @@ def gc(
     out = _console()
     verb = "would remove" if dry_run else "removed"
     out.print(
-        f"{verb} {len(report.partial_objects)} partial objects, {len(report.partial_outputs)} partial outputs, "
-        f"{len(report.orphans)} orphan objects ({_human(report.bytes)})"
+        f"{verb} {_count(len(report.partial_objects), 'partial object')}, "
+        f"{_count(len(report.partial_outputs), 'partial output')}, "
+        f"{_count(len(report.orphans), 'orphan object')} ({_human(report.bytes)})"
         + (f"; kept {report.kept_young} younger than {min_age}" if report.kept_young else "")
     )
     for path in report.partial_outputs:

@@ -155,8 +155,13 @@ def transfer(
     *,
     progress: TransferProgress | None = None,
     move_aliases: bool = False,
+    check_objects: bool = False,
 ) -> TransferReport:
-    """Copy the selected runs, sweeps and model versions from ``src`` to ``dst`` (see the module doc)."""
+    """Copy the selected runs, sweeps and model versions from ``src`` to ``dst`` (see the module doc).
+
+    With ``check_objects``, runs already at the destination have their objects looked up
+    and any missing one copied (by default such runs are skipped whole, which is fast).
+    """
     t0 = time.perf_counter()
     report = TransferReport()
     run_ids, sweep_ids, versions = _select(src, selection, report)
@@ -198,6 +203,9 @@ def transfer(
 
     with src._session() as s:
         run_rows = [s.get(RunRow, rid) for rid in new_runs]
+        # --check-objects: the objects of runs already there are looked up too (restores
+        # what an fsck --repair quarantined, or what was deleted by hand)
+        known_rows = [s.get(RunRow, rid) for rid in sorted(there)] if check_objects else []
         metric_rows = (
             list(s.scalars(select(MetricRow).where(MetricRow.run_id.in_(new_runs))))
             if new_runs
@@ -256,7 +264,7 @@ def transfer(
 
     # 3. the objects every new record names
     needed: dict[str, str] = {}
-    for row in run_rows:
+    for row in [*run_rows, *known_rows]:
         if row is None or row.manifest_object is None:
             continue
         needed[row.manifest_object] = f"run {row.id} manifest"
