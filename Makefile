@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck layers unit bench clean
+.PHONY: demo deps test lint typecheck layers unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[test,dl,tpe]'
 	rm -f $(VENV)/.installed-*; touch $@
+
+# Install the project and its test extras into $(VENV) (CI runs this before starting the test servers).
+deps: $(STAMP)
 
 # Fresh venv, install, run the penguins example twice, show both runs have identical fingerprints.
 demo: $(STAMP)

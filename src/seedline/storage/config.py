@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from seedline.core.errors import StoreError, did_you_mean
-from seedline.storage.urls import normalise_database_url, redact_url
+from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
 CONFIG_FILENAME = "seedline.toml"
 DATABASE_ENV = "SEEDLINE_DATABASE_URL"
@@ -127,7 +127,7 @@ def load_project_config(project_root: str | Path) -> ProjectConfig:
                 )
                 msg = f"unknown key.{did_you_mean(leaf, allowed)}"
             # pydantic would echo the input, which may hold a password
-            problems.append(f"{where}: {redact_url(msg)}")
+            problems.append(f"{where}: {redact_text(msg)}")
         raise StoreError(
             f"{path}: " + "; ".join(problems),
             hint="[store] and [remotes.NAME] accept database, objects and objects_options (docs/storage.md)",
