@@ -81,6 +81,8 @@ def test_killed_runs_pushes_and_prunes_leave_a_sound_store(tmp_path: Path) -> No
     for delay in KILL_POINTS:
         kill_after(project, delay, "run", "--snapshot", "--set", f"seed={int(delay * 10)}")
         assert_store_sound(Store.open(project))
+    # a killed run shows as interrupted, never 'running' forever
+    assert all(r.status != "running" for r in Store.open(project).list_runs())
 
     remote_dir = tmp_path / "team"
     for delay in KILL_POINTS:
