@@ -246,6 +246,13 @@ def runs(
         str | None,
         typer.Option("--sweep", help="Only the trials of this sweep, best first by its metric."),
     ] = None,
+    remove_interrupted: Annotated[
+        bool,
+        typer.Option(
+            "--remove-interrupted",
+            help="First delete the records of interrupted runs (their process is gone; they have no manifest).",
+        ),
+    ] = False,
 ) -> None:
     """List the runs in this project's store, newest first (or a sweep's trials, best first)."""
     from seedline.core.errors import SeedlineError
@@ -253,6 +260,14 @@ def runs(
 
     try:
         store = Store.find()
+        if remove_interrupted:
+            removed = store.remove_interrupted_runs()
+            if not as_json:
+                _console(stderr=True).print(
+                    f"removed {len(removed)} interrupted run(s)"
+                    + (f": {', '.join(removed)}" if removed else ""),
+                    highlight=False,
+                )
         if sweep is not None:
             from seedline.workflow.sweep import sweep_info
 
