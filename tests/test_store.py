@@ -165,3 +165,24 @@ def test_a_run_whose_process_is_gone_shows_as_interrupted_and_can_be_removed(
     assert "removed 1 interrupted run(s): zzz000000000" in cleaned.stderr
     assert [r.run_id for r in store.list_runs()] == ["kkk000000000"]
     assert store.remove_interrupted_runs() == []
+
+
+def test_object_store_urls_and_leftover_partial_writes(tmp_path: Path) -> None:
+    """file:// URLs and plain paths open the local store; a killed writer's .part file is listed and removable, never an object."""
+    from seedline.storage.objects import open_object_store
+
+    store = open_object_store(f"file://{tmp_path / 'objects'}")
+    assert isinstance(store, ObjectStore)
+    address = store.put(b"kept")
+    leftover = tmp_path / "objects" / address[:2] / ".tmp-abc.part"
+    leftover.write_bytes(b"half an obj")
+    assert list(store) == [address]
+    partials = list(store.partials())
+    assert [p.name for p in partials] == [f"{address[:2]}/.tmp-abc.part"]
+    assert partials[0].size == 11
+    with pytest.raises(StoreError, match="not a partial object"):
+        store.remove_partial(f"{address[:2]}/{address[2:]}")
+    with pytest.raises(StoreError, match="not a partial object"):
+        store.remove_partial("../../etc/.tmp-x.part")
+    assert store.remove_partial(partials[0].name)
+    assert list(store.partials()) == [] and store.get(address) == b"kept"

@@ -143,3 +143,9 @@ def cache_prune(
         typer.echo(
             f"removed {done['entries']} entries ({human_size(done['bytes'])}), {done['objects']} objects"
         )
+    for bad in done["unreadable_manifests"]:
+        typer.echo(
+            f"warning: skipped run {bad['run']}: its manifest {bad['object'] or '(none)'} cannot be read "
+            f"({bad['error']}); 'seedline fsck' checks the store",
+            err=True,
+        )

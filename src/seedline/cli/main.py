@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from seedline.cli import cache_cmds, registry_cmds, sweep_cmds, ui_cmds
+from seedline.cli import cache_cmds, registry_cmds, remote_cmds, sweep_cmds, ui_cmds
 from seedline.cli.check_cmd import check_cmd
 from seedline.cli.exec_cmd import exec_cmd
 from seedline.cli.help_text import plain_placeholders
@@ -182,8 +182,24 @@ def run_cmd(
             help="Skip the plot data (confusion matrix, curves, importances) stored for 'seedline ui'.",
         ),
     ] = False,
+    snapshot: Annotated[
+        bool | None,
+        typer.Option(
+            "--snapshot/--no-snapshot",
+            help="Keep the data files in the store, so a clone without them can reproduce (default: the spec's data.snapshot).",
+            show_default=False,
+        ),
+    ] = None,
+    snapshot_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot-max-size",
+            help="Refuse a snapshot of more data than this, e.g. 5GiB (default 2GiB).",
+        ),
+    ] = None,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
+    from seedline.cli.cache_cmds import parse_size
     from seedline.core.errors import PipelineError, SeedlineError
 
     overrides = list(set_ or [])
@@ -192,6 +208,8 @@ def run_cmd(
         "workers": workers,
         "address": address,
         "plots": not no_plots,
+        "snapshot": snapshot,
+        "snapshot_max_bytes": parse_size(snapshot_max_size) if snapshot_max_size else None,
     }
     try:
         _pin_hash_seed(spec, overrides)
@@ -457,6 +475,7 @@ sweep_cmds.register(app)
 app.command("check")(check_cmd)
 registry_cmds.register(app)
 ui_cmds.register(app)
+remote_cmds.register(app)
 
 
 def main() -> None:

@@ -100,6 +100,11 @@ class DataSpec(_Strict):
     sources: list[str] = Field(min_length=1)
     target: str
     features: list[str] | None = None
+    # where the data is kept, not what it is: left out of the spec fingerprint (see fingerprint())
+    snapshot: bool | None = Field(
+        default=None,
+        description="Keep a copy of every data file in the store's objects, so a clone without the data can reproduce.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -203,9 +208,14 @@ class Spec(_Strict):
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def fingerprint(self) -> str:
+        """The pipeline's identity. ``data.snapshot`` is left out: keeping a copy of the data
+        changes where it is stored, never a result, so turning it on keeps every comparison."""
         from seedline.core.fingerprint import fingerprint_bytes
 
-        return fingerprint_bytes(self.canonical_json().encode(), kind="spec")
+        d = self.to_dict()
+        d["data"].pop("snapshot", None)
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return fingerprint_bytes(text.encode(), kind="spec")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -263,9 +263,18 @@ def usage(store: Store) -> dict[str, int]:
     return {"entries": count, "bytes": size}
 
 
-def referenced_objects(store: Store) -> set[str]:
-    """Objects that stored runs need (manifests, models, probes, diffs): prune never removes them."""
-    return store.referenced_objects()
+def referenced_objects(store: Store, unreadable: list[dict[str, str]] | None = None) -> set[str]:
+    """Objects that stored runs and registered models need: prune never removes them.
+
+    A manifest that cannot be read (corrupt, missing) is skipped and appended to
+    ``unreadable``: it must not stop the maintenance of everything else.
+    """
+    from seedline.records.references import collect
+
+    refs = collect(store, include_cache=False)
+    if unreadable is not None:
+        unreadable.extend(refs.unreadable)
+    return refs.addresses
 
 
 def prune(
@@ -274,7 +283,7 @@ def prune(
     older_than_days: float | None = None,
     max_bytes: int | None = None,
     everything: bool = False,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Remove cache entries (oldest use first) and their objects, keeping anything a run needs."""
     entries = list(reversed(list_entries(store)))  # least recently used first
     doomed: list[str] = []
@@ -297,13 +306,19 @@ def prune(
                     doomed.append(e["key"])
                     total -= e["size_bytes"]
     if not doomed:
-        return {"entries": 0, "bytes": 0, "objects": 0}
+        return {"entries": 0, "bytes": 0, "objects": 0, "unreadable_manifests": []}
     index = CacheIndex(store)
-    keep = referenced_objects(store) | index.objects_except(doomed)
+    unreadable: list[dict[str, str]] = []
+    keep = referenced_objects(store, unreadable) | index.objects_except(doomed)
     rows = index.remove(doomed)
     removed = 0
     for r in rows:
         for address in r.objects:
             if address not in keep and store.objects.remove(address):
                 removed += 1
-    return {"entries": len(rows), "bytes": sum(r.size_bytes for r in rows), "objects": removed}
+    return {
+        "entries": len(rows),
+        "bytes": sum(r.size_bytes for r in rows),
+        "objects": removed,
+        "unreadable_manifests": unreadable,
+    }

@@ -179,12 +179,16 @@ def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return frame, record
 
 
-def load_data(spec: DataSpec, root: Path) -> LoadedData:
-    """Read every source; rows of several sources are concatenated in the order given."""
+def load_data(spec: DataSpec, root: Path, roots: dict[str, Path] | None = None) -> LoadedData:
+    """Read every source; rows of several sources are concatenated in the order given.
+
+    ``roots`` reads some sources from another folder than ``root`` (a materialized data
+    snapshot); their records keep the uri the spec gives.
+    """
     frames: list[pd.DataFrame] = []
     records: list[dict[str, Any]] = []
     for uri in spec.sources:
-        frame, record = read_source(uri, root)
+        frame, record = read_source(uri, (roots or {}).get(uri, root))
         frames.append(frame)
         records.append(record)
     if len(frames) > 1:

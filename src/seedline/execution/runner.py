@@ -584,6 +584,8 @@ def run(
     sweep: dict[str, Any] | None = None,
     detached: bool = False,
     plots: bool = True,
+    snapshot: bool | None = None,
+    snapshot_max_bytes: int | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -595,6 +597,8 @@ def run(
     nothing is recorded and nothing is cached; the result carries the objects and the
     manifest, which the client records with :func:`record_detached`.
     ``plots=False`` skips the plot data (``seedline run --no-plots``).
+    ``snapshot`` keeps the data files in the object store (default: the spec's
+    ``data.snapshot``); files above ``snapshot_max_bytes`` are refused before the run begins.
     """
     from threadpoolctl import threadpool_limits
 
@@ -610,6 +614,20 @@ def run(
     if not detached:
         store = store or Store.open(root)
     put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
+    if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
+        from seedline.execution import snapshots
+
+        t = time.perf_counter()
+        say("keeping a data snapshot", 0, 1)
+        snapshots.take(
+            store,
+            p.loaded.sources,
+            root,
+            max_bytes=snapshots.max_bytes_from_env()
+            if snapshot_max_bytes is None
+            else snapshot_max_bytes,
+        )
+        timings["snapshot"] = time.perf_counter() - t
     manifest = Manifest(
         seedline_version=__version__,
         run_id=new_run_id(),

@@ -202,6 +202,10 @@ class SourceRecord(_M):
     table: dict[str, Any] = Field(
         description="Table fingerprint of this source: digest, rows, schema, columns."
     )
+    snapshot: str | None = Field(
+        default=None,
+        description="Object address of a copy of the file kept in the store (data snapshot), or null.",
+    )
 
 
 class DataRecord(_M):

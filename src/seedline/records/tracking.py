@@ -362,19 +362,14 @@ class Store:
         return [RunObjects(rid, manifest, model) for rid, manifest, model in rows]
 
     def referenced_objects(self) -> set[str]:
-        """Every object that stored runs and registered models need; maintenance never removes them."""
-        keep: set[str] = set()
-        for r in self.run_objects():
-            keep.update(x for x in (r.manifest_object, r.model_object) if x)
-            if r.manifest_object and self.objects.exists(r.manifest_object):
-                keep.update(
-                    v
-                    for v in Manifest.from_json(
-                        self.objects.get(r.manifest_object)
-                    ).artifacts.values()
-                    if v
-                )
-        return keep | self.extra_references()
+        """Every object that stored runs and registered models need; maintenance never removes them.
+
+        A manifest that cannot be read is skipped here (its run's own objects are still
+        kept); ``seedline fsck`` reports it.
+        """
+        from seedline.records.references import collect
+
+        return collect(self, include_cache=False).addresses
 
     def extra_references(self) -> set[str]:
         """Objects referenced outside runs (e.g. by the model registry); maintenance keeps them."""

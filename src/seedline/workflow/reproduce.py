@@ -28,7 +28,7 @@ from seedline.core.deeplearning import comparable_state, restore_recorded_backen
 from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError
 from seedline.core.spec import Spec
-from seedline.execution.data import read_source
+from seedline.execution.data import LoadedData, load_data, read_source
 from seedline.execution.persist import load_model
 from seedline.execution.runner import Prepared, run
 from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
@@ -169,6 +169,45 @@ def check_data(original: Manifest, root: Path) -> list[Difference]:
                 )
             )
     return out
+
+
+def use_snapshots(
+    original: Manifest, store: Store, differences: list[Difference], report: ReproduceReport
+) -> tuple[list[Difference], dict[str, Path]]:
+    """Replace missing or changed data files by the run's snapshots, where it kept them.
+
+    Returns the differences no snapshot resolves, and the folder to read each resolved
+    source from. The user's own file is never written: the snapshot is materialized under
+    ``.seedline/snapshots/``.
+    """
+    from seedline.core.fingerprint import fingerprint_file
+    from seedline.execution import snapshots
+
+    kept = {s.uri: s for s in (original.data.sources if original.data else []) if s.snapshot}
+    remaining: list[Difference] = []
+    roots: dict[str, Path] = {}
+    for d in differences:
+        source = kept.get(d.name)
+        if source is None or source.snapshot is None:
+            remaining.append(d)
+            continue
+        try:
+            root = snapshots.materialize(store, source.uri, source.snapshot)
+        except SeedlineError as exc:
+            remaining.append(Difference(d.category, d.name, d.a, d.b, f"{d.detail}; {exc.message}"))
+            continue
+        path = snapshots.materialized_path(store, source.uri, source.snapshot)
+        if fingerprint_file(path) != source.fingerprint:
+            # a materialized copy edited by hand: write it again from the verified object
+            path.chmod(0o644)
+            path.unlink()
+            root = snapshots.materialize(store, source.uri, source.snapshot)
+        roots[source.uri] = root
+        why = "is missing here" if d.b is None else "differs from the one the run read"
+        report.notes.append(
+            f"{source.uri} {why}: used the run's data snapshot ({path}); your file was not touched"
+        )
+    return remaining, roots
 
 
 def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -467,7 +506,9 @@ def reproduce(
                         f"{source.uri} is not in the commit; used the current checkout's copy (its fingerprint is checked)"
                     )
         t = time.perf_counter()
-        report.preflight["data"] = check_data(original, run_root)
+        report.preflight["data"], snapshot_roots = use_snapshots(
+            original, store, check_data(original, run_root), report
+        )
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=original.settings.threads):
@@ -499,6 +540,9 @@ def reproduce(
         verifier = _Verifier(original, store, rtol, atol, report)
         # Keras' backend, when the shell chose it, is read back from the run's environment
         restore_recorded_backend(original.spec, original.environment.env_vars)
+        loaded: LoadedData | None = (
+            load_data(spec.data, run_root, snapshot_roots) if snapshot_roots else None
+        )
         manifest: Manifest | None = None
         try:
             result = run(
@@ -508,6 +552,8 @@ def reproduce(
                 parent_run=original.run_id,
                 after_fit=verifier,
                 use_cache=False,  # a proof never trusts a cache
+                loaded=loaded,
+                snapshot=False,  # the original kept the data; the proof needs no second copy
             )
             manifest = result.manifest
         except PipelineError as exc:
