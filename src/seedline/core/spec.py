@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seedline.core.composition import ComposedSpec, compose_file
 from seedline.core.errors import SpecError, did_you_mean
 
 SPEC_FILENAME = "seedline.yaml"
@@ -219,14 +220,23 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
             if near
             else "run 'seedline init' to scaffold one",
         )
-    text = p.read_text(encoding="utf-8")
-    data = parse_yaml(text, str(p))
+    return read_spec(p, overrides)[0]
+
+
+def read_spec(path: Path, overrides: list[str] | None = None) -> tuple[Spec, ComposedSpec]:
+    """Like :func:`load_spec` for an existing file, and also say which files the spec came from."""
+    from seedline.core.fingerprint import fingerprint_file
+
+    composed = compose_file(path, parse_yaml, fingerprint_file)
+    data = composed.data
     # a 'sweep:' section describes searches over the spec, not the pipeline: 'seedline sweep'
     # reads it; a run ignores it, and it is not part of the spec's fingerprint
     data.pop("sweep", None)
     if overrides:
         data = apply_overrides(data, overrides)
-    return Spec.from_dict(data, source=str(p), text=None if overrides else text)
+    # file:line in errors only where the lines are this file's own
+    text = None if overrides or composed.composed else path.read_text(encoding="utf-8")
+    return Spec.from_dict(data, source=str(path), text=text), composed
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from seedline.core.composition import ComposedSpec
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
 from seedline.core.environment import capture_environment, capture_git, local_modules
 from seedline.core.errors import PipelineError, SeedlineError, SpecError
@@ -27,14 +28,22 @@ from seedline.core.fingerprint import (
     fingerprint_value,
 )
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
-from seedline.core.spec import Spec, load_spec
+from seedline.core.spec import Spec, load_spec, read_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.persist import dump_model
-from seedline.records.manifest import DataRecord, Manifest, SeedRecord, SourceRecord, StepRecord
+from seedline.records.manifest import (
+    DataRecord,
+    Manifest,
+    SeedRecord,
+    SourceRecord,
+    SpecFileRecord,
+    SpecSourcesRecord,
+    StepRecord,
+)
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
 
@@ -173,18 +182,21 @@ def _shape(a: Any) -> list[int] | None:
 
 def _resolve_spec(
     spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None
-) -> tuple[Spec, Path]:
+) -> tuple[Spec, Path, ComposedSpec | None]:
     if isinstance(spec, Spec):
         if overrides:
             from seedline.core.spec import apply_overrides
 
             spec = Spec.from_dict(apply_overrides(spec.to_dict(), overrides))
-        return spec, Path(project_root or ".").resolve()
+        return spec, Path(project_root or ".").resolve(), None
     path = Path(spec)
     if path.is_dir():
         path = path / "seedline.yaml"
-    loaded = load_spec(path, overrides)
-    return loaded, Path(project_root).resolve() if project_root else path.resolve().parent
+    if not path.is_file():
+        load_spec(path)  # raises the 'does not exist' error with its hints
+    loaded, composed = read_spec(path, overrides)
+    root = Path(project_root).resolve() if project_root else path.resolve().parent
+    return loaded, root, composed if composed.composed else None
 
 
 @dataclass
@@ -206,6 +218,7 @@ class Prepared:
     y_test: Any
     split: dict[str, Any]
     folds: list[tuple[np.ndarray, np.ndarray]]
+    composed: ComposedSpec | None = None
 
 
 def prepare(
@@ -220,7 +233,7 @@ def prepare(
     With k folds, the final model is fitted on every row, the folds only evaluate, and the
     probe set is every row.
     """
-    spec_obj, root = _resolve_spec(spec, overrides, project_root)
+    spec_obj, root, composed = _resolve_spec(spec, overrides, project_root)
     # imports of user code resolve from the project first, as `python -m` would
     if str(root) in sys.path:
         sys.path.remove(str(root))
@@ -265,6 +278,7 @@ def prepare(
         y_test=y_test,
         split=split_info,
         folds=folds,
+        composed=composed,
     )
 
 
@@ -463,6 +477,14 @@ def run(
         spec=spec_obj.to_dict(),
         spec_fingerprint=spec_obj.fingerprint(),
         overrides=list(overrides or []),
+        spec_sources=(
+            SpecSourcesRecord(
+                files=[SpecFileRecord(**f.to_dict()) for f in p.composed.files],
+                origin=p.composed.origin,
+            )
+            if p.composed
+            else None
+        ),
         project_root=str(root),
         settings={
             "threads": spec_obj.execution.threads,
