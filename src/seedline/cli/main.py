@@ -17,6 +17,7 @@ import typer
 
 from seedline.cli import cache_cmds, registry_cmds, sweep_cmds
 from seedline.cli.check_cmd import check_cmd
+from seedline.cli.inspect_cmd import inspect_cmd
 from seedline.core.version import __version__
 
 app = typer.Typer(
@@ -389,6 +390,7 @@ def diff(
 cache_cmds.register(app)
 sweep_cmds.register(app)
 app.command("check")(check_cmd)
+app.command("inspect")(inspect_cmd)
 registry_cmds.register(app)
 
 
