@@ -113,14 +113,28 @@ class DataSpec(_Strict):
         return v
 
 
-class SplitSpec(_Strict):
-    """How rows are split: a seeded holdout, or k folds (used by cross-validation)."""
+SPLIT_KINDS = ("holdout", "kfold", "given", "time", "timeseries", "predefined")
+# kinds that evaluate on folds (then fit the final model on every row)
+FOLD_KINDS = ("kfold", "timeseries")
+_SPLIT_NEEDS = {"given": "test", "time": "column", "timeseries": "column", "predefined": "column"}
 
-    kind: Literal["holdout", "kfold"] = "holdout"
+
+class SplitSpec(_Strict):
+    """How rows are split: a seeded holdout, k folds, a given test file, by time, or by a column.
+
+    Keys added after the first release default to None, so that specs which do not use
+    them keep their canonical form and fingerprint.
+    """
+
+    kind: Literal["holdout", "kfold", "given", "time", "timeseries", "predefined"] = "holdout"
     test_size: float = 0.25
     stratify: bool = False
     n_splits: int = 5
     groups: str | None = None
+    n_repeats: int | None = None
+    test: str | None = None
+    column: str | None = None
+    gap: int | None = None
 
     @field_validator("test_size")
     @classmethod
@@ -135,6 +149,39 @@ class SplitSpec(_Strict):
         if v < 2:
             raise ValueError(f"n_splits must be an int in the range [2, inf), got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _keys_fit_kind(self) -> SplitSpec:
+        key = _SPLIT_NEEDS.get(self.kind)
+        if key is not None and getattr(self, key) is None:
+            what = (
+                "the test file, relative to the project"
+                if key == "test"
+                else "a column of the data"
+            )
+            raise ValueError(f"split kind {self.kind!r} needs {key!r}: {what}")
+        for extra, kinds in (
+            ("test", ("given",)),
+            ("column", ("time", "timeseries", "predefined")),
+            ("gap", ("timeseries",)),
+            ("n_repeats", ("kfold",)),
+            ("groups", ("kfold",)),
+        ):
+            if getattr(self, extra) is not None and self.kind not in kinds:
+                raise ValueError(
+                    f"{extra!r} applies to split kind {' or '.join(map(repr, kinds))}, not {self.kind!r}"
+                )
+        if self.n_repeats is not None and (self.n_repeats < 1 or self.groups is not None):
+            raise ValueError(
+                f"n_repeats must be an int in the range [1, inf) and cannot be combined with groups, got {self.n_repeats}"
+            )
+        if self.gap is not None and self.gap < 0:
+            raise ValueError(f"gap must be an int in the range [0, inf), got {self.gap}")
+        if self.stratify and self.kind not in ("holdout", "kfold"):
+            raise ValueError(
+                f"stratify applies to split kind 'holdout' or 'kfold', not {self.kind!r}"
+            )
+        return self
 
 
 class ExecutionSpec(_Strict):

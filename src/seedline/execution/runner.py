@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from seedline.core.composition import ComposedSpec
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
 from seedline.core.environment import capture_environment, capture_git, local_modules
-from seedline.core.errors import PipelineError, SeedlineError, SpecError
+from seedline.core.errors import DataError, PipelineError, SeedlineError, SpecError, did_you_mean
 from seedline.core.fingerprint import (
     TableFingerprint,
     fingerprint_array,
@@ -28,7 +28,7 @@ from seedline.core.fingerprint import (
     fingerprint_value,
 )
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
-from seedline.core.spec import Spec, load_spec, read_spec
+from seedline.core.spec import FOLD_KINDS, Spec, load_spec, read_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
 from seedline.execution.compile import check_metrics, compile_pipeline
@@ -100,14 +100,30 @@ def _noop(_msg: str, _i: int, _n: int) -> None:
 def _kfold(
     spec: Spec, frame: Any, y: Any, plan: SeedPlan
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Folds (plain, stratified or grouped), shuffled with the plan's 'split' seed."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+    """Folds (plain, stratified, grouped, repeated, or by time), shuffled with the plan's 'split' seed."""
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        TimeSeriesSplit,
+    )
 
     s = spec.split
     seed = plan.derive("split")
     idx = np.arange(len(y))
     try:
-        if s.groups is not None:
+        if s.kind == "timeseries":
+            order = _time_order(frame, s.column or "")
+            tss = TimeSeriesSplit(n_splits=s.n_splits, gap=s.gap or 0)
+            splits = [(order[tr], order[te]) for tr, te in tss.split(order)]
+        elif s.n_repeats is not None and s.n_repeats > 1:
+            cls = RepeatedStratifiedKFold if s.stratify else RepeatedKFold
+            splits = list(
+                cls(n_splits=s.n_splits, n_repeats=s.n_repeats, random_state=seed).split(idx, y)
+            )
+        elif s.groups is not None:
             if s.groups not in frame.columns:
                 raise SpecError(
                     f"split.groups: column {s.groups!r} is not in the data",
@@ -126,11 +142,13 @@ def _kfold(
     except ValueError as exc:
         raise SpecError(f"split: {exc}", path="split") from exc
     info = {
-        "kind": "kfold",
+        "kind": s.kind,
         "seed": seed,
         "n_splits": s.n_splits,
         "stratify": s.stratify,
         "groups": s.groups,
+        **({"n_repeats": s.n_repeats} if s.n_repeats is not None else {}),
+        **({"column": s.column, "gap": s.gap or 0} if s.kind == "timeseries" else {}),
         "rows": len(idx),
         "train_rows": len(idx),
         "test_rows": len(idx),
@@ -148,31 +166,133 @@ def _kfold(
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splits], info
 
 
-def _split(spec: Spec, X: Any, y: Any, plan: SeedPlan) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+def _time_order(frame: Any, column: str) -> np.ndarray:
+    """Row positions in time order (stable: rows with the same time keep their order)."""
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise SpecError(
+            f"split.column: column {column!r} is not in the data.{did_you_mean(column, [str(c) for c in frame.columns])}",
+            path="split.column",
+            hint="columns: " + ", ".join(map(str, frame.columns)),
+        )
+    values = frame[column]
+    if values.isna().any():
+        raise SpecError(
+            f"split.column: the time column {column!r} has {int(values.isna().sum())} missing values",
+            path="split.column",
+            hint="every row needs a time to be ordered by it",
+        )
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+        try:
+            values = pd.to_datetime(values)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(
+                f"split.column: the values of {column!r} are neither numbers nor dates ({exc})",
+                path="split.column",
+            ) from None
+    return np.argsort(values.to_numpy(), kind="stable")
+
+
+def _test_mask(frame: Any, column: str) -> np.ndarray:
+    """A predefined split column: 'train'/'test' (any case) or booleans, True meaning test."""
+    if column not in frame.columns:
+        raise SpecError(
+            f"split.column: column {column!r} is not in the data.{did_you_mean(column, [str(c) for c in frame.columns])}",
+            path="split.column",
+            hint="columns: " + ", ".join(map(str, frame.columns)),
+        )
+    values = frame[column]
+    if values.dtype == bool:
+        return values.to_numpy()
+    lowered = values.astype("string").str.lower()
+    unknown = sorted(set(lowered.dropna().unique()) - {"train", "test"})
+    if unknown or lowered.isna().any():
+        found = ", ".join(repr(u) for u in unknown[:5]) or "missing values"
+        raise SpecError(
+            f"split.column: {column!r} must hold 'train' or 'test' (or booleans, True for test); found {found}",
+            path="split.column",
+        )
+    return (lowered == "test").to_numpy()
+
+
+def _split(
+    spec: Spec, frame: Any, X: Any, y: Any, plan: SeedPlan
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A holdout: seeded random, the latest rows by time, or the rows a column marks as test."""
     from sklearn.model_selection import train_test_split
 
+    s = spec.split
     seed = plan.derive("split")
     idx = np.arange(len(X))
-    try:
-        tr, te = train_test_split(
-            idx,
-            test_size=spec.split.test_size,
-            random_state=seed,
-            stratify=y if spec.split.stratify else None,
-        )
-    except ValueError as exc:
-        raise SpecError(f"split: {exc}", path="split") from exc
-    info = {
-        "kind": "holdout",
-        "seed": seed,
-        "test_size": spec.split.test_size,
-        "stratify": spec.split.stratify,
-        "train_rows": len(tr),
-        "test_rows": len(te),
-        "train_index": fingerprint_value(np.asarray(tr, dtype=np.int64), kind="index"),
-        "test_index": fingerprint_value(np.asarray(te, dtype=np.int64), kind="index"),
-    }
+    info: dict[str, Any] = {"kind": s.kind}
+    if s.kind == "time":
+        order = _time_order(frame, s.column or "")
+        n_test = max(1, int(np.ceil(s.test_size * len(order))))
+        if n_test >= len(order):
+            raise SpecError(f"split: test_size {s.test_size} leaves no training rows", path="split")
+        tr, te = order[:-n_test], order[-n_test:]
+        info.update(column=s.column, test_size=s.test_size)
+    elif s.kind == "predefined":
+        mask = _test_mask(frame, s.column or "")
+        tr, te = idx[~mask], idx[mask]
+        if not len(tr) or not len(te):
+            raise SpecError(
+                f"split.column: {s.column!r} marks {len(te)} test rows and {len(tr)} training rows; both must be more than 0",
+                path="split.column",
+            )
+        info.update(column=s.column)
+    else:
+        try:
+            tr, te = train_test_split(
+                idx,
+                test_size=s.test_size,
+                random_state=seed,
+                stratify=y if s.stratify else None,
+            )
+        except ValueError as exc:
+            raise SpecError(f"split: {exc}", path="split") from exc
+        info.update(seed=seed, test_size=s.test_size, stratify=s.stratify)
+    info.update(
+        train_rows=len(tr),
+        test_rows=len(te),
+        train_index=fingerprint_value(np.asarray(tr, dtype=np.int64), kind="index"),
+        test_index=fingerprint_value(np.asarray(te, dtype=np.int64), kind="index"),
+    )
     return X.iloc[tr], X.iloc[te], y.iloc[tr], y.iloc[te], info
+
+
+def _given_test(
+    spec: Spec, X: Any, y: Any, root: Path, features: list[str]
+) -> tuple[Any, Any, Any, Any, dict[str, Any], dict[str, Any]]:
+    """Every row of the data trains; the test rows come from the file ``split.test``."""
+    from seedline.execution.data import read_source
+
+    uri = spec.split.test or ""
+    frame, record = read_source(uri, root)
+    missing = [c for c in [*features, spec.data.target] if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"split.test: {uri!r} lacks column(s) {missing} that the training data has",
+            hint="the test file needs the same feature columns and the target",
+        )
+    y_test = frame[spec.data.target]
+    if y_test.isna().any():
+        raise DataError(
+            f"split.test: target column {spec.data.target!r} of {uri!r} has {int(y_test.isna().sum())} missing values",
+            hint="drop those rows from the test file; seedline never drops rows silently",
+        )
+    idx = np.arange(len(X))
+    info = {
+        "kind": "given",
+        "test": uri,
+        "test_fingerprint": record["fingerprint"],
+        "train_rows": len(X),
+        "test_rows": len(frame),
+        "train_index": fingerprint_value(idx.astype(np.int64), kind="index"),
+        "test_index": fingerprint_value(np.arange(len(frame), dtype=np.int64), kind="index"),
+    }
+    return X, frame[features], y, y_test, info, record
 
 
 def _shape(a: Any) -> list[int] | None:
@@ -219,6 +339,8 @@ class Prepared:
     split: dict[str, Any]
     folds: list[tuple[np.ndarray, np.ndarray]]
     composed: ComposedSpec | None = None
+    # a given test file's source record (split kind 'given'); recorded beside the data sources
+    test_sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare(
@@ -240,6 +362,17 @@ def prepare(
     sys.path.insert(0, str(root))
     loaded = loaded or load_data(spec_obj.data, root)
     X, y, features = select_columns(loaded.frame, spec_obj.data)
+    split_column = spec_obj.split.column if spec_obj.split.kind == "predefined" else None
+    if split_column is not None and split_column in features:
+        # the column that says which rows test is bookkeeping, never a feature
+        if spec_obj.data.features is not None:
+            raise SpecError(
+                f"data.features lists {split_column!r}, the predefined split column",
+                path="data.features",
+                hint="remove it from data.features: it marks test rows and must not be learned from",
+            )
+        features = [c for c in features if c != split_column]
+        X = X[features]
     check_metrics(spec_obj.metrics)
     # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
     prepare_frameworks(spec_obj.to_dict(), root)
@@ -247,11 +380,17 @@ def prepare(
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
     folds: list[tuple[np.ndarray, np.ndarray]] = []
-    if spec_obj.split.kind == "kfold":
+    test_sources: list[dict[str, Any]] = []
+    if spec_obj.split.kind in FOLD_KINDS:
         folds, split_info = _kfold(spec_obj, loaded.frame, y, plan)
         X_train, X_test, y_train, y_test = X, X, y, y
+    elif spec_obj.split.kind == "given":
+        X_train, X_test, y_train, y_test, split_info, test_record = _given_test(
+            spec_obj, X, y, root, features
+        )
+        test_sources.append(test_record)
     else:
-        X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+        X_train, X_test, y_train, y_test, split_info = _split(spec_obj, loaded.frame, X, y, plan)
     return Prepared(
         spec=spec_obj,
         root=root,
@@ -279,6 +418,7 @@ def prepare(
         split=split_info,
         folds=folds,
         composed=composed,
+        test_sources=test_sources,
     )
 
 
@@ -494,7 +634,7 @@ def run(
             "cache": use_cache,
         },
         data=DataRecord(
-            sources=[SourceRecord(**s) for s in p.loaded.sources],
+            sources=[SourceRecord(**s) for s in [*p.loaded.sources, *p.test_sources]],
             table=p.table.to_dict(),
             target=spec_obj.data.target,
             features=p.features,
