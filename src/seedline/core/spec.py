@@ -184,6 +184,25 @@ class SplitSpec(_Strict):
         return self
 
 
+class MetricSpec(_Strict):
+    """A custom metric: a score function by import path, made into a scorer with ``make_scorer``."""
+
+    name: str
+    function: str
+    greater_is_better: bool = True
+    response_method: Literal["predict", "predict_proba", "decision_function"] = "predict"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if "." not in v:
+            raise ValueError(
+                f"function {v!r} must be a full import path such as 'sklearn.metrics.fbeta_score'"
+            )
+        return v
+
+
 class ExecutionSpec(_Strict):
     """Execution settings. They are recorded; ``threads`` pins BLAS/OpenMP pools while fitting."""
 
@@ -206,7 +225,7 @@ class Spec(_Strict):
     data: DataSpec
     split: SplitSpec = Field(default_factory=SplitSpec)
     pipeline: list[StepSpec] = Field(min_length=1)
-    metrics: list[str] = Field(min_length=1)
+    metrics: list[str | MetricSpec] = Field(min_length=1)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     @field_validator("seed")
@@ -225,7 +244,16 @@ class Spec(_Strict):
                     f"step name {step.name!r} is used twice; step names must be unique"
                 )
             seen.add(step.name)
+        names = self.metric_names
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metric name(s) {twice} are used twice; metric names must be unique")
         return self
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics' names, in order: scorer names and custom metrics' ``name``."""
+        return [m if isinstance(m, str) else m.name for m in self.metrics]
 
     # -- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -28,10 +28,15 @@ from seedline.core.fingerprint import (
     fingerprint_value,
 )
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
-from seedline.core.spec import FOLD_KINDS, Spec, load_spec, read_spec
+from seedline.core.spec import FOLD_KINDS, MetricSpec, Spec, load_spec, read_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
-from seedline.execution.compile import check_metrics, compile_pipeline
+from seedline.execution.compile import (
+    build_scoring,
+    check_metrics,
+    compile_pipeline,
+    function_modules,
+)
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.persist import dump_model
@@ -524,14 +529,15 @@ def fit_steps(
 
 
 def score(
-    pipeline: Any, X: Any, y: Any, metrics: list[str]
+    pipeline: Any, X: Any, y: Any, metrics: list[str | MetricSpec]
 ) -> tuple[dict[str, float], Any, Any | None]:
     """Metrics by scorer name, predictions, and probabilities when the model has them."""
     from sklearn.metrics import check_scoring
 
     # one multi-metric scorer predicts once for every metric
-    scores = check_scoring(pipeline, scoring=list(metrics))(pipeline, X, y)
-    values = {name: float(scores[name]) for name in metrics}
+    scoring = build_scoring(metrics)
+    scores = check_scoring(pipeline, scoring=scoring)(pipeline, X, y)
+    values = {name: float(scores[name]) for name in scoring}
     pred = pipeline.predict(X)
     proba = pipeline.predict_proba(X) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
     return values, pred, proba
@@ -651,7 +657,10 @@ def run(
         git_info, diff = capture_git(root)
         if diff:
             manifest.artifacts["diff"] = store.objects.put(diff)
-        user_modules = sorted({type(est).__module__ for _, est in _walk(pipeline)})
+        user_modules = sorted(
+            {type(est).__module__ for _, est in _walk(pipeline)}
+            | function_modules(pipeline, spec_obj.metrics)
+        )
         git_info["local_modules"] = local_modules(user_modules, root)
         manifest.code = git_info
         timings["code"] = time.perf_counter() - t
