@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml Makefile
-	$(BIN)/python -m pip install --quiet -e '.[test,dl,tpe]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dl,tpe,ecosystem]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 # Fresh venv, install, run the penguins example twice, show both runs have identical fingerprints.

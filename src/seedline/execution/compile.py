@@ -103,12 +103,24 @@ def _import_module(module_name: str, path: str, where: str) -> Any:
     return module
 
 
+def _accepted_params(cls: type) -> set[str]:
+    """The parameter names a class takes; empty (anything goes) when it takes ``**kwargs``.
+
+    LightGBM and XGBoost pass unknown keyword arguments on to their engines, so only the
+    estimator itself can judge them.
+    """
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return set()
+    return {n for n, p in sig.parameters.items() if n != "self" and p.kind != p.VAR_POSITIONAL}
+
+
 def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
     cls = resolve_class(cls_path, where)
-    try:
-        accepted = set(inspect.signature(cls).parameters) - {"self", "args", "kwargs"}
-    except (TypeError, ValueError):
-        accepted = set()
+    accepted = _accepted_params(cls)
     if hasattr(cls, "get_params") and accepted:
         for key in params:
             if key not in accepted:
@@ -257,6 +269,12 @@ def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[s
 
     resolved: dict[str, dict[str, list[str]]] = {}
     steps = [(s.name, _compile_step(s, X, f"pipeline.{s.name}", resolved)) for s in spec.pipeline]
+    if any(hasattr(est, "fit_resample") for _, est in steps):
+        # samplers resample while fitting and are skipped when predicting: imbalanced-learn's
+        # Pipeline does that (scikit-learn's would call transform on them)
+        from imblearn.pipeline import Pipeline as ResamplingPipeline
+
+        return ResamplingPipeline(steps), resolved
     return Pipeline(steps), resolved
 
 

@@ -27,6 +27,7 @@ from seedline.core.fingerprint import (
     fingerprint_table,
     fingerprint_value,
 )
+from seedline.core.library_controls import apply_library_controls
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
 from seedline.core.spec import FOLD_KINDS, MetricSpec, Spec, load_spec, read_spec
 from seedline.core.version import __version__
@@ -337,6 +338,8 @@ class Prepared:
     resolved: dict[str, dict[str, list[str]]]
     plan: SeedPlan
     random_states: dict[str, dict[str, Any]]
+    # determinism switches filled for LightGBM / XGBoost steps (core/library_controls.py)
+    controls: dict[str, dict[str, Any]]
     X_train: Any
     X_test: Any
     y_train: Any
@@ -384,6 +387,7 @@ def prepare(
     pipeline, resolved = compile_pipeline(spec_obj, X)
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
+    controls = apply_library_controls(pipeline, spec_obj.execution.threads)
     folds: list[tuple[np.ndarray, np.ndarray]] = []
     test_sources: list[dict[str, Any]] = []
     if spec_obj.split.kind in FOLD_KINDS:
@@ -416,6 +420,7 @@ def prepare(
         resolved=resolved,
         plan=plan,
         random_states=random_states,
+        controls=controls,
         X_train=X_train,
         X_test=X_test,
         y_train=y_train,
@@ -475,6 +480,14 @@ def fit_steps(
         output_fp: str | None = None
         if est is None or est == "passthrough":
             cls, fitted = "passthrough", "passthrough"
+        elif hasattr(est, "fit_resample") and not last:
+            # a sampler (imbalanced-learn) changes the rows and the target the next steps see;
+            # it only acts while fitting, and is never cached (the cache keeps X, not y)
+            if seed_plan is not None:
+                seed_plan.seed_step(f"pipeline/{name}", est)
+            Xt, y = est.fit_resample(Xt, y)
+            fitted = fingerprint_estimator(est)
+            cls = f"{type(est).__module__}.{type(est).__qualname__}"
         else:
             key = (
                 cache.key(f"pipeline/{name}", est, upstream, last)
@@ -638,6 +651,7 @@ def run(
             "workers": workers,
             "address": address,
             "cache": use_cache,
+            **({"library_controls": p.controls} if p.controls else {}),
         },
         data=DataRecord(
             sources=[SourceRecord(**s) for s in [*p.loaded.sources, *p.test_sources]],
