@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml Makefile
-	$(BIN)/python -m pip install --quiet -e '.[test,dl,keras-tf,keras-jax,tpe]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dl,keras-tf,keras-jax,tpe,ecosystem]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 # Install the project and its test extras into $(VENV) (CI runs this before starting the test servers).

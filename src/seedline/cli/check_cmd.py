@@ -42,6 +42,13 @@ def check_cmd(
             help="Print one JSON object: spec, sample_rows, steps, hygiene, comparisons, seconds.",
         ),
     ] = False,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Instead: run scikit-learn's estimator checks on the spec's project-local classes and explain each violation.",
+        ),
+    ] = False,
 ) -> None:
     """Find nondeterminism before it bites: refit, other hash seeds, thread counts and n_jobs.
 
@@ -50,6 +57,9 @@ def check_cmd(
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import PipelineError, SeedlineError
 
+    if api:
+        _api_check(spec, as_json)
+        return
     try:
         from seedline.workflow.check import check
 
@@ -152,3 +162,45 @@ def _render(out: Any, report: Any) -> None:
     out.print(f"{summary}; {len(report.hygiene)} hygiene finding(s)")
     if report.nondeterministic:
         out.print("[bold red]nondeterministic steps found[/]: exit status 1")
+
+
+def _api_check(spec: Path, as_json: bool) -> None:
+    from rich.markup import escape
+
+    from seedline.cli.main import _console, _fail
+    from seedline.core.errors import SeedlineError
+
+    try:
+        from seedline.workflow.api_check import api_check
+
+        with contextlib.redirect_stdout(sys.stderr):
+            report = api_check(spec)
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        out = _console()
+        if not report.classes:
+            out.print(
+                f"check --api {escape(report.spec)}: the spec uses no project-local class; "
+                "scikit-learn's own classes pass its checks"
+            )
+        for c in report.classes:
+            state = (
+                "[green]follows the estimator API[/]"
+                if not c.violations
+                else f"[bold red]{len(c.violations)} violation(s)[/]"
+            )
+            out.print(
+                f"[bold]{escape(c.cls)}[/] (step {escape(c.step)}): {state}; "
+                f"{c.passed} checks passed, {c.skipped} skipped"
+            )
+            for v in c.violations:
+                out.print(f"  [red]✗[/] {escape(v.meaning)}")
+                out.print(f"      [dim]{escape(v.check)}: {escape(v.detail)}[/]")
+        out.print(
+            f"{report.violations} violation(s) in {len(report.classes)} class(es) ({report.seconds:.1f}s)"
+        )
+    if report.violations:
+        raise typer.Exit(1)

@@ -19,6 +19,7 @@ from seedline.cli import cache_cmds, registry_cmds, remote_cmds, sweep_cmds, ui_
 from seedline.cli.check_cmd import check_cmd
 from seedline.cli.exec_cmd import exec_cmd
 from seedline.cli.help_text import plain_placeholders
+from seedline.cli.inspect_cmd import inspect_cmd
 from seedline.core.version import __version__
 
 app = typer.Typer(
@@ -473,6 +474,7 @@ def diff(
 cache_cmds.register(app)
 sweep_cmds.register(app)
 app.command("check")(check_cmd)
+app.command("inspect")(inspect_cmd)
 registry_cmds.register(app)
 ui_cmds.register(app)
 remote_cmds.register(app)

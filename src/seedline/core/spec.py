@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from seedline.core.bounded_yaml import MAX_YAML_NODES, YAMLExpansionError, load_bounded
+from seedline.core.composition import ComposedSpec, compose_file
 from seedline.core.errors import SpecError, did_you_mean
 
 SPEC_FILENAME = "seedline.yaml"
@@ -118,14 +119,28 @@ class DataSpec(_Strict):
         return v
 
 
-class SplitSpec(_Strict):
-    """How rows are split: a seeded holdout, or k folds (used by cross-validation)."""
+SPLIT_KINDS = ("holdout", "kfold", "given", "time", "timeseries", "predefined")
+# kinds that evaluate on folds (then fit the final model on every row)
+FOLD_KINDS = ("kfold", "timeseries")
+_SPLIT_NEEDS = {"given": "test", "time": "column", "timeseries": "column", "predefined": "column"}
 
-    kind: Literal["holdout", "kfold"] = "holdout"
+
+class SplitSpec(_Strict):
+    """How rows are split: a seeded holdout, k folds, a given test file, by time, or by a column.
+
+    Keys added after the first release default to None, so that specs which do not use
+    them keep their canonical form and fingerprint.
+    """
+
+    kind: Literal["holdout", "kfold", "given", "time", "timeseries", "predefined"] = "holdout"
     test_size: float = 0.25
     stratify: bool = False
     n_splits: int = 5
     groups: str | None = None
+    n_repeats: int | None = None
+    test: str | None = None
+    column: str | None = None
+    gap: int | None = None
 
     @field_validator("test_size")
     @classmethod
@@ -139,6 +154,58 @@ class SplitSpec(_Strict):
     def _splits(cls, v: int) -> int:
         if v < 2:
             raise ValueError(f"n_splits must be an int in the range [2, inf), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_fit_kind(self) -> SplitSpec:
+        key = _SPLIT_NEEDS.get(self.kind)
+        if key is not None and getattr(self, key) is None:
+            what = (
+                "the test file, relative to the project"
+                if key == "test"
+                else "a column of the data"
+            )
+            raise ValueError(f"split kind {self.kind!r} needs {key!r}: {what}")
+        for extra, kinds in (
+            ("test", ("given",)),
+            ("column", ("time", "timeseries", "predefined")),
+            ("gap", ("timeseries",)),
+            ("n_repeats", ("kfold",)),
+            ("groups", ("kfold",)),
+        ):
+            if getattr(self, extra) is not None and self.kind not in kinds:
+                raise ValueError(
+                    f"{extra!r} applies to split kind {' or '.join(map(repr, kinds))}, not {self.kind!r}"
+                )
+        if self.n_repeats is not None and (self.n_repeats < 1 or self.groups is not None):
+            raise ValueError(
+                f"n_repeats must be an int in the range [1, inf) and cannot be combined with groups, got {self.n_repeats}"
+            )
+        if self.gap is not None and self.gap < 0:
+            raise ValueError(f"gap must be an int in the range [0, inf), got {self.gap}")
+        if self.stratify and self.kind not in ("holdout", "kfold"):
+            raise ValueError(
+                f"stratify applies to split kind 'holdout' or 'kfold', not {self.kind!r}"
+            )
+        return self
+
+
+class MetricSpec(_Strict):
+    """A custom metric: a score function by import path, made into a scorer with ``make_scorer``."""
+
+    name: str
+    function: str
+    greater_is_better: bool = True
+    response_method: Literal["predict", "predict_proba", "decision_function"] = "predict"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if "." not in v:
+            raise ValueError(
+                f"function {v!r} must be a full import path such as 'sklearn.metrics.fbeta_score'"
+            )
         return v
 
 
@@ -168,7 +235,7 @@ class Spec(_Strict):
     data: DataSpec
     split: SplitSpec = Field(default_factory=SplitSpec)
     pipeline: list[StepSpec] = Field(min_length=1)
-    metrics: list[str] = Field(min_length=1)
+    metrics: list[str | MetricSpec] = Field(min_length=1)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     @field_validator("seed")
@@ -187,7 +254,16 @@ class Spec(_Strict):
                     f"step name {step.name!r} is used twice; step names must be unique"
                 )
             seen.add(step.name)
+        names = self.metric_names
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metric name(s) {twice} are used twice; metric names must be unique")
         return self
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics' names, in order: scorer names and custom metrics' ``name``."""
+        return [m if isinstance(m, str) else m.name for m in self.metrics]
 
     # -- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -234,14 +310,23 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
             if near
             else "run 'seedline init' to scaffold one",
         )
-    text = p.read_text(encoding="utf-8")
-    data = parse_yaml(text, str(p))
+    return read_spec(p, overrides)[0]
+
+
+def read_spec(path: Path, overrides: list[str] | None = None) -> tuple[Spec, ComposedSpec]:
+    """Like :func:`load_spec` for an existing file, and also say which files the spec came from."""
+    from seedline.core.fingerprint import fingerprint_file
+
+    composed = compose_file(path, parse_yaml, fingerprint_file)
+    data = composed.data
     # a 'sweep:' section describes searches over the spec, not the pipeline: 'seedline sweep'
     # reads it; a run ignores it, and it is not part of the spec's fingerprint
     data.pop("sweep", None)
     if overrides:
         data = apply_overrides(data, overrides)
-    return Spec.from_dict(data, source=str(p), text=None if overrides else text)
+    # file:line in errors only where the lines are this file's own
+    text = None if overrides or composed.composed else path.read_text(encoding="utf-8")
+    return Spec.from_dict(data, source=str(path), text=text), composed
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:

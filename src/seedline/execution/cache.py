@@ -18,6 +18,7 @@ import importlib.metadata
 import inspect
 import io
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,8 @@ def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
     return out
 
 
-def class_version(cls: type, root: Path) -> str:
-    """'scikit-learn 1.9.1' for library classes; a source fingerprint for the project's own classes."""
+def class_version(cls: Any, root: Path) -> str:
+    """'scikit-learn 1.9.1' for library classes (and functions); a source fingerprint for the project's own."""
     top = cls.__module__.split(".")[0]
     dists = _distributions().get(top)
     module = sys.modules.get(cls.__module__)
@@ -100,11 +101,15 @@ def code_versions(est: Any, root: Path) -> dict[str, str]:
     A class given as a parameter (a skorch net's ``module``, ``optimizer``) is code the step
     runs; a deep-learning step also depends on its framework's version.
     """
-    classes = {type(est)}
+    classes: set[Any] = {type(est)}
     if hasattr(est, "get_params"):
         params = est.get_params(deep=True).values()
         classes |= {type(v) for v in params if hasattr(v, "get_params") and not isinstance(v, type)}
         classes |= {v for v in params if isinstance(v, type)}
+        # a function given as a parameter (FunctionTransformer's func) is code the step runs
+        classes |= {
+            v for v in est.get_params(deep=False).values() if isinstance(v, types.FunctionType)
+        }
     versions = {
         f"{c.__module__}.{c.__qualname__}": class_version(c, root)
         for c in sorted(classes, key=lambda c: (c.__module__, c.__qualname__))

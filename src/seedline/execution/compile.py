@@ -5,18 +5,81 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from seedline.core.errors import SpecError, did_you_mean
-from seedline.core.spec import ColumnGroupSpec, Spec, StepSpec
+from seedline.core.spec import ColumnGroupSpec, MetricSpec, Spec, StepSpec
 
 
 def resolve_class(path: str, where: str) -> type:
     """Import ``package.module.Class``; errors suggest the closest existing names."""
     module_name, _, attr = path.rpartition(".")
+    module = _import_module(module_name, path, where)
+    obj = getattr(module, attr, None)
+    if obj is None:
+        public = [
+            n
+            for n in dir(module)
+            if not n.startswith("_") and isinstance(getattr(module, n, None), type)
+        ]
+        raise SpecError(
+            f"{where}: module {module_name!r} has no class {attr!r}.{did_you_mean(attr, public)}",
+            path=where,
+        )
+    if not isinstance(obj, type):
+        raise SpecError(f"{where}: {path!r} is a {type(obj).__name__}, not a class", path=where)
+    return obj
+
+
+def resolve_function(path: str, where: str) -> Callable[..., Any]:
+    """Import a function named in a spec (``{function: numpy.log1p}``, a custom metric).
+
+    A spec or manifest can come from anyone, so only plain Python functions and NumPy /
+    SciPy ufuncs are accepted, and nothing from Python's standard library (``os.system``,
+    ``subprocess.run``): those are never called from a spec.
+    """
+    import numpy as np
+
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise SpecError(
+            f"{where}: function {path!r} must be a full import path such as 'numpy.log1p'",
+            path=where,
+        )
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        raise SpecError(
+            f"{where}: {path!r} comes from Python's standard library; a spec never calls those",
+            path=where,
+            hint="use a NumPy function ('numpy.log1p') or write the function in your project or library",
+        )
+    module = _import_module(module_name, path, where)
+    obj = getattr(module, attr, None)
+    if obj is None:
+        public = [
+            n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))
+        ]
+        raise SpecError(
+            f"{where}: module {module_name!r} has no function {attr!r}.{did_you_mean(attr, public)}",
+            path=where,
+        )
+    if isinstance(obj, np.ufunc) and top in ("numpy", "scipy"):
+        return obj
+    if isinstance(obj, type) or not isinstance(obj, types.FunctionType):
+        raise SpecError(
+            f"{where}: {path!r} is a {type(obj).__name__}, not a Python function or a NumPy ufunc",
+            path=where,
+            hint="classes are built with 'class:'; 'function:' names a function to pass as a value",
+        )
+    return obj
+
+
+def _import_module(module_name: str, path: str, where: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -37,20 +100,22 @@ def resolve_class(path: str, where: str) -> type:
         raise SpecError(
             f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}", path=where
         ) from exc
-    obj = getattr(module, attr, None)
-    if obj is None:
-        public = [
-            n
-            for n in dir(module)
-            if not n.startswith("_") and isinstance(getattr(module, n, None), type)
-        ]
-        raise SpecError(
-            f"{where}: module {module_name!r} has no class {attr!r}.{did_you_mean(attr, public)}",
-            path=where,
-        )
-    if not isinstance(obj, type):
-        raise SpecError(f"{where}: {path!r} is a {type(obj).__name__}, not a class", path=where)
-    return obj
+    return module
+
+
+def _accepted_params(cls: type) -> set[str]:
+    """The parameter names a class takes; empty (anything goes) when it takes ``**kwargs``.
+
+    LightGBM and XGBoost pass unknown keyword arguments on to their engines, so only the
+    estimator itself can judge them.
+    """
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return set()
+    return {n for n, p in sig.parameters.items() if n != "self" and p.kind != p.VAR_POSITIONAL}
 
 
 # The kinds of object a spec may build. A spec or manifest can come from anyone (a manifest file
@@ -85,10 +150,7 @@ def check_buildable(cls: type, path: str, where: str) -> None:
 def _build(cls_path: str, params: dict[str, Any], where: str) -> Any:
     cls = resolve_class(cls_path, where)
     check_buildable(cls, cls_path, where)
-    try:
-        accepted = set(inspect.signature(cls).parameters) - {"self", "args", "kwargs"}
-    except (TypeError, ValueError):
-        accepted = set()
+    accepted = _accepted_params(cls)
     if hasattr(cls, "get_params") and accepted:
         for key in params:
             if key not in accepted:
@@ -116,9 +178,28 @@ def _param_value(value: Any, where: str) -> Any:
                 path=where,
             )
         return _build(value["class"], dict(value.get("params") or {}), where)
+    if isinstance(value, dict) and "function" in value:
+        if set(value) != {"function"}:
+            raise SpecError(
+                f"{where}: a function value takes only 'function', found {sorted(value)}",
+                path=where,
+            )
+        return resolve_function(value["function"], where)
     if isinstance(value, list):
         return [_param_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def function_modules(pipeline: Any, metrics: list[str | MetricSpec]) -> set[str]:
+    """Modules of the Python functions a pipeline's steps and metrics were given (their code is recorded)."""
+    found: set[str] = set()
+    for est in [pipeline, *(v for v in pipeline.get_params(deep=True).values())]:
+        if hasattr(est, "get_params") and not isinstance(est, type):
+            for v in est.get_params(deep=False).values():
+                if isinstance(v, types.FunctionType):
+                    found.add(v.__module__)
+    found |= {m.function.rpartition(".")[0] for m in metrics if not isinstance(m, str)}
+    return found
 
 
 def _select_by_dtype(X: pd.DataFrame, kinds: list[str]) -> list[str]:
@@ -219,17 +300,51 @@ def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[s
 
     resolved: dict[str, dict[str, list[str]]] = {}
     steps = [(s.name, _compile_step(s, X, f"pipeline.{s.name}", resolved)) for s in spec.pipeline]
+    if any(hasattr(est, "fit_resample") for _, est in steps):
+        # samplers resample while fitting and are skipped when predicting: imbalanced-learn's
+        # Pipeline does that (scikit-learn's would call transform on them)
+        from imblearn.pipeline import Pipeline as ResamplingPipeline
+
+        return ResamplingPipeline(steps), resolved
     return Pipeline(steps), resolved
 
 
-def check_metrics(names: list[str]) -> None:
-    from sklearn.metrics import get_scorer_names
+def check_metrics(metrics: list[str | MetricSpec]) -> None:
+    """Every metric is a scikit-learn scorer name or a custom metric whose function imports."""
+    build_scoring(metrics)
+
+
+def build_scoring(metrics: list[str | MetricSpec]) -> dict[str, Any]:
+    """Metric name -> scorer: scikit-learn's by name, custom ones through ``make_scorer``."""
+    from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 
     known = list(get_scorer_names())
-    for n in names:
-        if n not in known:
+    scoring: dict[str, Any] = {}
+    for i, m in enumerate(metrics):
+        if isinstance(m, str):
+            if m not in known:
+                raise SpecError(
+                    f"metrics: {m!r} is not a scikit-learn scorer name.{did_you_mean(m, known)}",
+                    path="metrics",
+                    hint="see sklearn.metrics.get_scorer_names() for the full list, or give a custom "
+                    "metric as {name: ..., function: package.module.score_function}",
+                )
+            scoring[m] = get_scorer(m)
+            continue
+        where = f"metrics.{m.name}"
+        if m.name in known:
             raise SpecError(
-                f"metrics: {n!r} is not a scikit-learn scorer name.{did_you_mean(n, known)}",
-                path="metrics",
-                hint="see sklearn.metrics.get_scorer_names() for the full list",
+                f"{where}: {m.name!r} is the name of a scikit-learn scorer; give the custom metric another name",
+                path=f"metrics.{i}.name",
             )
+        func = resolve_function(m.function, where)
+        try:
+            scoring[m.name] = make_scorer(
+                func,
+                greater_is_better=m.greater_is_better,
+                response_method=m.response_method,
+                **m.params,
+            )
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: make_scorer failed: {exc}", path=where) from exc
+    return scoring

@@ -17,9 +17,10 @@ from typing import Any
 import blake3
 import numpy as np
 
+from seedline.core.composition import ComposedSpec
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
 from seedline.core.environment import capture_environment, capture_git
-from seedline.core.errors import PipelineError, SeedlineError, SpecError
+from seedline.core.errors import DataError, PipelineError, SeedlineError, SpecError, did_you_mean
 from seedline.core.fingerprint import (
     TableFingerprint,
     fingerprint_array,
@@ -27,11 +28,17 @@ from seedline.core.fingerprint import (
     fingerprint_table,
     fingerprint_value,
 )
+from seedline.core.library_controls import apply_library_controls
 from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
-from seedline.core.spec import Spec, load_spec
+from seedline.core.spec import FOLD_KINDS, MetricSpec, Spec, load_spec, read_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
-from seedline.execution.compile import check_metrics, compile_pipeline
+from seedline.execution.compile import (
+    build_scoring,
+    check_metrics,
+    compile_pipeline,
+    function_modules,
+)
 from seedline.execution.data import (
     LoadedData,
     check_classification_target,
@@ -53,6 +60,8 @@ from seedline.records.manifest import (
     SeedRecord,
     SettingsRecord,
     SourceRecord,
+    SpecFileRecord,
+    SpecSourcesRecord,
     StepRecord,
 )
 from seedline.records.tracking import Store, new_run_id
@@ -119,14 +128,30 @@ def _noop(_msg: str, _i: int, _n: int) -> None:
 def _kfold(
     spec: Spec, frame: Any, y: Any, plan: SeedPlan
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Folds (plain, stratified or grouped), shuffled with the plan's 'split' seed."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+    """Folds (plain, stratified, grouped, repeated, or by time), shuffled with the plan's 'split' seed."""
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        TimeSeriesSplit,
+    )
 
     s = spec.split
     seed = plan.derive("split")
     idx = np.arange(len(y))
     try:
-        if s.groups is not None:
+        if s.kind == "timeseries":
+            order = _time_order(frame, s.column or "")
+            tss = TimeSeriesSplit(n_splits=s.n_splits, gap=s.gap or 0)
+            splits = [(order[tr], order[te]) for tr, te in tss.split(order)]
+        elif s.n_repeats is not None and s.n_repeats > 1:
+            cls = RepeatedStratifiedKFold if s.stratify else RepeatedKFold
+            splits = list(
+                cls(n_splits=s.n_splits, n_repeats=s.n_repeats, random_state=seed).split(idx, y)
+            )
+        elif s.groups is not None:
             if s.groups not in frame.columns:
                 raise SpecError(
                     f"split.groups: column {s.groups!r} is not in the data",
@@ -145,11 +170,13 @@ def _kfold(
     except ValueError as exc:
         raise SpecError(f"split: {exc}", path="split") from exc
     info = {
-        "kind": "kfold",
+        "kind": s.kind,
         "seed": seed,
         "n_splits": s.n_splits,
         "stratify": s.stratify,
         "groups": s.groups,
+        **({"n_repeats": s.n_repeats} if s.n_repeats is not None else {}),
+        **({"column": s.column, "gap": s.gap or 0} if s.kind == "timeseries" else {}),
         "rows": len(idx),
         "train_rows": len(idx),
         "test_rows": len(idx),
@@ -167,31 +194,133 @@ def _kfold(
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splits], info
 
 
-def _split(spec: Spec, X: Any, y: Any, plan: SeedPlan) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+def _time_order(frame: Any, column: str) -> np.ndarray:
+    """Row positions in time order (stable: rows with the same time keep their order)."""
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise SpecError(
+            f"split.column: column {column!r} is not in the data.{did_you_mean(column, [str(c) for c in frame.columns])}",
+            path="split.column",
+            hint="columns: " + ", ".join(map(str, frame.columns)),
+        )
+    values = frame[column]
+    if values.isna().any():
+        raise SpecError(
+            f"split.column: the time column {column!r} has {int(values.isna().sum())} missing values",
+            path="split.column",
+            hint="every row needs a time to be ordered by it",
+        )
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+        try:
+            values = pd.to_datetime(values)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(
+                f"split.column: the values of {column!r} are neither numbers nor dates ({exc})",
+                path="split.column",
+            ) from None
+    return np.argsort(values.to_numpy(), kind="stable")
+
+
+def _test_mask(frame: Any, column: str) -> np.ndarray:
+    """A predefined split column: 'train'/'test' (any case) or booleans, True meaning test."""
+    if column not in frame.columns:
+        raise SpecError(
+            f"split.column: column {column!r} is not in the data.{did_you_mean(column, [str(c) for c in frame.columns])}",
+            path="split.column",
+            hint="columns: " + ", ".join(map(str, frame.columns)),
+        )
+    values = frame[column]
+    if values.dtype == bool:
+        return values.to_numpy()
+    lowered = values.astype("string").str.lower()
+    unknown = sorted(set(lowered.dropna().unique()) - {"train", "test"})
+    if unknown or lowered.isna().any():
+        found = ", ".join(repr(u) for u in unknown[:5]) or "missing values"
+        raise SpecError(
+            f"split.column: {column!r} must hold 'train' or 'test' (or booleans, True for test); found {found}",
+            path="split.column",
+        )
+    return (lowered == "test").to_numpy()
+
+
+def _split(
+    spec: Spec, frame: Any, X: Any, y: Any, plan: SeedPlan
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A holdout: seeded random, the latest rows by time, or the rows a column marks as test."""
     from sklearn.model_selection import train_test_split
 
+    s = spec.split
     seed = plan.derive("split")
     idx = np.arange(len(X))
-    try:
-        tr, te = train_test_split(
-            idx,
-            test_size=spec.split.test_size,
-            random_state=seed,
-            stratify=y if spec.split.stratify else None,
-        )
-    except ValueError as exc:
-        raise SpecError(f"split: {exc}", path="split") from exc
-    info = {
-        "kind": "holdout",
-        "seed": seed,
-        "test_size": spec.split.test_size,
-        "stratify": spec.split.stratify,
-        "train_rows": len(tr),
-        "test_rows": len(te),
-        "train_index": fingerprint_value(np.asarray(tr, dtype=np.int64), kind="index"),
-        "test_index": fingerprint_value(np.asarray(te, dtype=np.int64), kind="index"),
-    }
+    info: dict[str, Any] = {"kind": s.kind}
+    if s.kind == "time":
+        order = _time_order(frame, s.column or "")
+        n_test = max(1, int(np.ceil(s.test_size * len(order))))
+        if n_test >= len(order):
+            raise SpecError(f"split: test_size {s.test_size} leaves no training rows", path="split")
+        tr, te = order[:-n_test], order[-n_test:]
+        info.update(column=s.column, test_size=s.test_size)
+    elif s.kind == "predefined":
+        mask = _test_mask(frame, s.column or "")
+        tr, te = idx[~mask], idx[mask]
+        if not len(tr) or not len(te):
+            raise SpecError(
+                f"split.column: {s.column!r} marks {len(te)} test rows and {len(tr)} training rows; both must be more than 0",
+                path="split.column",
+            )
+        info.update(column=s.column)
+    else:
+        try:
+            tr, te = train_test_split(
+                idx,
+                test_size=s.test_size,
+                random_state=seed,
+                stratify=y if s.stratify else None,
+            )
+        except ValueError as exc:
+            raise SpecError(f"split: {exc}", path="split") from exc
+        info.update(seed=seed, test_size=s.test_size, stratify=s.stratify)
+    info.update(
+        train_rows=len(tr),
+        test_rows=len(te),
+        train_index=fingerprint_value(np.asarray(tr, dtype=np.int64), kind="index"),
+        test_index=fingerprint_value(np.asarray(te, dtype=np.int64), kind="index"),
+    )
     return X.iloc[tr], X.iloc[te], y.iloc[tr], y.iloc[te], info
+
+
+def _given_test(
+    spec: Spec, X: Any, y: Any, root: Path, features: list[str]
+) -> tuple[Any, Any, Any, Any, dict[str, Any], dict[str, Any]]:
+    """Every row of the data trains; the test rows come from the file ``split.test``."""
+    from seedline.execution.data import read_source
+
+    uri = spec.split.test or ""
+    frame, record = read_source(uri, root)
+    missing = [c for c in [*features, spec.data.target] if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"split.test: {uri!r} lacks column(s) {missing} that the training data has",
+            hint="the test file needs the same feature columns and the target",
+        )
+    y_test = frame[spec.data.target]
+    if y_test.isna().any():
+        raise DataError(
+            f"split.test: target column {spec.data.target!r} of {uri!r} has {int(y_test.isna().sum())} missing values",
+            hint="drop those rows from the test file; seedline never drops rows silently",
+        )
+    idx = np.arange(len(X))
+    info = {
+        "kind": "given",
+        "test": uri,
+        "test_fingerprint": record["fingerprint"],
+        "train_rows": len(X),
+        "test_rows": len(frame),
+        "train_index": fingerprint_value(idx.astype(np.int64), kind="index"),
+        "test_index": fingerprint_value(np.arange(len(frame), dtype=np.int64), kind="index"),
+    }
+    return X, frame[features], y, y_test, info, record
 
 
 def _shape(a: Any) -> list[int] | None:
@@ -201,18 +330,21 @@ def _shape(a: Any) -> list[int] | None:
 
 def _resolve_spec(
     spec: Spec | str | Path, overrides: list[str] | None, project_root: str | Path | None
-) -> tuple[Spec, Path]:
+) -> tuple[Spec, Path, ComposedSpec | None]:
     if isinstance(spec, Spec):
         if overrides:
             from seedline.core.spec import apply_overrides
 
             spec = Spec.from_dict(apply_overrides(spec.to_dict(), overrides))
-        return spec, Path(project_root or ".").resolve()
+        return spec, Path(project_root or ".").resolve(), None
     path = Path(spec)
     if path.is_dir():
         path = path / "seedline.yaml"
-    loaded = load_spec(path, overrides)
-    return loaded, Path(project_root).resolve() if project_root else path.resolve().parent
+    if not path.is_file():
+        load_spec(path)  # raises the 'does not exist' error with its hints
+    loaded, composed = read_spec(path, overrides)
+    root = Path(project_root).resolve() if project_root else path.resolve().parent
+    return loaded, root, composed if composed.composed else None
 
 
 @dataclass
@@ -228,6 +360,8 @@ class Prepared:
     resolved: dict[str, dict[str, list[str]]]
     plan: SeedPlan
     random_states: dict[str, dict[str, Any]]
+    # determinism switches filled for LightGBM / XGBoost steps (core/library_controls.py)
+    controls: dict[str, dict[str, Any]]
     X_train: Any
     X_test: Any
     y_train: Any
@@ -235,6 +369,9 @@ class Prepared:
     split: dict[str, Any]
     folds: list[tuple[np.ndarray, np.ndarray]]
     warnings: list[str]
+    composed: ComposedSpec | None = None
+    # a given test file's source record (split kind 'given'); recorded beside the data sources
+    test_sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare(
@@ -249,13 +386,24 @@ def prepare(
     With k folds, the final model is fitted on every row, the folds only evaluate, and the
     probe set is every row.
     """
-    spec_obj, root = _resolve_spec(spec, overrides, project_root)
+    spec_obj, root, composed = _resolve_spec(spec, overrides, project_root)
     # imports of user code resolve from the project first, as `python -m` would
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
     loaded = loaded or load_data(spec_obj.data, root)
     X, y, features = select_columns(loaded.frame, spec_obj.data)
+    split_column = spec_obj.split.column if spec_obj.split.kind == "predefined" else None
+    if split_column is not None and split_column in features:
+        # the column that says which rows test is bookkeeping, never a feature
+        if spec_obj.data.features is not None:
+            raise SpecError(
+                f"data.features lists {split_column!r}, the predefined split column",
+                path="data.features",
+                hint="remove it from data.features: it marks test rows and must not be learned from",
+            )
+        features = [c for c in features if c != split_column]
+        X = X[features]
     check_metrics(spec_obj.metrics)
     # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
     prepare_frameworks(spec_obj.to_dict(), root)
@@ -269,12 +417,19 @@ def prepare(
     ]
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
+    controls = apply_library_controls(pipeline, spec_obj.execution.threads)
     folds: list[tuple[np.ndarray, np.ndarray]] = []
-    if spec_obj.split.kind == "kfold":
+    test_sources: list[dict[str, Any]] = []
+    if spec_obj.split.kind in FOLD_KINDS:
         folds, split_info = _kfold(spec_obj, loaded.frame, y, plan)
         X_train, X_test, y_train, y_test = X, X, y, y
+    elif spec_obj.split.kind == "given":
+        X_train, X_test, y_train, y_test, split_info, test_record = _given_test(
+            spec_obj, X, y, root, features
+        )
+        test_sources.append(test_record)
     else:
-        X_train, X_test, y_train, y_test, split_info = _split(spec_obj, X, y, plan)
+        X_train, X_test, y_train, y_test, split_info = _split(spec_obj, loaded.frame, X, y, plan)
         if classifier:
             check_classification_target(y_train, spec_obj.data.target, where="the training split")
     return Prepared(
@@ -297,6 +452,7 @@ def prepare(
         resolved=resolved,
         plan=plan,
         random_states=random_states,
+        controls=controls,
         X_train=X_train,
         X_test=X_test,
         y_train=y_train,
@@ -304,6 +460,8 @@ def prepare(
         split=split_info,
         folds=folds,
         warnings=warnings,
+        composed=composed,
+        test_sources=test_sources,
     )
 
 
@@ -364,6 +522,14 @@ def fit_steps(
         output_fp: str | None = None
         if est is None or est == "passthrough":
             cls, fitted = "passthrough", "passthrough"
+        elif hasattr(est, "fit_resample") and not last:
+            # a sampler (imbalanced-learn) changes the rows and the target the next steps see;
+            # it only acts while fitting, and is never cached (the cache keeps X, not y)
+            if seed_plan is not None:
+                seed_plan.seed_step(f"pipeline/{name}", est)
+            Xt, y = est.fit_resample(Xt, y)
+            fitted = fingerprint_estimator(est)
+            cls = f"{type(est).__module__}.{type(est).__qualname__}"
         else:
             key = (
                 cache.key(f"pipeline/{name}", est, upstream, last)
@@ -418,14 +584,15 @@ def fit_steps(
 
 
 def score(
-    pipeline: Any, X: Any, y: Any, metrics: list[str]
+    pipeline: Any, X: Any, y: Any, metrics: list[str | MetricSpec]
 ) -> tuple[dict[str, float], Any, Any | None]:
     """Metrics by scorer name, predictions, and probabilities when the model has them."""
     from sklearn.metrics import check_scoring
 
     # one multi-metric scorer predicts once for every metric
-    scores = check_scoring(pipeline, scoring=list(metrics))(pipeline, X, y)
-    values = {name: float(scores[name]) for name in metrics}
+    scoring = build_scoring(metrics)
+    scores = check_scoring(pipeline, scoring=scoring)(pipeline, X, y)
+    values = {name: float(scores[name]) for name in scoring}
     pred = pipeline.predict(X)
     proba = pipeline.predict_proba(X) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
     return values, pred, proba
@@ -637,6 +804,14 @@ def run(
         spec=spec_obj.to_dict(),
         spec_fingerprint=spec_obj.fingerprint(),
         overrides=list(overrides or []),
+        spec_sources=(
+            SpecSourcesRecord(
+                files=[SpecFileRecord(**f.to_dict()) for f in p.composed.files],
+                origin=p.composed.origin,
+            )
+            if p.composed
+            else None
+        ),
         project_root=str(root),
         settings=SettingsRecord(
             threads=spec_obj.execution.threads,
@@ -644,9 +819,10 @@ def run(
             workers=workers,
             address=address,
             cache=use_cache and not detached,
+            **({"library_controls": p.controls} if p.controls else {}),
         ),
         data=DataRecord(
-            sources=[SourceRecord(**s) for s in p.loaded.sources],
+            sources=[SourceRecord(**s) for s in [*p.loaded.sources, *p.test_sources]],
             table=p.table.to_dict(),
             target=spec_obj.data.target,
             features=p.features,
@@ -664,7 +840,9 @@ def run(
     plot_parts: list[dict[str, Any]] = []
     try:
         t = time.perf_counter()
-        class_modules = pipeline_class_modules(pipeline)
+        class_modules = sorted(
+            set(pipeline_class_modules(pipeline)) | function_modules(pipeline, spec_obj.metrics)
+        )
         git_info: dict[str, Any] = {}
         if not detached:  # a worker has no project folder: the client records the code
             git_info, diff = capture_git(root)

@@ -245,6 +245,24 @@ class StepRecord(_M):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class SpecFileRecord(_M):
+    path: str = Field(description="Relative to the spec's folder.")
+    role: Literal["spec", "extends", "blocks"]
+    fingerprint: str
+
+
+class SpecSourcesRecord(_M):
+    """Where a composed spec (``extends`` / ``use``) came from."""
+
+    files: list[SpecFileRecord] = Field(
+        description="The spec file, the files it extends and the block files it uses, with their fingerprints."
+    )
+    origin: dict[str, str] = Field(
+        default_factory=dict,
+        description="Flattened spec key (pipeline.clf.params.C) -> file that set it, for values not set by the spec file itself.",
+    )
+
+
 class Manifest(_M):
     schema_version: int = SCHEMA_VERSION
     seedline_version: str
@@ -256,6 +274,10 @@ class Manifest(_M):
     spec: dict[str, Any] = Field(description="The canonical spec, overrides applied.")
     spec_fingerprint: str
     overrides: list[str] = Field(default_factory=list, description="The --set overrides, as given.")
+    spec_sources: SpecSourcesRecord | None = Field(
+        default=None,
+        description="For a spec that uses 'extends' or 'use': the files it was composed from.",
+    )
     project_root: str = Field(
         description="Absolute path of the project when the run was made (informative)."
     )

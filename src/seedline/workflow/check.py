@@ -431,6 +431,19 @@ def _unreachable_consumers(
                     advice=f"set {key} in the spec, or rename the parameter random_state so the seed plan fills it",
                 )
             )
+    from seedline.core.library_controls import controls_missing
+
+    for key, est in [("pipeline", p.pipeline), *sorted(params.items())]:
+        if hasattr(est, "get_params") and not isinstance(est, type):
+            for problem in controls_missing(est):
+                found.append(
+                    HygieneFinding(
+                        kind="library_determinism",
+                        message=f"step parameter '{key}': {problem}",
+                        advice="leave LightGBM's deterministic and force_row_wise/force_col_wise unset "
+                        "(seedline switches them on) or set them yourself",
+                    )
+                )
     for key, rec in sorted(p.random_states.items()):
         source = str(rec.get("source", ""))
         if source.endswith("instance"):

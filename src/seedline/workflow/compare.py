@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seedline.core.composition import flatten_spec
 from seedline.core.deeplearning import first_divergent_layer
 from seedline.core.environment import distinct_pools
 from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
@@ -159,26 +160,29 @@ def describe_table_change(a_table: dict[str, Any], b_table: dict[str, Any]) -> s
     return "; ".join(parts) or "same columns and rows; bytes differ (formatting or order)"
 
 
-def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-    elif isinstance(node, list) and node and all(isinstance(x, dict) and "name" in x for x in node):
-        for item in node:
-            _flatten(
-                {k: v for k, v in item.items() if k != "name"}, f"{prefix}.{item['name']}", out
-            )
-    else:
-        out[prefix] = node
-
-
 def diff_params(a: Manifest, b: Manifest) -> list[Difference]:
-    fa: dict[str, Any] = {}
-    fb: dict[str, Any] = {}
-    _flatten({k: v for k, v in a.spec.items() if k != "seed"}, "", fa)
-    _flatten({k: v for k, v in b.spec.items() if k != "seed"}, "", fb)
+    fa = flatten_spec({k: v for k, v in a.spec.items() if k != "seed"})
+    fb = flatten_spec({k: v for k, v in b.spec.items() if k != "seed"})
     keys = [*fa, *(k for k in fb if k not in fa)]
-    return [Difference("params", k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
+    return [
+        Difference("params", k, fa.get(k), fb.get(k), _inherited_from(a, b, k) or "")
+        for k in keys
+        if fa.get(k) != fb.get(k)
+    ]
+
+
+def _inherited_from(a: Manifest, b: Manifest, key: str) -> str | None:
+    """'inherited from base.yaml (changed)' when a composed spec took the value from another file."""
+    oa = a.spec_sources.origin.get(key) if a.spec_sources else None
+    ob = b.spec_sources.origin.get(key) if b.spec_sources else None
+    if oa is None and ob is None:
+        return None
+    if oa == ob:
+        fa = {f.path: f.fingerprint for f in a.spec_sources.files} if a.spec_sources else {}
+        fb = {f.path: f.fingerprint for f in b.spec_sources.files} if b.spec_sources else {}
+        changed = " (that file changed)" if fa.get(oa or "") != fb.get(ob or "") else ""
+        return f"inherited from {oa}{changed}"
+    return f"set in {oa or 'the spec file'} -> {ob or 'the spec file'}"
 
 
 def diff_seeds(a: Manifest, b: Manifest) -> list[Difference]:

@@ -306,9 +306,9 @@ def sweep(
     if search not in SEARCHES:
         raise SweepError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
     trials = trials or section.get("trials")
-    metric = metric or section.get("metric") or base.metrics[0]
-    if metric not in base.metrics:
-        raise SweepError(f"metric {metric!r} is not among the spec's metrics {base.metrics}")
+    metric = metric or section.get("metric") or base.metric_names[0]
+    if metric not in base.metric_names:
+        raise SweepError(f"metric {metric!r} is not among the spec's metrics {base.metric_names}")
     plan = SeedPlan(base.seed)
     store = Store.open(root)
     sweep_id = new_run_id()
