@@ -24,7 +24,7 @@ pipeline:
       - name: num
         columns: [bill_length_mm, bill_depth_mm]
         steps:
-          - {name: local, class: features.CLASS}
+          - {name: local, class: apicheck_features.CLASS}
           - {name: impute, class: sklearn.impute.SimpleImputer}
   - {name: clf, class: sklearn.linear_model.LogisticRegression}
 metrics: [accuracy]
@@ -35,7 +35,7 @@ metrics: [accuracy]
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # one project for the module: its features.py is imported once per process
     root = make_project(tmp_path_factory.mktemp("apicheck"), "penguins")
-    (root / "features.py").write_text(FEATURES)
+    (root / "apicheck_features.py").write_text(FEATURES)
     git(root, "add", "-A")
     git(root, "commit", "-qm", "features")
     return root
@@ -51,7 +51,7 @@ def test_sloppy_transformer_violations_are_explained(project: Path) -> None:
     """Attributes set in __init__ and an input changed by fit are each named in plain words."""
     report = api_check(spec_with(project, "Sloppy"))
     [cls] = report.classes
-    assert cls.cls == "features.Sloppy" and cls.step == "prep__num__local"
+    assert cls.cls == "apicheck_features.Sloppy" and cls.step == "prep__num__local"
     by_check = {v.check: v for v in cls.violations}
     init = by_check["check_no_attributes_set_in_init"]
     assert init.meaning.startswith("__init__ sets attributes other than its parameters")

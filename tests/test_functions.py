@@ -135,7 +135,7 @@ def test_project_local_function_is_hashed_like_local_code(project: Path) -> None
     store = Store.open(project)
     result = seedline.run(s, project_root=project, store=store)
     m = store.manifest(result.run_id)
-    assert "localfuncs" in m.code["local_modules"]
+    assert "localfuncs" in m.code.local_modules
     pipeline, _ = compile_pipeline(s, __import__("pandas").DataFrame({"a": [1.0]}))
     versions = code_versions(pipeline.steps[0][1], project)
     assert versions["localfuncs.signed_log"].startswith("code:")
