@@ -11,8 +11,10 @@ spec's classes come from travel with the data as sources checked against their h
 and a trial on local processes or Dask returns its manifest and the objects it made
 (model, probe predictions) to this process, which records the run. A trial that ran on a
 worker whose string hashing differs from this process's (a Dask worker started without
-this ``PYTHONHASHSEED``) is recorded with ``seeds.hash_seed.pinned`` false and a warning. TPE (Optuna) asks for trials in fixed-size batches seeded from the
-plan, so its trials are also the same whatever the number of workers.
+this ``PYTHONHASHSEED``) is recorded with ``seeds.hash_seed.pinned`` false and a warning.
+
+TPE (Optuna) asks for trials in fixed-size batches seeded from the plan, so its trials are
+also the same whatever the number of workers.
 """
 
 from __future__ import annotations
