@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from seedline.workflow.registration import (
 CONFIG_ENV = "SEEDLINE_SERVE_CONFIG"
 STATE_ENV = "SEEDLINE_SERVE_STATE"
 FAILED_FILE = "failed.json"
+WORKER_HEALTHCHECK_S = 60
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 server_log = logging.getLogger("seedline.serve")
@@ -280,6 +282,10 @@ def serve(
             if config.token:
                 os.environ["SEEDLINE_TOKEN"] = config.token
             os.environ[CONFIG_ENV] = dataclasses.replace(config, token=None).to_json()
+            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+                # a worker answers its supervisor's pings while it imports and loads the
+                # model; on a busy machine that takes far longer than uvicorn's 5 s
+                common["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_S
             uvicorn.run(
                 "seedline.serving.app:app_from_env", factory=True, workers=workers, **common
             )
