@@ -71,6 +71,7 @@ class ServeConfig:
     batching: bool = True
     access_log: bool = True
     single_row_checks: int = 16
+    workers: int = 1
     expect_fingerprint: str | None = None
 
     def to_json(self) -> str:
@@ -252,6 +253,7 @@ def serve(
     if workers < 1:
         raise ServeError(f"--workers must be at least 1, got {workers}")
     config.project = str(Path(config.project).resolve())
+    config.workers = workers
     if config.expect_fingerprint:
         from seedline.workflow.integrity import expected_fingerprint
 
