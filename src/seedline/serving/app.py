@@ -192,12 +192,21 @@ def create_app(
     return app
 
 
-def _stop_on_failure(state: Path, supervisor: int) -> Callable[[str, str | None], None]:
-    """Record why the model cannot be loaded, then ask the serving process (or the workers' supervisor) to stop."""
+def _stop_on_failure(
+    state: Path, supervisor: int | None = None, server: list[Any] | None = None
+) -> Callable[[str, str | None], None]:
+    """Record why the model cannot be loaded, then stop: the one server in this process, or the workers' supervisor.
+
+    A single process sets uvicorn's ``should_exit`` (a SIGTERM to itself would be re-raised
+    by uvicorn after shutdown and end the process before ``serve`` can report the reason).
+    """
 
     def stop(reason: str, hint: str | None) -> None:
         (state / FAILED_FILE).write_text(json.dumps({"reason": reason, "hint": hint}))
-        os.kill(supervisor, signal.SIGTERM)
+        if server:
+            server[0].should_exit = True
+        elif supervisor is not None:
+            os.kill(supervisor, signal.SIGTERM)
 
     return stop
 
@@ -219,7 +228,7 @@ def app_from_env() -> FastAPI:
     config = ServeConfig.from_json(text)
     config.token = config.token or os.environ.get("SEEDLINE_TOKEN") or None
     state = os.environ.get(STATE_ENV)
-    on_failure = _stop_on_failure(Path(state), os.getppid()) if state else None
+    on_failure = _stop_on_failure(Path(state), supervisor=os.getppid()) if state else None
     return create_app(config, on_failure=on_failure)
 
 
@@ -268,7 +277,8 @@ def serve(
             os.environ[MULTIPROC_ENV] = str(state / "metrics")
         os.environ[STATE_ENV] = str(state)
         # fails here, before binding, on an unknown or untrusted model
-        app = create_app(config, on_failure=_stop_on_failure(state, os.getpid()))
+        holder: list[Any] = []
+        app = create_app(config, on_failure=_stop_on_failure(state, server=holder))
         common: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -278,7 +288,8 @@ def serve(
             "timeout_graceful_shutdown": 5,
         }
         if workers == 1:
-            uvicorn.run(app, **common)
+            holder.append(uvicorn.Server(uvicorn.Config(app, **common)))
+            holder[0].run()
         else:
             # the token travels in its own variable: names holding TOKEN are never recorded by seedline
             if config.token:
