@@ -190,14 +190,18 @@ def _craft_tree(bundle: Path, field: str, value: float) -> None:
 @pytest.mark.slow
 def test_a_crafted_tree_is_refused_not_a_crash(penguins_run: tuple[Path, str]) -> None:
     """Out-of-range children, features or a NaN threshold in a bundle's tree: a clear error, never a segfault."""
+    import shutil
+
     root, run_id = penguins_run
     run_cli(root, "export", run_id, "--format", "bundle", "-o", "good")
+    lines = (root / "data" / "penguins.csv").read_text().splitlines()
+    (root / "few.csv").write_text("\n".join(lines[:21]) + "\n")
     fp = json.loads(run_cli(root, "show", run_id, "--json").stdout)["fingerprints"]["model"]
     for field, value in (("left_child", 10**6), ("feature", 4096), ("threshold", float("nan"))):
         bundle = root / f"crafted-{field}"
-        run_cli(root, "export", run_id, "--format", "bundle", "-o", bundle.name)
+        shutil.copytree(root / "good", bundle)
         _craft_tree(bundle, field, value)
-        out = run_cli(root, "predict", bundle.name, "data/penguins.csv", "-o", "p.csv", check=False)
+        out = run_cli(root, "predict", bundle.name, "few.csv", "-o", "p.csv", check=False)
         assert out.returncode == 2, (out.returncode, out.stderr)
         assert "the model is malformed" in out.stderr and "Traceback" not in out.stderr
     # the server binds, fails to load the model, and exits non-zero with the reason
@@ -205,18 +209,16 @@ def test_a_crafted_tree_is_refused_not_a_crash(penguins_run: tuple[Path, str]) -
     assert out.returncode == 2, (out.returncode, out.stderr)
     assert "cannot serve the model: the model is malformed" in out.stderr
     # a fingerprint from elsewhere vouches for the untouched bundle and refuses an edited one
-    ok = run_cli(
-        root, "predict", "good", "data/penguins.csv", "-o", "p.csv", "--expect-fingerprint", fp
-    )
+    ok = run_cli(root, "predict", "good", "few.csv", "-o", "p.csv", "--expect-fingerprint", fp)
     assert ok.returncode == 0, ok.stderr
     edited = root / "edited"
-    run_cli(root, "export", run_id, "--format", "bundle", "-o", edited.name)
+    shutil.copytree(root / "good", edited)
     _craft_tree(edited, "threshold", 0.5)  # a well-formed but different model
     out = run_cli(
         root,
         "predict",
         edited.name,
-        "data/penguins.csv",
+        "few.csv",
         "-o",
         "q.csv",
         "--expect-fingerprint",

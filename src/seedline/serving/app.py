@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ from seedline.workflow.registration import (
 CONFIG_ENV = "SEEDLINE_SERVE_CONFIG"
 STATE_ENV = "SEEDLINE_SERVE_STATE"
 FAILED_FILE = "failed.json"
+WORKER_HEALTHCHECK_S = 60
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 server_log = logging.getLogger("seedline.serve")
@@ -68,6 +70,7 @@ class ServeConfig:
     batching: bool = True
     access_log: bool = True
     single_row_checks: int = 16
+    workers: int = 1
     expect_fingerprint: str | None = None
 
     def to_json(self) -> str:
@@ -188,12 +191,21 @@ def create_app(
     return app
 
 
-def _stop_on_failure(state: Path, supervisor: int) -> Callable[[str, str | None], None]:
-    """Record why the model cannot be loaded, then ask the serving process (or the workers' supervisor) to stop."""
+def _stop_on_failure(
+    state: Path, supervisor: int | None = None, server: list[Any] | None = None
+) -> Callable[[str, str | None], None]:
+    """Record why the model cannot be loaded, then stop: the one server in this process, or the workers' supervisor.
+
+    A single process sets uvicorn's ``should_exit`` (a SIGTERM to itself would be re-raised
+    by uvicorn after shutdown and end the process before ``serve`` can report the reason).
+    """
 
     def stop(reason: str, hint: str | None) -> None:
         (state / FAILED_FILE).write_text(json.dumps({"reason": reason, "hint": hint}))
-        os.kill(supervisor, signal.SIGTERM)
+        if server:
+            server[0].should_exit = True
+        elif supervisor is not None:
+            os.kill(supervisor, signal.SIGTERM)
 
     return stop
 
@@ -215,7 +227,7 @@ def app_from_env() -> FastAPI:
     config = ServeConfig.from_json(text)
     config.token = config.token or os.environ.get("SEEDLINE_TOKEN") or None
     state = os.environ.get(STATE_ENV)
-    on_failure = _stop_on_failure(Path(state), os.getppid()) if state else None
+    on_failure = _stop_on_failure(Path(state), supervisor=os.getppid()) if state else None
     return create_app(config, on_failure=on_failure)
 
 
@@ -249,6 +261,7 @@ def serve(
     if workers < 1:
         raise ServeError(f"--workers must be at least 1, got {workers}")
     config.project = str(Path(config.project).resolve())
+    config.workers = workers
     if config.expect_fingerprint:
         from seedline.workflow.integrity import expected_fingerprint
 
@@ -263,7 +276,8 @@ def serve(
             os.environ[MULTIPROC_ENV] = str(state / "metrics")
         os.environ[STATE_ENV] = str(state)
         # fails here, before binding, on an unknown or untrusted model
-        app = create_app(config, on_failure=_stop_on_failure(state, os.getpid()))
+        holder: list[Any] = []
+        app = create_app(config, on_failure=_stop_on_failure(state, server=holder))
         common: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -273,12 +287,17 @@ def serve(
             "timeout_graceful_shutdown": 5,
         }
         if workers == 1:
-            uvicorn.run(app, **common)
+            holder.append(uvicorn.Server(uvicorn.Config(app, **common)))
+            holder[0].run()
         else:
             # the token travels in its own variable: names holding TOKEN are never recorded by seedline
             if config.token:
                 os.environ["SEEDLINE_TOKEN"] = config.token
             os.environ[CONFIG_ENV] = dataclasses.replace(config, token=None).to_json()
+            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+                # a worker answers its supervisor's pings while it imports and loads the
+                # model; on a busy machine that takes far longer than uvicorn's 5 s
+                common["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_S
             uvicorn.run(
                 "seedline.serving.app:app_from_env", factory=True, workers=workers, **common
             )

@@ -128,6 +128,17 @@ class Metrics:
         self.rows.labels(self.model).inc(rows)
         self.batches.labels(self.model).observe(rows)
 
+    def ready_processes(self) -> int:
+        """How many serving processes have a ready model (all workers' files in multiprocess mode)."""
+        if not self._multi:
+            return int(self._ready)
+        from prometheus_client import multiprocess as mp
+
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)
+        value = registry.get_sample_value("seedline_model_ready", {"model": self.model})
+        return int(value or 0)
+
     def render(self) -> bytes:
         """The exposition text: this process's values, or the sum over every worker's files."""
         if not self._multi:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -64,8 +65,22 @@ def v2_router(served: ServedModel, example: dict[str, Any]) -> APIRouter:
         "/v2/health/ready", summary="Readiness (503 until the model is loaded and passed parity)"
     )
     async def ready() -> Response:
-        if served.ready:
+        # with --workers N, any worker may answer: ready only once every worker is
+        if served.ready and (
+            served.config.workers <= 1
+            or await asyncio.to_thread(served.metrics.ready_processes) >= served.config.workers
+        ):
             return json_response({"ready": True})
+        if served.ready:
+            return json_response(
+                {
+                    "ready": False,
+                    "status": "loading",
+                    "reason": "this worker is ready; other workers are still loading the model",
+                    "parity": served.parity,
+                },
+                503,
+            )
         return json_response(
             {
                 "ready": False,
