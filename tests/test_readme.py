@@ -110,7 +110,7 @@ def line_pattern(doc: str) -> re.Pattern[str] | None:
         return None
     key = _KEY_LINE.match(doc)
     if key and not _BOX.search(doc):
-        return re.compile(r"^\s*" + re.escape(key.group(1)) + r":(\s|$)")
+        return re.compile(r"^\s*" + re.escape(_generic(key.group(1))) + r":(\s|$)")
     tokens = _generic(doc).split(" ")
     parts: list[str] = []
     for i, tok in enumerate(tokens):
