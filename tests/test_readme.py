@@ -32,8 +32,10 @@ README = REPO / "README.md"
 # run ids are 13 characters of Crockford base32 (lower case), time first
 _ID = re.compile(r"\b[0-9][0-9a-hjkmnp-tv-z]{12}\b")
 _ID_ARG = re.compile(r"^[0-9][0-9a-hjkmnp-tv-z]{5,12}$")
-_FP = re.compile(r"\b([a-z_]+):[0-9a-f]{6,}…?")
-_HEX = re.compile(r"\b[0-9a-f]{32,}\b")
+_FP = re.compile(r"\b([a-z_]+):(?:[0-9a-f]{6,}…?|[0-9a-f]*…)")
+# content hashes: 32+ hex digits, or a shorter key (cache keys) mixing digits and letters
+_HEX = re.compile(r"\b(?:[0-9a-f]{32,}|(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,31})\b")
+_SWEEP_ID = re.compile(r"\bsweep (" + _ID.pattern[2:-2] + r")\b")
 _BOX = re.compile(r"[┏┓┗┛┃━┳┻╋┣┫┡┩╇│─┬┴┼├┤└┘┌┐╭╮╰╯]")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][\w .()/-]*?):(\s|$)")
 
@@ -96,6 +98,7 @@ def _generic(line: str) -> str:
     line = _FP.sub(lambda m: f"{m.group(1)}:H", line)
     line = _HEX.sub("H", line)
     line = re.sub(r"(?<![\w])/[^\s,;)]*", "PATH", line)
+    line = re.sub(r"\b(?:B|KiB|MiB|GiB|TiB)\b", "UNIT", line)
     line = re.sub(r"\d+", "0", line)
     return " ".join(line.split())
 
@@ -107,7 +110,7 @@ def line_pattern(doc: str) -> re.Pattern[str] | None:
         return None
     key = _KEY_LINE.match(doc)
     if key and not _BOX.search(doc):
-        return re.compile(r"^\s*" + re.escape(key.group(1)) + r":(\s|$)")
+        return re.compile(r"^\s*" + re.escape(_generic(key.group(1))) + r":(\s|$)")
     tokens = _generic(doc).split(" ")
     parts: list[str] = []
     for i, tok in enumerate(tokens):
@@ -177,6 +180,7 @@ class Session:
         self.root = root
         self.cwd = root
         self.ids: dict[str, str] = {}
+        self.sweep_ids: set[str] = set()
         self.env = clean_env(PYTHONUNBUFFERED="1", COLUMNS="160")
 
     def run(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -204,7 +208,16 @@ class Session:
             if not _ID_ARG.match(word) or not re.search(r"[a-z]", word):
                 out.append(word)
                 continue
-            real = next((r for d, r in self.ids.items() if d.startswith(word)), None)
+            # a documented prefix may match a run and a sweep: the command says which it is
+            sweep_arg = argv[1] == "promote" or (i > 0 and argv[i - 1] == "--sweep")
+            real = next(
+                (
+                    r
+                    for d, r in self.ids.items()
+                    if d.startswith(word) and (d in self.sweep_ids) == sweep_arg
+                ),
+                None,
+            )
             if real is None:
                 unknown.append(i)
             out.append(real or word)
@@ -222,6 +235,7 @@ class Session:
         for doc, real in matched:
             for d, r in zip(_ID.findall(doc), _ID.findall(real), strict=False):
                 self.ids.setdefault(d, r)
+            self.sweep_ids.update(_SWEEP_ID.findall(doc))
 
 
 def _prepare_inputs(project: Path) -> None:
