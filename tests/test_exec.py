@@ -170,6 +170,7 @@ def test_exec_records_and_reproduce_gives_each_verdict(script_project: Path) -> 
     assert json.loads(changed.stdout)["likely_cause"] == "data file data.csv changed"
 
 
+@pytest.mark.slow
 def test_exec_refuses_what_it_cannot_record(script_project: Path) -> None:
     """No outputs, a missing script or a missing data file: a clear error before anything runs."""
     out = run_cli(script_project, "exec", "train.py", check=False)
