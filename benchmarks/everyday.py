@@ -414,7 +414,7 @@ def bench_serve(tmp: Path, trials: int) -> list[Row]:
     root = project(tmp, "penguins")
     out = json.loads(fresh(seedline_cmd("run", "--json"), root)[2])
     fresh(seedline_cmd("register", out["run_id"], "--name", "penguins"), root)
-    source = resolve_source("penguins@1", Store.find(root))
+    source = resolve_source("penguins@1", store=Store.find(root))
     model = load_estimator(source.model_bytes, trust=True)
     (tmp / "model.pkl").write_bytes(pickle.dumps(model))
     probe_rows = source.probe_input
