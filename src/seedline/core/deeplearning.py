@@ -348,7 +348,7 @@ def apply_controls(*, threads: int | None = None, warn_only: bool = False) -> di
         cudnn = torch.backends.cudnn
         cudnn.deterministic = True
         cudnn.benchmark = False
-        n = int(threads) if threads else int(torch.get_num_threads())
+        n = int(threads) if threads else _limited_threads(torch)
         torch.set_num_threads(n)
         record["torch"] = {
             "version": str(torch.__version__),
@@ -380,6 +380,14 @@ def apply_controls(*, threads: int | None = None, warn_only: bool = False) -> di
             "KERAS_BACKEND": os.environ.get("KERAS_BACKEND"),
         }
     return record
+
+
+def _limited_threads(torch: Any) -> int:
+    """The thread count the BLAS/OpenMP limits in force give (torch may have been imported under them)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(p["num_threads"]) for p in threadpool_info() if p.get("num_threads")]
+    return min([*counts, int(torch.get_num_threads())])
 
 
 def _tensorflow_controls(tf: Any, threads: int | None) -> dict[str, Any]:
