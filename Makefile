@@ -31,15 +31,17 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# two workers, one per core: most tests wait on fresh interpreters and servers; a test
+# module stays on one worker, so its module-scoped projects, servers and clusters are built once
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test: lint typecheck layers unit
 
 # The inner loop, under 3 minutes on 2 cores: lint, then every test that starts no fresh
 # interpreter, server or cluster (tests/conftest.py marks those slow at collection).
 quick: lint
-	$(BIN)/python -m pytest -q -x -m "not slow"
+	$(BIN)/python -m pytest -q -x -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/foundation.py
