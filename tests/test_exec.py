@@ -137,7 +137,7 @@ def test_exec_records_and_reproduce_gives_each_verdict(script_project: Path) -> 
     assert list(manifest.steps[0].layers or {}) == ["a.weight", "b.weight"]
     assert manifest.seeds is not None and manifest.seeds.globals["numpy.random"]
     assert (
-        manifest.environment["env_vars"]["PYTHONHASHSEED"]
+        manifest.environment.env_vars["PYTHONHASHSEED"]
         == manifest.seeds.hash_seed["PYTHONHASHSEED"]
     )
     assert "data:data.csv" in manifest.fingerprints

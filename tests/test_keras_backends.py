@@ -115,17 +115,17 @@ def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> 
     controls = a.seeds.globals["deep_learning"]
     assert controls["keras"]["backend"] == backend
     assert controls["steps"]["pipeline/net"]["backend"] == backend
-    assert a.environment["env_vars"]["KERAS_BACKEND"] == backend
+    assert a.environment.env_vars["KERAS_BACKEND"] == backend
     assert "torch" not in controls  # the Keras example imports no torch on another backend
     if backend == "tensorflow":
         tf = controls["tensorflow"]
         assert tf["op_determinism"] is True
         assert (tf["intra_op_threads"], tf["inter_op_threads"]) == (1, 1)
-        assert a.environment["env_vars"]["TF_NUM_INTRAOP_THREADS"] == "1"
+        assert a.environment.env_vars["TF_NUM_INTRAOP_THREADS"] == "1"
     else:
         jax = controls["jax"]
         assert jax["default_backend"] == "cpu" and jax["prng_impl"] == "threefry2x32"
-        assert "--xla_cpu_multi_thread_eigen=false" in a.environment["env_vars"]["XLA_FLAGS"]
+        assert "--xla_cpu_multi_thread_eigen=false" in a.environment.env_vars["XLA_FLAGS"]
 
     # the shell's KERAS_BACKEND says otherwise: the spec (recorded in the manifest) wins
     report = run_json(project, "reproduce", runs[0]["run_id"], env=clean_env(KERAS_BACKEND="torch"))

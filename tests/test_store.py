@@ -156,7 +156,7 @@ def test_a_run_whose_process_is_gone_shows_as_interrupted_and_can_be_removed(
     by_id = {r.run_id: r for r in store.list_runs()}
     assert by_id["kkk000000000"].status == "running"
     assert by_id["zzz000000000"].status == "interrupted"
-    assert "is gone" in (by_id["zzz000000000"].error or "")
+    assert "is gone" in str((by_id["zzz000000000"].error or {}).get("message"))
     with pytest.raises(StoreError, match="interrupted before it finished"):
         store.manifest("zzz")
     with pytest.raises(StoreError, match="still running"):
