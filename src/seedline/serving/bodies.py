@@ -16,28 +16,12 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from seedline.serving.protocol import ProtocolError
+from seedline.serving.protocol import ProtocolError, V2Datatype
 
 T = TypeVar("T")
 JSON = "application/json"
 OFF_LOOP_BYTES = 64 * 1024
 BINARY_HEADER = "inference-header-content-length"
-
-V2Datatype = Literal[
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
 
 
 class V2Tensor(BaseModel):

@@ -16,30 +16,29 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from seedline.core.errors import SeedlineError, did_you_mean
 from seedline.workflow.schema import V2_ACCEPTS, InputSchema, SchemaViolation
 
-V2_DATATYPES = frozenset(
-    {
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-        "BYTES",
-    }
-)
+V2Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+V2_DATATYPES: frozenset[str] = frozenset(get_args(V2Datatype))
 OUTPUTS = ("predict", "predict_proba")
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 Columns = dict[str, np.ndarray]
