@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,8 @@ def test_a_missing_module_is_named_not_blamed_on_scikit_learn(tmp_path: Path) ->
     )
 
 
-DL_SPECS = {"torch": ("seedline.yaml", "pipeline.net.max_epochs=1", "skorch"),
-            "keras": ("seedline-keras.yaml", "pipeline.net.epochs=1", "keras")}  # fmt: skip
+DL_SPECS = {"torch": ("seedline.yaml", "pipeline.net.max_epochs=1", "skorch", "cnn"),
+            "keras": ("seedline-keras.yaml", "pipeline.net.epochs=1", "keras", "keras_cnn")}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -185,18 +186,18 @@ def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
     from seedline.workflow.export import export_model
     from seedline.workflow.registration import register_run, resolve_source
 
-    spec, epochs, library = DL_SPECS[framework]
+    spec, epochs, library, module = DL_SPECS[framework]
     pytest.importorskip(library)
     root = make_project(tmp_path, "digits-cnn")
     result = seedline.run(root / spec, overrides=[epochs], use_cache=False)
     store = Store.find(root)
     version = register_run(store, result.run_id, "cnn")
     store.close()
-    assert version.trusted_local and all(t.startswith("cnn.") for t in version.trusted_local)
-    (root / "cnn.py").unlink()
+    assert version.trusted_local and all(t.startswith(f"{module}.") for t in version.trusted_local)
+    (root / f"{module}.py").unlink()
     shutil.rmtree(root / "__pycache__", ignore_errors=True)
-    git(root, "commit", "-q", "-am", "cnn.py is gone")
-    sys.modules.pop("cnn", None)
+    git(root, "commit", "-q", "-am", f"{module}.py is gone")
+    sys.modules.pop(module, None)
 
     source = resolve_source("cnn@1", start=root)
     source.probe_input.to_csv(root / "in.csv", index=False)
@@ -213,12 +214,18 @@ def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
     from seedline.serving.app import ServeConfig, create_app
 
     config = ServeConfig(ref="cnn@1", project=str(root), trust=bool(trust), single_row_checks=2)
-    with TestClient(create_app(config, source=source)) as client:
+    app = create_app(config, source=source)
+    with TestClient(app) as client:
+        # the model loads in a thread after startup: ready answers 503 until it is done
+        deadline = time.monotonic() + 300
+        while app.state.served.status == "loading" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert app.state.served.status == "ready", (app.state.served.reason, app.state.served.parity)
         assert client.get("/v2/health/ready").status_code == 200
 
     model = source.load(trust=True)
     report = export_model(model, source, "bundle", tmp_path / "bundle", parity=None)
-    assert report.bitwise and "code/cnn.py" in report.files
+    assert report.bitwise and f"code/{module}.py" in report.files
     packages = source.manifest.environment.packages
     lock = (tmp_path / "bundle" / "requirements.txt").read_text()
     for name in ("torch", library):

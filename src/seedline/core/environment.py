@@ -25,8 +25,8 @@ _ENV_PATTERNS = re.compile(
 )
 _SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
 # where the store lives is not part of a run: moving a store must not change a fingerprint,
-# and these URLs may hold a password
-_STORE_LOCATION = re.compile(r"^SEEDLINE_(DATABASE_URL|OBJECTS_URL|TEST_.*)$")
+# and these URLs may hold a password (the test suite's service locations are the same kind)
+_STORE_LOCATION = re.compile(r"^SEEDLINE_(DATABASE_URL|OBJECTS_URL|TEST_PG_URL|TEST_S3_.*)$")
 
 
 def relevant_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ number of features, and a finite threshold.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,11 @@ def check_tree_predictor(predictor: Any, where: str, n_features: int | None) -> 
             raise _problem(where, f"node {i} points at a category bitset that does not exist")
 
 
+def _is_foreign_handle(obj: Any) -> bool:
+    """Objects that wrap native handles (ctypes libraries, pointers) hold no trees and must not be probed."""
+    return type(obj).__module__.split(".", 1)[0] == "ctypes"
+
+
 def check_model_structure(model: Any, where: str = "model") -> None:
     """Walk a loaded model and check every tree in it (forests, gradient boosting, single trees, pipelines)."""
     from sklearn.tree._tree import Tree
@@ -137,9 +143,11 @@ def check_model_structure(model: Any, where: str = "model") -> None:
                 seen.add(id(obj))
                 for i, v in enumerate(obj.reshape(-1)):
                     walk(v, f"{path}[{i}]", n_features, depth + 1)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type | ModuleType) and not _is_foreign_handle(obj):
             seen.add(id(obj))
-            width = getattr(obj, "n_features_in_", None)
+            # read the instance's own attributes only: getattr may run code (ctypes library loaders
+            # open a shared object named after the attribute, properties compute things)
+            width = vars(obj).get("n_features_in_")
             here = int(width) if isinstance(width, int | np.integer) else n_features
             for k, v in vars(obj).items():
                 walk(v, f"{path}.{k}", here, depth + 1)
