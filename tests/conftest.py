@@ -184,4 +184,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 funcs.append(fixturedef.func)
         if any(_calls_slow(f) for f in funcs):
             item.add_marker(pytest.mark.slow)
-

@@ -220,7 +220,10 @@ def test_deep_learning_models_predict_serve_and_export_through_the_one_loader(
         deadline = time.monotonic() + 300
         while app.state.served.status == "loading" and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert app.state.served.status == "ready", (app.state.served.reason, app.state.served.parity)
+        assert app.state.served.status == "ready", (
+            app.state.served.reason,
+            app.state.served.parity,
+        )
         assert client.get("/v2/health/ready").status_code == 200
 
     model = source.load(trust=True)

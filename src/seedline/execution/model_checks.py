@@ -143,7 +143,11 @@ def check_model_structure(model: Any, where: str = "model") -> None:
                 seen.add(id(obj))
                 for i, v in enumerate(obj.reshape(-1)):
                     walk(v, f"{path}[{i}]", n_features, depth + 1)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type | ModuleType) and not _is_foreign_handle(obj):
+        elif (
+            hasattr(obj, "__dict__")
+            and not isinstance(obj, type | ModuleType)
+            and not _is_foreign_handle(obj)
+        ):
             seen.add(id(obj))
             # read the instance's own attributes only: getattr may run code (ctypes library loaders
             # open a shared object named after the attribute, properties compute things)
