@@ -22,7 +22,7 @@ from seedline.workflow.fsck import fsck
 from seedline.workflow.reclaim import gc
 from seedline.workflow.registration import register_run
 
-from .conftest import git
+from .conftest import git, run_cli
 
 SPEC = """\
 name: tiny
@@ -362,6 +362,10 @@ def test_an_unknown_remote_name_is_a_clear_error(tiny: Path) -> None:
     with pytest.raises(SeedlineError) as err:
         open_remote("team", tiny)
     assert "team" in err.value.message
+    # the command line prints the hint's TOML table as text, not as rich markup
+    Store.open(tiny).close()
+    proc = run_cli(tiny, "push", "team", check=False)
+    assert proc.returncode == 2 and "declare one as [remotes.team] with" in proc.stderr
 
 
 def test_put_file_survives_a_missing_target_folder_and_leaves_no_partials(tmp_path: Path) -> None:

@@ -45,13 +45,18 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
+    from rich.markup import escape
+
+    # messages quote specs and TOML ('[remotes.team]'): brackets are text, not rich markup
     err = _console(stderr=True)
     err.print(
-        f"[bold red]error:[/] {getattr(exc, 'message', str(exc))}", markup=True, highlight=False
+        f"[bold red]error:[/] {escape(getattr(exc, 'message', str(exc)))}",
+        markup=True,
+        highlight=False,
     )
     hint = getattr(exc, "hint", None)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 

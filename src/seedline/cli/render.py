@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 
@@ -55,7 +56,7 @@ def render_run(out: Console, m: Manifest) -> None:
             "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
         )
     for w in m.warnings:
-        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+        out.print(f"[yellow]warning:[/] {escape(w)}", markup=True, highlight=False)
 
 
 def render_folds(out: Console, cv: CVRecord) -> None:
