@@ -124,6 +124,22 @@ def test_reproduce_on_a_clone_without_the_data_uses_the_snapshot(
     assert not (tiny / "data" / "table.csv").exists()
 
 
+def test_register_without_the_data_file_uses_the_snapshot(tiny: Path) -> None:
+    """Registering a run rebuilds its probe rows: from the snapshot when the file is gone, never writing it."""
+    original = seedline.run(tiny / "seedline.yaml", snapshot=True)
+    (tiny / "data" / "table.csv").unlink()
+    store = Store.open(tiny)
+    version = register_run(store, original.run_id, "tiny")
+    assert version.version == 1 and version.run_id == original.run_id
+    assert not (tiny / "data" / "table.csv").exists()
+    # without a snapshot, a missing file is still an error that says what is missing
+    write_table(tiny / "data" / "table.csv")
+    plain = seedline.run(tiny / "seedline.yaml", use_cache=False)
+    (tiny / "data" / "table.csv").unlink()
+    with pytest.raises(SeedlineError, match=r"table\.csv"):
+        register_run(store, plain.run_id, "plain")
+
+
 def test_reproduce_leaves_a_changed_data_file_alone_and_uses_the_snapshot(tiny: Path) -> None:
     """The user's copy differs: the proof runs on the snapshot; the user's file keeps its bytes."""
     original = seedline.run(tiny / "seedline.yaml", snapshot=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seedline.records.manifest import CVRecord, Manifest

@@ -169,9 +169,16 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
 
 
 # -- the probe input ----------------------------------------------------------------------------
-def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
-    """(X_test, X_train) of a run, rebuilt from its manifest, the test part checked against its fingerprint."""
+def rebuild_probe_input(
+    manifest: Manifest, root: Path, store: Store | None = None
+) -> tuple[Any, Any]:
+    """(X_test, X_train) of a run, rebuilt from its manifest, the test part checked against its fingerprint.
+
+    With ``store``, a data file that is missing or changed here is read from the run's data
+    snapshot when it kept one (a teammate's clone without the data), as ``reproduce`` does.
+    """
     from seedline.core.spec import Spec
+    from seedline.execution.data import load_data
     from seedline.execution.runner import prepare
 
     expected = manifest.probe.input or ""
@@ -181,7 +188,14 @@ def rebuild_probe_input(manifest: Manifest, root: Path) -> tuple[Any, Any]:
             hint="run the spec again with this version of seedline",
         )
     try:
-        p = prepare(Spec.from_dict(manifest.spec), project_root=root)
+        spec = Spec.from_dict(manifest.spec)
+        loaded = None
+        if store is not None and manifest.data and any(s.snapshot for s in manifest.data.sources):
+            from seedline.workflow.reproduce import check_data, use_snapshots
+
+            _, roots = use_snapshots(manifest, store, check_data(manifest, root), [])
+            loaded = load_data(spec.data, root, roots) if roots else None
+        p = prepare(spec, project_root=root, loaded=loaded)
     except SeedlineError as exc:
         raise RegistryError(
             f"cannot rebuild the probe set of run {manifest.run_id}: {exc.message}",
@@ -249,7 +263,7 @@ def register_run(
     for entry in manifest.code.local_modules.values():
         if entry.object:
             store.objects.get(entry.object)  # every stored source is there and intact
-    X_test, X_train = rebuild_probe_input(manifest, store.project_root)
+    X_test, X_train = rebuild_probe_input(manifest, store.project_root, store)
     probe_bytes = frame_to_parquet(X_test)
     kind = str(manifest.probe.input).split(":", 1)[0]
     if fingerprint_value(parquet_to_frame(probe_bytes), kind=kind) != manifest.probe.input:
@@ -331,7 +345,7 @@ def _from_run(store: Store, manifest: Manifest) -> ModelSource:
     model_object, probe_object = manifest.artifacts.get("model"), manifest.artifacts.get("probe")
     if not model_object or not probe_object:
         raise RegistryError(f"run {manifest.run_id} has no saved model and probe predictions")
-    X_test, X_train = rebuild_probe_input(manifest, store.project_root)
+    X_test, X_train = rebuild_probe_input(manifest, store.project_root, store)
     return ModelSource(
         ref=manifest.run_id,
         name=str(manifest.spec.get("name") or "model"),

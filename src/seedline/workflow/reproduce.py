@@ -172,13 +172,13 @@ def check_data(original: Manifest, root: Path) -> list[Difference]:
 
 
 def use_snapshots(
-    original: Manifest, store: Store, differences: list[Difference], report: ReproduceReport
+    original: Manifest, store: Store, differences: list[Difference], notes: list[str]
 ) -> tuple[list[Difference], dict[str, Path]]:
     """Replace missing or changed data files by the run's snapshots, where it kept them.
 
     Returns the differences no snapshot resolves, and the folder to read each resolved
-    source from. The user's own file is never written: the snapshot is materialized under
-    ``.seedline/snapshots/``.
+    source from; what was used is said in ``notes``. The user's own file is never written:
+    the snapshot is materialized under ``.seedline/snapshots/``.
     """
     from seedline.core.fingerprint import fingerprint_file
     from seedline.execution import snapshots
@@ -204,7 +204,7 @@ def use_snapshots(
             root = snapshots.materialize(store, source.uri, source.snapshot)
         roots[source.uri] = root
         why = "is missing here" if d.b is None else "differs from the one the run read"
-        report.notes.append(
+        notes.append(
             f"{source.uri} {why}: used the run's data snapshot ({path}); your file was not touched"
         )
     return remaining, roots
@@ -507,7 +507,7 @@ def reproduce(
                     )
         t = time.perf_counter()
         report.preflight["data"], snapshot_roots = use_snapshots(
-            original, store, check_data(original, run_root), report
+            original, store, check_data(original, run_root), report.notes
         )
         from threadpoolctl import threadpool_limits
 
