@@ -224,6 +224,13 @@ def models_show(
     out.print(
         f"run         {run['id']}  spec {run['spec']}  created {run['created_at']}", highlight=False
     )
+    for b in info["built_on"]:
+        out.print(
+            f"built on    step {b['step']} from {b['ref']}  (run {b['run_id']}"
+            + (f", {b['model']}" if b["model"] else "")
+            + f")  {b['fitted']}",
+            highlight=False,
+        )
     out.print(f"data        {data['table']}", highlight=False)
     for s in data["sources"]:
         out.print(

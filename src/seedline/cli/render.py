@@ -49,6 +49,16 @@ def render_run(out: Console, m: Manifest) -> None:
     for s in m.steps:
         t.add_row(s.name, short(s.fitted), short(s.output), f"{s.fit_seconds:.3f}")
     out.print(t)
+    for s in m.steps:
+        if s.frozen_from is not None:
+            src = s.frozen_from
+            out.print(
+                f"  step {s.name}: taken fitted from {src.ref} (run {src.run_id}"
+                + (f", {src.model}" if src.model else "")
+                + "), not refitted",
+                highlight=False,
+                markup=False,
+            )
     out.print(f"model       {m.fingerprints.get('model')}")
     out.print(f"predictions {m.fingerprints.get('predictions')}")
     if m.code.dirty:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from seedline.core.seeding import is_frozen
+
 
 def _library(est: Any) -> str:
     return type(est).__module__.split(".")[0]
@@ -37,10 +39,15 @@ def _wanted(est: Any, threads: int) -> dict[str, Any]:
 def apply_library_controls(pipeline: Any, threads: int) -> dict[str, dict[str, Any]]:
     """Fill LightGBM's and XGBoost's determinism switches; returns ``{param path: {name: value}}``."""
     found: list[tuple[str, Any]] = [("", pipeline)]
+    params = pipeline.get_params(deep=True)
+    frozen = tuple(f"{k}__" for k, v in params.items() if is_frozen(v))
     found += [
         (key, v)
-        for key, v in pipeline.get_params(deep=True).items()
-        if hasattr(v, "get_params") and not isinstance(v, type)
+        for key, v in params.items()
+        if hasattr(v, "get_params")
+        and not isinstance(v, type)
+        and not key.startswith(frozen)
+        and not is_frozen(v)
     ]
     record: dict[str, dict[str, Any]] = {}
     for key, est in found:

@@ -126,6 +126,12 @@ def hash_seed_state() -> dict[str, Any]:
     }
 
 
+def is_frozen(estimator: Any) -> bool:
+    """scikit-learn's FrozenEstimator (a fitted step that is never refitted), known without importing it."""
+    cls = type(estimator)
+    return cls.__name__ == "FrozenEstimator" and cls.__module__.startswith("sklearn.frozen")
+
+
 def fill_random_states(
     estimator: Any, plan: SeedPlan, prefix: str = "pipeline"
 ) -> dict[str, dict[str, Any]]:
@@ -136,9 +142,14 @@ def fill_random_states(
     """
     record: dict[str, dict[str, Any]] = {}
     params = estimator.get_params(deep=True)
+    # a step taken fitted from another model (a FrozenEstimator) keeps its parameters: it is
+    # never refitted, and scikit-learn refuses to set them
+    frozen = tuple(f"{k}__" for k, v in params.items() if is_frozen(v))
     updates: dict[str, int] = {}
     for key in sorted(params):
         if key != "random_state" and not key.endswith("__random_state"):
+            continue
+        if key.startswith(frozen):
             continue
         value = params[key]
         if value is None:

@@ -27,14 +27,64 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
 
 
+FROZEN_CLASS = "sklearn.frozen.FrozenEstimator"
+# MODEL/STEP: a registered model (NAME, NAME@VERSION, NAME@ALIAS) or a run id, then a top-level step
+_FROM = re.compile(
+    r"^(?P<model>[A-Za-z0-9_][A-Za-z0-9_.\-]*(@[A-Za-z0-9_.\-]+)?)/(?P<step>[A-Za-z_][A-Za-z0-9_\-]*)$"
+)
+
+
 class StepSpec(_Strict):
-    """One step: an import path and its parameters; a ColumnTransformer step also has column groups."""
+    """One step: an import path and its parameters; a ColumnTransformer step also has column groups.
+
+    A step may instead be taken already fitted from a registered model or a run
+    (``from: penguins@production/prep``): it is frozen (never refitted) and its class is
+    scikit-learn's ``FrozenEstimator``.
+    """
 
     name: str
     cls: str = Field(alias="class")
     params: dict[str, Any] = Field(default_factory=dict)
     transformers: list[ColumnGroupSpec] | None = None
     remainder: str = "drop"
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="MODEL/STEP: take this step, fitted, from a registered model or a run, and freeze it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frozen_step(cls, v: Any) -> Any:
+        if not isinstance(v, dict) or v.get("from") is None:
+            return v
+        if v.get("class", FROZEN_CLASS) != FROZEN_CLASS:
+            raise ValueError(
+                f"step {v.get('name')!r} gives both 'class' and 'from': a step taken from a model keeps its own class"
+            )
+        for key in ("params", "transformers"):
+            if v.get(key):
+                raise ValueError(
+                    f"step {v.get('name')!r} is taken fitted 'from' a model: it cannot also have {key!r}"
+                )
+        return {**v, "class": FROZEN_CLASS}
+
+    @field_validator("from_")
+    @classmethod
+    def _valid_from(cls, v: str | None) -> str | None:
+        if v is not None and not _FROM.match(v):
+            raise ValueError(
+                f"'from' must be MODEL/STEP, such as 'penguins@production/prep' or 'RUN_ID/prep', got {v!r}"
+            )
+        return v
+
+    @property
+    def frozen_source(self) -> tuple[str, str] | None:
+        """(model or run, step name) of a step taken from a model; None for a step fitted here."""
+        if self.from_ is None:
+            return None
+        model, step = self.from_.rsplit("/", 1)
+        return model, step
 
     @field_validator("name")
     @classmethod

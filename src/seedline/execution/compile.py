@@ -7,7 +7,7 @@ import inspect
 import pkgutil
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -294,12 +294,24 @@ def _compile_step(
         ) from exc
 
 
-def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[str, list[str]]]]:
-    """The spec's steps as an unfitted scikit-learn Pipeline, and the columns each group resolved to."""
+def compile_pipeline(
+    spec: Spec, X: pd.DataFrame, frozen: Mapping[str, Any] | None = None
+) -> tuple[Any, dict[str, dict[str, list[str]]]]:
+    """The spec's steps as an unfitted scikit-learn Pipeline, and the columns each group resolved to.
+
+    ``frozen``: the fitted estimators of the steps taken ``from`` a model (execution/frozen.py),
+    by step name; each is wrapped in a FrozenEstimator.
+    """
     from sklearn.pipeline import Pipeline
 
     resolved: dict[str, dict[str, list[str]]] = {}
-    steps = [(s.name, _compile_step(s, X, f"pipeline.{s.name}", resolved)) for s in spec.pipeline]
+    steps = [
+        (
+            s.name,
+            _frozen(s, frozen) if s.from_ else _compile_step(s, X, f"pipeline.{s.name}", resolved),
+        )
+        for s in spec.pipeline
+    ]
     if any(hasattr(est, "fit_resample") for _, est in steps):
         # samplers resample while fitting and are skipped when predicting: imbalanced-learn's
         # Pipeline does that (scikit-learn's would call transform on them)
@@ -307,6 +319,18 @@ def compile_pipeline(spec: Spec, X: pd.DataFrame) -> tuple[Any, dict[str, dict[s
 
         return ResamplingPipeline(steps), resolved
     return Pipeline(steps), resolved
+
+
+def _frozen(step: StepSpec, frozen: Mapping[str, Any] | None) -> Any:
+    from seedline.execution.frozen import freeze
+
+    if frozen is None or step.name not in frozen:
+        raise SpecError(
+            f"pipeline.{step.name}: the step is taken from {step.from_!r}, which was not loaded",
+            path=f"pipeline.{step.name}.from",
+            hint="steps taken 'from' a model are loaded from the project's store by 'seedline run'",
+        )
+    return freeze(frozen[step.name])
 
 
 def check_metrics(metrics: list[str | MetricSpec]) -> None:

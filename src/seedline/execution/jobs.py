@@ -38,6 +38,8 @@ class Shared:
     root: str
     code: LocalCode = field(default_factory=LocalCode)
     """The project-local modules the spec's classes need, for workers without the project folder."""
+    frozen: dict[str, Any] = field(default_factory=dict)
+    """The fitted estimators of the steps taken ``from`` a model, by step name (workers have no store)."""
 
 
 @dataclass
@@ -77,6 +79,7 @@ def fit_and_score(
     plan: SeedPlan,
     keep_model: bool = False,
     plots_seed: int | None = None,
+    frozen: dict[str, Any] | None = None,
 ) -> JobResult:
     """Compile, seed from ``plan``, fit on ``train`` rows, score on ``test`` rows.
 
@@ -89,7 +92,7 @@ def fit_and_score(
         sys.path.insert(0, root)
     t0 = time.perf_counter()
     X, y, _ = select_columns(frame, spec.data)
-    pipeline, resolved = compile_pipeline(spec, X)
+    pipeline, resolved = compile_pipeline(spec, X, frozen)
     random_states = fill_random_states(pipeline, plan)
     seeded = plan.seed_globals()
     X_train, y_train, X_test, y_test = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
@@ -156,6 +159,7 @@ def fold_job(key: str, item: dict[str, Any], shared: Shared) -> JobResult:
         test=item["test"],
         plan=plan,
         plots_seed=item.get("plots_seed"),
+        frozen=shared.frozen,
     )
 
 

@@ -29,7 +29,7 @@ from seedline.core.fingerprint import (
     fingerprint_value,
 )
 from seedline.core.library_controls import apply_library_controls
-from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state
+from seedline.core.seeding import SeedPlan, fill_random_states, hash_seed_state, is_frozen
 from seedline.core.spec import FOLD_KINDS, MetricSpec, Spec, load_spec, read_spec
 from seedline.core.version import __version__
 from seedline.execution.cache import StepCache, numerics_context
@@ -46,6 +46,7 @@ from seedline.execution.data import (
     load_data,
     select_columns,
 )
+from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
 from seedline.execution.jobs import probe_bytes
 from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
@@ -372,6 +373,8 @@ class Prepared:
     composed: ComposedSpec | None = None
     # a given test file's source record (split kind 'given'); recorded beside the data sources
     test_sources: list[dict[str, Any]] = field(default_factory=list)
+    # steps taken fitted from a model (spec key 'from'), by step name
+    frozen: dict[str, FrozenStep] = field(default_factory=dict)
 
 
 def prepare(
@@ -380,11 +383,15 @@ def prepare(
     overrides: list[str] | None = None,
     project_root: str | Path | None = None,
     loaded: LoadedData | None = None,
+    frozen: dict[str, FrozenStep] | None = None,
+    frozen_pins: dict[str, str] | None = None,
 ) -> Prepared:
     """Load, validate, compile, seed and split; raises SpecError/DataError and stores nothing.
 
     With k folds, the final model is fitted on every row, the folds only evaluate, and the
-    probe set is every row.
+    probe set is every row. Steps taken ``from`` a model are loaded from the project's
+    store (``frozen_pins``: step -> the run id they must come from), unless ``frozen``
+    already holds them (a sweep trial on a worker).
     """
     spec_obj, root, composed = _resolve_spec(spec, overrides, project_root)
     # imports of user code resolve from the project first, as `python -m` would
@@ -407,7 +414,11 @@ def prepare(
     check_metrics(spec_obj.metrics)
     # KERAS_BACKEND and CUBLAS_WORKSPACE_CONFIG must be set before the spec's classes import them
     prepare_frameworks(spec_obj.to_dict(), root)
-    pipeline, resolved = compile_pipeline(spec_obj, X)
+    if frozen is None:
+        frozen = resolve_frozen_steps(spec_obj, root, frozen_pins)
+    pipeline, resolved = compile_pipeline(
+        spec_obj, X, {name: f.estimator for name, f in frozen.items()}
+    )
     classifier = _is_classifier(pipeline)
     if classifier:
         check_classification_target(y, spec_obj.data.target)
@@ -462,6 +473,7 @@ def prepare(
         warnings=warnings,
         composed=composed,
         test_sources=test_sources,
+        frozen=frozen,
     )
 
 
@@ -530,6 +542,13 @@ def fit_steps(
             Xt, y = est.fit_resample(Xt, y)
             fitted = fingerprint_estimator(est)
             cls = f"{type(est).__module__}.{type(est).__qualname__}"
+        elif is_frozen(est):
+            # taken fitted from another model: nothing to fit (FrozenEstimator.fit does
+            # nothing) and nothing to cache; its fingerprint is the source step's own
+            fitted = fingerprint_estimator(est.estimator)
+            if not last:
+                Xt = est.transform(Xt)
+            cls = f"{type(est).__module__}.{type(est).__qualname__}"
         else:
             key = (
                 cache.key(f"pipeline/{name}", est, upstream, last)
@@ -583,6 +602,21 @@ def fit_steps(
     return records
 
 
+def record_frozen_sources(steps: list[StepRecord], frozen: dict[str, FrozenStep]) -> None:
+    """Say where each frozen step came from; its fitted state must be the source step's, bit for bit."""
+    for step in steps:
+        source = frozen.get(step.name)
+        if source is None:
+            continue
+        if step.fitted != source.source.fitted:
+            raise PipelineError(
+                f"step {step.name!r} taken from {source.source.ref} (run {source.source.run_id}) has the fitted "
+                f"state {step.fitted}, but that run recorded {source.source.fitted} for it",
+                hint="the stored model no longer matches its run's record: run 'seedline fsck'",
+            )
+        step.frozen_from = source.source
+
+
 def score(
     pipeline: Any, X: Any, y: Any, metrics: list[str | MetricSpec]
 ) -> tuple[dict[str, float], Any, Any | None]:
@@ -626,7 +660,13 @@ def cross_validate(
         if executor != "serial"
         else LocalCode()
     )
-    shared = Shared(spec=p.spec.to_dict(), frame=p.loaded.frame, root=str(p.root), code=code)
+    shared = Shared(
+        spec=p.spec.to_dict(),
+        frame=p.loaded.frame,
+        root=str(p.root),
+        code=code,
+        frozen={name: f.estimator for name, f in p.frozen.items()},
+    )
     with make_executor(
         executor, workers=workers, address=address, threads=p.spec.execution.threads
     ) as ex:
@@ -753,6 +793,8 @@ def run(
     plots: bool = True,
     snapshot: bool | None = None,
     snapshot_max_bytes: int | None = None,
+    frozen: dict[str, FrozenStep] | None = None,
+    frozen_pins: dict[str, str] | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -766,6 +808,7 @@ def run(
     ``plots=False`` skips the plot data (``seedline run --no-plots``).
     ``snapshot`` keeps the data files in the object store (default: the spec's
     ``data.snapshot``); files above ``snapshot_max_bytes`` are refused before the run begins.
+    ``frozen`` / ``frozen_pins``: see :func:`prepare` (steps taken ``from`` a model).
     """
     from threadpoolctl import threadpool_limits
 
@@ -773,7 +816,14 @@ def run(
     say = progress or _noop
     timings: dict[str, float] = {}
     say("loading data", 0, 1)
-    p = prepare(spec, overrides=overrides, project_root=project_root, loaded=loaded)
+    p = prepare(
+        spec,
+        overrides=overrides,
+        project_root=project_root,
+        loaded=loaded,
+        frozen=frozen,
+        frozen_pins=frozen_pins,
+    )
     spec_obj, root, pipeline, plan = p.spec, p.root, p.pipeline, p.plan
     timings["load"] = time.perf_counter() - t_start
 
@@ -905,6 +955,7 @@ def run(
                 records=manifest.steps,
                 seed_plan=plan,
             )
+            record_frozen_sources(manifest.steps, p.frozen)
             timings["fit"] = time.perf_counter() - t
             model = pipeline
 

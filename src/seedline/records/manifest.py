@@ -220,6 +220,22 @@ class DataRecord(_M):
     )
 
 
+class FrozenSourceRecord(_M):
+    ref: str = Field(
+        description="The spec's MODEL/STEP as written, e.g. 'penguins@production/prep'."
+    )
+    run_id: str = Field(
+        description="The run whose fitted step was taken (what the reference resolved to)."
+    )
+    step: str
+    model: str | None = Field(
+        default=None, description="NAME@VERSION when the reference named a registered model."
+    )
+    fitted: str = Field(
+        description="The source step's fitted-state fingerprint, as its run recorded it."
+    )
+
+
 class StepRecord(_M):
     name: str
     path: str = Field(description="Position in the pipeline, e.g. 'pipeline/clf'.")
@@ -240,6 +256,10 @@ class StepRecord(_M):
     layers: dict[str, str] | None = Field(
         default=None,
         description="For deep-learning steps: layer -> layer:... fingerprint of its weights, in the network's order (torch submodule names; Keras 'position:Class'). reproduce names the first that differs.",
+    )
+    frozen_from: FrozenSourceRecord | None = Field(
+        default=None,
+        description="For a step taken fitted from a model or a run (spec key 'from'): where it came from. Its 'fitted' fingerprint equals the source step's.",
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

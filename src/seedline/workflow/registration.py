@@ -165,6 +165,19 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
         "metrics": dict(m.metrics),
         "fingerprints": dict(m.fingerprints),
         "probe": m.probe.as_dict(),
+        # steps taken fitted from earlier models: what this model was built on
+        "built_on": [
+            {
+                "step": s.name,
+                "ref": s.frozen_from.ref,
+                "run_id": s.frozen_from.run_id,
+                "model": s.frozen_from.model,
+                "source_step": s.frozen_from.step,
+                "fitted": s.frozen_from.fitted,
+            }
+            for s in m.steps
+            if s.frozen_from is not None
+        ],
     }
 
 

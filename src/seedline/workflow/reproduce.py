@@ -554,6 +554,9 @@ def reproduce(
                 use_cache=False,  # a proof never trusts a cache
                 loaded=loaded,
                 snapshot=False,  # the original kept the data; the proof needs no second copy
+                # steps taken 'from' a model come from the run the original used, even if
+                # the alias it named has moved since
+                frozen_pins={s.name: s.frozen_from.run_id for s in original.steps if s.frozen_from},
             )
             manifest = result.manifest
         except PipelineError as exc:

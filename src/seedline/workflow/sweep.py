@@ -37,6 +37,7 @@ from seedline.core.spec import Spec, apply_overrides, load_spec, parse_yaml
 from seedline.execution.compile import compile_pipeline
 from seedline.execution.data import LoadedData, load_data, select_columns
 from seedline.execution.executors import TaskInfo, make_executor
+from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
 from seedline.execution.localcode import LocalCode
 from seedline.execution.runner import pipeline_class_modules, record_detached, shipped_code
 from seedline.records.sweeps import SweepIndex
@@ -111,6 +112,8 @@ class _SweepShared:
     code: LocalCode = field(default_factory=LocalCode)
     detached: bool = False
     """Run without the store: the trial's results go back to the client, which records them."""
+    frozen: dict[str, FrozenStep] = field(default_factory=dict)
+    """Steps taken fitted 'from' a model, loaded once by the client."""
 
 
 def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> Any:
@@ -138,6 +141,7 @@ def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> Any:
             address=settings["address"],
             sweep={"id": shared.sweep["id"], "trial": key, "overrides": item["overrides"]},
             detached=shared.detached,
+            frozen=shared.frozen,
         )
     except PipelineError as exc:
         if exc.result is None:
@@ -292,14 +296,19 @@ def sweep(
         sys.path.insert(0, str(root))
     loaded = load_data(base.data, root)
     X, _, _ = select_columns(loaded.frame, base.data)
-    class_modules = set(pipeline_class_modules(compile_pipeline(base, X)[0]))
+    # steps taken 'from' a model are loaded once, here: trials on workers have no store
+    frozen = resolve_frozen_steps(base, root)
+    fitted = {name: f.estimator for name, f in frozen.items()}
+    class_modules = set(pipeline_class_modules(compile_pipeline(base, X, fitted)[0]))
     for k, v in params.items():
         if not isinstance(v, list) or not v:
             raise SweepError(f"sweep param {k!r} must list its values, got {v!r}")
         try:
             # compile with the first value: a misspelt path or parameter fails here, not in a worker
             first = compile_pipeline(
-                Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"])), X
+                Spec.from_dict(apply_overrides(base.to_dict(), [f"{k}={json.dumps(v[0])}"])),
+                X,
+                fitted,
             )[0]
             class_modules |= set(pipeline_class_modules(first))
         except SpecError as exc:
@@ -338,6 +347,7 @@ def sweep(
             if detached
             else LocalCode(),
             detached=detached,
+            frozen=frozen,
         )
         git_info: dict[str, Any] = {}
         diff_object: str | None = None
