@@ -23,6 +23,7 @@ from seedline.workflow.reclaim import gc
 from seedline.workflow.registration import register_run
 
 from .conftest import git
+from .test_workers_anywhere import add_local_features
 
 SPEC = """\
 name: tiny
@@ -177,6 +178,23 @@ def test_push_copies_runs_and_models_with_their_objects_and_twice_copies_nothing
     snap = run.manifest.data.sources[0].snapshot
     assert snap is not None and remote.objects.exists(snap)
     assert Registry(remote).resolve("tiny@1").run_id == run.run_id
+
+
+def test_a_push_carries_the_stored_sources_of_project_local_modules(tmp_path: Path) -> None:
+    """The sources a run stored for its local modules travel with it; gc keeps them and fsck checks them."""
+    root = make_tiny(tmp_path / "tiny")
+    add_local_features(root)
+    run = seedline.run(root / "seedline.yaml")
+    sources = {n: m.object for n, m in run.manifest.code.local_modules.items()}
+    assert set(sources) == {"features", "featlib"} and all(sources.values())
+    remote = folder_store(tmp_path / "team")
+    transfer(Store.open(root), remote, Selection(everything=True))
+    assert all(remote.objects.exists(str(a)) for a in sources.values())
+    assert gc(remote, min_age_s=0).orphans == []
+    remote.objects.remove(str(sources["features"]))
+    report = fsck(remote)
+    assert [p.kind for p in report.problems] == ["missing"]
+    assert "source of features" in report.problems[0].needed_by[0]
 
 
 def test_a_clone_without_data_pulls_and_reproduces_bitwise(tiny: Path, tmp_path: Path) -> None:
