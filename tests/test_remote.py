@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -18,11 +19,13 @@ from seedline.execution.cache import prune
 from seedline.records.registry import Registry
 from seedline.records.tracking import Store
 from seedline.records.transfer import Selection, transfer
+from seedline.storage.objects import FsspecObjectStore
 from seedline.workflow.fsck import fsck
 from seedline.workflow.reclaim import gc
 from seedline.workflow.registration import register_run
 
-from .conftest import git
+from .conftest import clean_env, git, run_cli
+from .services import S3Server
 from .test_workers_anywhere import add_local_features
 
 SPEC = """\
@@ -309,6 +312,63 @@ def test_check_objects_restores_what_fsck_repair_quarantined(tiny: Path, tmp_pat
     restored = transfer(remote, local, Selection(everything=True), check_objects=True)
     assert restored.objects_copied == 1 and restored.runs == []
     assert fsck(local).ok
+
+
+def _on_s3(tiny: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the project's [store] objects at a fresh S3 prefix (records stay in SQLite); its URL."""
+    prefix = s3.fresh_prefix()
+    (tiny / "seedline.toml").write_text(
+        f'[store]\nobjects = "{prefix}"\n[store.objects_options]\nendpoint_url = "{s3.endpoint}"\n'
+    )
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return prefix
+
+
+def test_fsck_on_s3_streams_every_object_and_repair_moves_never_deletes(
+    tiny: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an S3 object store: a 40 MiB object verified in bounded memory; corrupt and missing found; --repair moves aside."""
+    prefix = _on_s3(tiny, s3, monkeypatch)
+    run = seedline.run(tiny / "seedline.yaml", snapshot=True)
+    store = Store.open(tiny)
+    objects = store.objects
+    assert isinstance(objects, FsspecObjectStore)
+    big = tiny / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 40)
+    big_address = objects.put_file(big)
+    tracemalloc.start()
+    report = fsck(store)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert report.ok, report.to_dict()
+    assert report.objects == len(list(objects)) and report.bytes > 40 << 20
+    assert peak < 32 << 20, f"fsck peaked at {peak / 2**20:.0f} MiB for a 40 MiB object"
+    objects.remove(big_address)  # the rest of the test needs no big object
+
+    model = run.manifest.artifacts["model"]
+    snap = run.manifest.data.sources[0].snapshot
+    assert snap is not None
+    tampered = objects.get(model)[:-1] + b"!"
+    objects.fs.pipe_file(objects._key(model), tampered)
+    objects.remove(snap)
+    found = fsck(store)
+    kinds = {(p.kind, p.object) for p in found.problems}
+    assert kinds == {("corrupt", model), ("missing", snap)}
+    assert any(run.run_id in who for p in found.problems for who in p.needed_by)
+
+    keys = set(objects.fs.find(objects.prefix))
+    proc = run_cli(tiny, "fsck", "--repair", "--json", env=clean_env(), check=False)
+    assert proc.returncode == 1, proc.stderr  # problems were found (and the corrupt one moved)
+    repaired = json.loads(proc.stdout)
+    moved_to = f"{prefix}/quarantine/{model}"
+    assert repaired["quarantined"] == [{"object": model, "moved_to": moved_to}]
+    assert objects.fs.cat_file(moved_to) == tampered  # the bytes are kept
+    quarantine_key = moved_to.removeprefix("s3://")
+    assert set(objects.fs.find(objects.prefix)) == keys - {objects._key(model)} | {quarantine_key}
+    assert not objects.exists(model) and list(objects.quarantined()) == [model]
+    after = fsck(store)
+    assert {(p.kind, p.object) for p in after.problems} == {("missing", model), ("missing", snap)}
 
 
 # -- gc -------------------------------------------------------------------------------------------

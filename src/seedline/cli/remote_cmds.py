@@ -221,7 +221,8 @@ def fsck(
     repair: Annotated[
         bool,
         typer.Option(
-            "--repair", help="Move corrupt objects aside to objects/quarantine/ (never deleted)."
+            "--repair",
+            help="Move corrupt objects aside to quarantine/ in the object store (objects/quarantine/, or PREFIX/quarantine/ on S3); never deleted.",
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

@@ -468,7 +468,9 @@ class FsspecObjectStore(ObjectStore):
     def open(self, address: str) -> IO[bytes]:
         key = self._key(address)
         try:
-            return cast(IO[bytes], self.fs.open(key, "rb"))
+            # no read-ahead cache: each read is one ranged GET of what was asked, so a reader
+            # of CHUNK-sized pieces holds one chunk (s3fs would otherwise buffer 50 MiB blocks)
+            return cast(IO[bytes], self.fs.open(key, "rb", block_size=CHUNK, cache_type="none"))
         except FileNotFoundError:
             raise self._missing(address) from None
         except OSError as exc:
@@ -580,9 +582,16 @@ class FsspecObjectStore(ObjectStore):
         dest = f"{self.prefix}/{QUARANTINE}/{address}"
         if self.fs.exists(dest):
             dest = f"{dest}.{time.time_ns()}"
+        key = self._key(address)
         try:
-            self.fs.copy(self._key(address), dest)
-            self.fs.rm_file(self._key(address))
+            # an object store has no rename: a server-side copy, checked, then the original goes
+            self.fs.copy(key, dest)
+            if self.fs.size(dest) != self.fs.size(key):
+                raise StoreError(
+                    f"the quarantine copy of object {address} at {dest} is incomplete; the object was left in place",
+                    hint="run 'seedline fsck --repair' again",
+                )
+            self.fs.rm_file(key)
         except OSError as exc:
             raise self._wrap(exc, f"quarantine object {address}") from exc
         return f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{dest}"
