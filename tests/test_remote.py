@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import seedline
-from seedline.core.errors import CorruptObjectError, DataError, SeedlineError
+from seedline.core.errors import CorruptObjectError, DataError, SeedlineError, StoreError
 from seedline.core.spec import load_spec
 from seedline.execution.cache import prune
 from seedline.records.registry import Registry
@@ -453,3 +453,62 @@ def test_put_file_survives_a_missing_target_folder_and_leaves_no_partials(tmp_pa
     shutil.rmtree(tmp_path / "s" / "objects")
     assert store.objects.put_file(f) == a
     time.sleep(0)
+
+
+def test_gc_on_s3_aborts_only_its_own_incomplete_uploads(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed multipart upload to an object key under the store's prefix is listed, then aborted; no other upload is touched."""
+    prefix = s3.fresh_prefix()
+    store = Store(
+        tmp_path / ".seedline",
+        f"sqlite:///{tmp_path / 'metadata.db'}",
+        objects_url=prefix,
+        objects_options=s3.options(),
+    )
+    objects = store.objects
+    assert isinstance(objects, FsspecObjectStore)
+    bucket, key_prefix = prefix.removeprefix("s3://").split("/", 1)
+    address = "ab" + "c" * 62
+
+    def start_upload(key: str) -> str:
+        # what a writer killed mid-upload leaves: an upload begun, one part sent, never completed
+        upload = objects.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+        objects.fs.call_s3(
+            "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1000
+        )
+        return str(upload)
+
+    ours = start_upload(f"{key_prefix}/ab/{address[2:]}")
+    foreign = {
+        f"{key_prefix}/notes/readme.txt": "",  # under the prefix, not an object key
+        f"{key_prefix}x/ab/{address[2:]}": "",  # a sibling prefix sharing the string
+        f"elsewhere/ab/{address[2:]}": "",  # another prefix of the bucket
+    }
+    for key in foreign:
+        foreign[key] = start_upload(key)
+
+    def uploads() -> set[tuple[str, str]]:
+        page = objects.fs.call_s3("list_multipart_uploads", Bucket=bucket)
+        return {(u["Key"], u["UploadId"]) for u in page.get("Uploads") or []}
+
+    try:
+        young = gc(store)
+        assert young.partial_objects == [] and young.kept_young == 1
+        name = f"ab/{address[2:]}?uploadId={ours}"
+        plan = gc(store, dry_run=True, min_age_s=0)
+        assert plan.partial_objects == [name] and plan.bytes == 1000
+        assert (f"{key_prefix}/ab/{address[2:]}", ours) in uploads()
+        done = gc(store, min_age_s=0)
+        assert done.partial_objects == [name]
+        left = uploads()
+        assert (f"{key_prefix}/ab/{address[2:]}", ours) not in left
+        assert set(foreign.items()) <= left
+        with pytest.raises(StoreError, match="not an incomplete upload"):
+            objects.remove_partial(
+                f"../elsewhere/ab/{address[2:]}?uploadId={foreign[f'elsewhere/ab/{address[2:]}']}"
+            )
+    finally:
+        for key, upload in foreign.items():
+            objects.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+        store.close()

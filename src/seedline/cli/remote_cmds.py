@@ -315,7 +315,7 @@ def gc(
         f"{_count(len(report.orphans), 'orphan object')} ({_human(report.bytes)})"
         + (f"; kept {report.kept_young} younger than {min_age}" if report.kept_young else "")
     )
-    for path in report.partial_outputs:
+    for path in [*report.partial_objects, *report.partial_outputs]:
         out.print(f"  {path}")
     for bad in report.unreadable_manifests:
         out.print(
