@@ -20,10 +20,11 @@ deleted; everything else is reported for a person to decide.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from seedline.core.errors import CorruptObjectError, StoreError
 from seedline.records.references import Reference, collect, dangling_aliases
@@ -32,6 +33,8 @@ from seedline.storage.objects import LocalObjectStore
 
 # (objects done, objects in all, bytes done)
 FsckProgress = Callable[[int, int, int], None]
+
+_T = TypeVar("_T")
 
 REMOTE_WORKERS = 4
 """Objects verified at once on a remote object store (each holds at most a few chunks)."""
@@ -87,6 +90,22 @@ def _verify(store: Store, address: str) -> int | CorruptObjectError | None:
         return None
 
 
+def _in_order(
+    pool: ThreadPoolExecutor, func: Callable[[str], _T], items: list[str], *, window: int
+) -> Iterator[_T]:
+    """``func`` over ``items`` on the pool, in order, with at most ``window`` pending at once.
+
+    ``Executor.map`` would submit every item up front: a future per object of the store.
+    """
+    pending: deque[Future[_T]] = deque()
+    for item in items:
+        pending.append(pool.submit(func, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def fsck(
     store: Store,
     *,
@@ -111,7 +130,7 @@ def fsck(
         workers = 1 if isinstance(store.objects, LocalObjectStore) else REMOTE_WORKERS
     corrupt: list[str] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        outcomes = pool.map(lambda a: _verify(store, a), addresses)
+        outcomes = _in_order(pool, lambda a: _verify(store, a), addresses, window=4 * workers)
         for i, (address, outcome) in enumerate(zip(addresses, outcomes, strict=True)):
             if outcome is None:
                 continue  # removed since it was listed: the reference check below reports it
