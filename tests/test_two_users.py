@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,26 +134,34 @@ def pushed(two_users: TwoUsers) -> Pushed:
     return Pushed(run_id=run["run_id"], first=first, again=again)
 
 
+@dataclass
+class Reproduced:
+    pulled: dict[str, Any]
+    report: dict[str, Any]
+    data_untouched: bool  # B's clone still had no data file after reproducing
+
+
 @pytest.fixture(scope="module")
-def reproduced(two_users: TwoUsers, pushed: Pushed) -> tuple[dict[str, Any], dict[str, Any]]:
-    """B (no data): pull from the team store, then reproduce A's run; (pull report, reproduce report)."""
+def reproduced(two_users: TwoUsers, pushed: Pushed) -> Reproduced:
+    """B (no data): pull from the team store, then reproduce A's run."""
     u = two_users
     pulled = u.json(u.b, "pull", "team")
-    return pulled, u.json(u.b, "reproduce", pushed.run_id)
+    report = u.json(u.b, "reproduce", pushed.run_id)
+    return Reproduced(pulled, report, data_untouched=not (u.b / "data" / "table.csv").exists())
 
 
 def test_b_pulls_and_reproduces_a_run_whose_data_only_a_has(
-    two_users: TwoUsers, pushed: Pushed, reproduced: tuple[dict[str, Any], dict[str, Any]]
+    two_users: TwoUsers, pushed: Pushed, reproduced: Reproduced
 ) -> None:
     """A: run --snapshot, register, push. B (no data): pull, reproduce BITWISE, fsck clean; a second push copies nothing."""
     u = two_users
     assert pushed.first["runs"] == [pushed.run_id] and pushed.first["models"] == ["tiny@1"]
     assert pushed.again["objects_copied"] == 0 and pushed.again["already_there"] == 1
-    pulled, report = reproduced
+    pulled, report = reproduced.pulled, reproduced.report
     assert pulled["runs"] == [pushed.run_id] and pulled["models"] == ["tiny@1"]
     assert report["verdict"] == "bitwise", report
     assert any("data snapshot" in n for n in report["notes"])
-    assert not (u.b / "data" / "table.csv").exists()
+    assert reproduced.data_untouched
     fsck = u.json(u.b, "fsck")
     assert fsck["ok"], fsck
     assert "tiny" in u.cli(u.b, "models")
@@ -212,6 +221,7 @@ def test_the_model_serves_from_a_folder_without_project_files_as_a_predicts(
     )
     # nothing of the project was needed, and serving wrote nothing of one into the folder
     assert not list(third.rglob("*.py")) and not (third / "seedline.toml").exists()
+    assert not (third / ".seedline").exists()
 
 
 def _sweep(root: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -223,7 +233,7 @@ def _sweep(root: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
 
 @needs_root
 def test_a_dask_sweep_from_b_on_a_worker_that_cannot_read_b_matches_serial(
-    two_users: TwoUsers, reproduced: tuple[dict[str, Any], dict[str, Any]]
+    two_users: TwoUsers, reproduced: Reproduced
 ) -> None:
     """B takes the data from A's snapshot; a sweep on a worker (another user) that cannot read B's folder gives the serial fingerprints."""
     from seedline.core.seeding import SeedPlan
@@ -239,9 +249,12 @@ def test_a_dask_sweep_from_b_on_a_worker_that_cannot_read_b_matches_serial(
     denied = subprocess.run(as_worker_user("test", "-r", str(u.b / "features.py")))
     assert denied.returncode != 0, "the worker user must not be able to read B's folder"
 
-    serial = _sweep(u.b, u.env)
-    with foreign_worker(str(SeedPlan(SEED).hash_seed())) as address:
-        dask = _sweep(u.b, u.env, "--executor", "dask", "--address", address)
+    # the serial sweep runs while the worker starts: both are mostly interpreters starting
+    with ThreadPoolExecutor(max_workers=1) as background:
+        serial_sweep = background.submit(_sweep, u.b, u.env)
+        with foreign_worker(str(SeedPlan(SEED).hash_seed())) as address:
+            dask = _sweep(u.b, u.env, "--executor", "dask", "--address", address)
+        serial = serial_sweep.result()
     assert [t["status"] for t in dask["trials"]] == ["succeeded", "succeeded"], dask
     for key in ("model", "predictions"):
         assert [t["fingerprints"][key] for t in dask["trials"]] == [
