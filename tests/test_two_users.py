@@ -173,9 +173,7 @@ def test_the_model_serves_from_a_folder_without_project_files_as_a_predicts(
     """A third folder (no seedline.toml, no .py, no git) serves tiny@production from the team store; answers equal A's predict."""
     u = two_users
     if u.kind != "postgres+s3":
-        pytest.skip(
-            "serving from a third folder runs on the PostgreSQL + S3 team store only (25 s)"
-        )
+        pytest.skip("serving from a third folder runs on the PostgreSQL + S3 team store only")
     rows = tmp_path / "rows.csv"
     write_table(rows, seed=3, rows=12)
     frame = pd.read_csv(rows).drop(columns=["label"])
@@ -240,7 +238,7 @@ def test_a_dask_sweep_from_b_on_a_worker_that_cannot_read_b_matches_serial(
 
     u = two_users
     if u.kind != "postgres+s3":
-        pytest.skip("the Dask leg runs on the PostgreSQL + S3 team store only (50 s)")
+        pytest.skip("the Dask leg runs on the PostgreSQL + S3 team store only")
     # the snapshot reproduce wrote out is the data B sweeps on
     [snap] = (u.b / ".seedline" / "snapshots").glob("*/data/table.csv")
     (u.b / "data").mkdir(exist_ok=True)
