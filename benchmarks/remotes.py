@@ -5,7 +5,9 @@
    the same server; then ``seedline pull`` into an empty store against ``dvc pull`` into an
    empty cache. Target: at least as fast as DVC.
 2. A second push of unchanged data. Target: under 0.1 s.
-3. ``fsck`` throughput: GB of objects re-hashed per second (local store).
+3. ``fsck`` throughput: GB of objects re-hashed per second, on the local store and on the
+   S3 remote (the large snapshot); and objects per second for many small objects on S3,
+   one at a time against fsck's default of several at once.
 
 Both tools are timed in this process's trials, interleaved (seedline, dvc, seedline, ...),
 each trial against a fresh prefix of the bucket. The file is 256 MiB by default (a
@@ -156,12 +158,15 @@ def main() -> None:
         "--size-mb", type=int, default=256, help="size of the data file in MiB (default 256)"
     )
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument(
+        "--small-objects", type=int, default=500, help="small objects for the S3 fsck rate"
+    )
     args = ap.parse_args()
     size = args.size_mb << 20
 
     from seedline.records.tracking import Store
     from seedline.records.transfer import Selection, transfer
-    from seedline.workflow.fsck import fsck
+    from seedline.workflow.fsck import REMOTE_WORKERS, fsck
 
     binary = dvc_binary()
     print(f"load average before: {load()}  (nproc {os.cpu_count()})")
@@ -251,6 +256,13 @@ def main() -> None:
 
             report = fsck(local)
             fsck_rate = report.bytes / report.seconds / 1e9
+            s3_report = fsck(remote)
+            s3_rate = s3_report.bytes / s3_report.seconds / 1e9
+            small = remote_store(tmp, s3)
+            for i in range(args.small_objects):
+                small.objects.put(i.to_bytes(4, "big") * 1024)  # 4 KiB each
+            serial_small = [fsck(small, workers=1).seconds for _ in range(args.trials)]
+            default_small = [fsck(small).seconds for _ in range(args.trials)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -281,7 +293,16 @@ def main() -> None:
         + (f" {mb / med['dvc pull']:>7.0f} MB/s" if med["dvc pull"] else "")
     )
     print(
-        f"fsck: {report.objects} objects, {report.bytes / 1e9:.3f} GB verified at {fsck_rate:.2f} GB/s"
+        f"fsck, local store: {report.objects} objects, {report.bytes / 1e9:.3f} GB verified at {fsck_rate:.2f} GB/s"
+    )
+    print(
+        f"fsck, S3: {s3_report.objects} objects, {s3_report.bytes / 1e9:.3f} GB verified at {s3_rate:.2f} GB/s"
+    )
+    one, many = statistics.median(serial_small), statistics.median(default_small)
+    print(
+        f"fsck, S3, {args.small_objects} objects of 4 KiB (medians): one at a time "
+        f"{args.small_objects / one:.0f} objects/s, {REMOTE_WORKERS} at once (default) "
+        f"{args.small_objects / many:.0f} objects/s, ratio {one / many:.2f}"
     )
     if binary is None:
         print("note: dvc not found (set $DVC or put it on PATH): its columns are empty")

@@ -6,6 +6,11 @@ its address to a scheduler file, so no port is guessed. Every wait is bounded, a
 processes are stopped when the fixture is torn down (and stop themselves if the test run
 is killed: the scheduler after ``--idle-timeout``, the workers after ``--death-timeout``).
 
+:func:`foreign_worker` starts a scheduler and one worker that runs as another user
+(``seedline-worker``, created with ``useradd`` when the tests run as root): with the project
+folder at mode 700, that worker can read neither the project nor its store. Tests that use
+it carry the :data:`needs_root` mark.
+
 tests/conftest.py is shared with others, so import the fixture into a test module::
 
     from tests.conftest_dask import DaskCluster, dask_cluster_fixture  # noqa: F401
@@ -25,9 +30,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -187,3 +194,121 @@ def dask_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
         yield cluster
     finally:
         stop_dask_cluster(cluster)
+
+
+# -- a worker that runs as another user ---------------------------------------------------------
+WORKER_USER = "seedline-worker"
+RUNUSER = shutil.which("runuser")
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or RUNUSER is None, reason="needs root to run a worker as another user"
+)
+"""Mark for tests that use :func:`foreign_worker`."""
+
+
+def as_worker_user(*cmd: str) -> list[str]:
+    """``cmd`` run as the worker user (``runuser -u seedline-worker -- CMD``)."""
+    return [str(RUNUSER), "-u", WORKER_USER, "--", *cmd]
+
+
+def _ensure_worker_user() -> None:
+    if subprocess.run(["id", WORKER_USER], capture_output=True).returncode != 0:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                WORKER_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    # the whole process group: runuser and the worker it started as the other user
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def foreign_worker(hash_seed: str) -> Iterator[str]:
+    """A scheduler, and one worker running as :data:`WORKER_USER` with ``PYTHONHASHSEED=hash_seed``; yields the address.
+
+    The worker gets seedline's sources on ``PYTHONPATH`` and nothing else: no project
+    folder, no store. Skips the test when that user cannot run this interpreter.
+    """
+    _ensure_worker_user()
+    probe = subprocess.run(
+        as_worker_user(sys.executable, "-c", "import distributed"), capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            f"user {WORKER_USER} cannot run {sys.executable} with distributed: give other users "
+            f"execute permission on the interpreter's folders (e.g. chmod o+x /root): {probe.stderr[-300:]!r}"
+        )
+    work = Path(tempfile.mkdtemp(prefix="seedline-foreign-worker-"))
+    work.chmod(0o755)
+    scratch = work / "worker"
+    scratch.mkdir()
+    shutil.chown(scratch, WORKER_USER)
+    procs: list[subprocess.Popen[bytes]] = []
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO / "src"),
+        "HOME": str(scratch),
+    }
+    try:
+        scheduler_file = work / "scheduler.json"
+        with (work / "scheduler.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                        "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                        "--scheduler-file", str(scheduler_file), "--idle-timeout", "900",
+                    ],
+                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True,
+                )
+            )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_S
+        address = ""
+        while not address:
+            if time.monotonic() > deadline or procs[0].poll() is not None:
+                raise RuntimeError((work / "scheduler.log").read_text())
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                address = json.loads(scheduler_file.read_text())["address"]
+            time.sleep(0.2)
+        with (work / "worker.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    as_worker_user(
+                        "env", *(f"{k}={v}" for k, v in env.items()),
+                        f"PYTHONHASHSEED={hash_seed}",
+                        str(DASK), "worker", address, "--nthreads", "1", "--no-nanny",
+                        "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                        "--local-directory", str(scratch), "--death-timeout", "60",
+                    ),
+                    stdout=log, stderr=subprocess.STDOUT, cwd=scratch, start_new_session=True,
+                )
+            )  # fmt: skip
+        from distributed import Client
+
+        with Client(address, timeout=START_TIMEOUT_S) as client:
+            try:
+                client.wait_for_workers(1, timeout=START_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise RuntimeError((work / "worker.log").read_text()) from exc
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop_group(proc)
+        shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -12,17 +13,20 @@ import numpy as np
 import pytest
 
 import seedline
-from seedline.core.errors import CorruptObjectError, DataError, SeedlineError
+from seedline.core.errors import CorruptObjectError, DataError, SeedlineError, StoreError
 from seedline.core.spec import load_spec
 from seedline.execution.cache import prune
 from seedline.records.registry import Registry
 from seedline.records.tracking import Store
 from seedline.records.transfer import Selection, transfer
+from seedline.storage.objects import FsspecObjectStore
 from seedline.workflow.fsck import fsck
 from seedline.workflow.reclaim import gc
 from seedline.workflow.registration import register_run
 
-from .conftest import git, run_cli
+from .conftest import clean_env, git, run_cli
+from .services import S3Server
+from .test_workers_anywhere import add_local_features
 
 SPEC = """\
 name: tiny
@@ -195,6 +199,23 @@ def test_push_copies_runs_and_models_with_their_objects_and_twice_copies_nothing
     assert Registry(remote).resolve("tiny@1").run_id == run.run_id
 
 
+def test_a_push_carries_the_stored_sources_of_project_local_modules(tmp_path: Path) -> None:
+    """The sources a run stored for its local modules travel with it; gc keeps them and fsck checks them."""
+    root = make_tiny(tmp_path / "tiny")
+    add_local_features(root)
+    run = seedline.run(root / "seedline.yaml")
+    sources = {n: m.object for n, m in run.manifest.code.local_modules.items()}
+    assert set(sources) == {"features", "featlib"} and all(sources.values())
+    remote = folder_store(tmp_path / "team")
+    transfer(Store.open(root), remote, Selection(everything=True))
+    assert all(remote.objects.exists(str(a)) for a in sources.values())
+    assert gc(remote, min_age_s=0).orphans == []
+    remote.objects.remove(str(sources["features"]))
+    report = fsck(remote)
+    assert [p.kind for p in report.problems] == ["missing"]
+    assert "source of features" in report.problems[0].needed_by[0]
+
+
 def test_a_clone_without_data_pulls_and_reproduces_bitwise(tiny: Path, tmp_path: Path) -> None:
     """User B: a fresh clone (no data, no store) pulls from the shared store and reproduces bitwise."""
     run = seedline.run(tiny / "seedline.yaml", snapshot=True)
@@ -309,6 +330,63 @@ def test_check_objects_restores_what_fsck_repair_quarantined(tiny: Path, tmp_pat
     assert fsck(local).ok
 
 
+def _on_s3(tiny: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the project's [store] objects at a fresh S3 prefix (records stay in SQLite); its URL."""
+    prefix = s3.fresh_prefix()
+    (tiny / "seedline.toml").write_text(
+        f'[store]\nobjects = "{prefix}"\n[store.objects_options]\nendpoint_url = "{s3.endpoint}"\n'
+    )
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return prefix
+
+
+def test_fsck_on_s3_streams_every_object_and_repair_moves_never_deletes(
+    tiny: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an S3 object store: a 40 MiB object verified in bounded memory; corrupt and missing found; --repair moves aside."""
+    prefix = _on_s3(tiny, s3, monkeypatch)
+    run = seedline.run(tiny / "seedline.yaml", snapshot=True)
+    store = Store.open(tiny)
+    objects = store.objects
+    assert isinstance(objects, FsspecObjectStore)
+    big = tiny / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 40)
+    big_address = objects.put_file(big)
+    tracemalloc.start()
+    report = fsck(store)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert report.ok, report.to_dict()
+    assert report.objects == len(list(objects)) and report.bytes > 40 << 20
+    assert peak < 32 << 20, f"fsck peaked at {peak / 2**20:.0f} MiB for a 40 MiB object"
+    objects.remove(big_address)  # the rest of the test needs no big object
+
+    model = run.manifest.artifacts["model"]
+    snap = run.manifest.data.sources[0].snapshot
+    assert snap is not None
+    tampered = objects.get(model)[:-1] + b"!"
+    objects.fs.pipe_file(objects._key(model), tampered)
+    objects.remove(snap)
+    found = fsck(store)
+    kinds = {(p.kind, p.object) for p in found.problems}
+    assert kinds == {("corrupt", model), ("missing", snap)}
+    assert any(run.run_id in who for p in found.problems for who in p.needed_by)
+
+    keys = set(objects.fs.find(objects.prefix))
+    proc = run_cli(tiny, "fsck", "--repair", "--json", env=clean_env(), check=False)
+    assert proc.returncode == 1, proc.stderr  # problems were found (and the corrupt one moved)
+    repaired = json.loads(proc.stdout)
+    moved_to = f"{prefix}/quarantine/{model}"
+    assert repaired["quarantined"] == [{"object": model, "moved_to": moved_to}]
+    assert objects.fs.cat_file(moved_to) == tampered  # the bytes are kept
+    quarantine_key = moved_to.removeprefix("s3://")
+    assert set(objects.fs.find(objects.prefix)) == keys - {objects._key(model)} | {quarantine_key}
+    assert not objects.exists(model) and list(objects.quarantined()) == [model]
+    after = fsck(store)
+    assert {(p.kind, p.object) for p in after.problems} == {("missing", model), ("missing", snap)}
+
+
 # -- gc -------------------------------------------------------------------------------------------
 def test_gc_reclaims_leftovers_and_orphans_but_nothing_referenced_or_foreign(tiny: Path) -> None:
     """Partial objects, staged predict/export outputs and orphans go; runs still reproduce; user files stay."""
@@ -395,3 +473,62 @@ def test_put_file_survives_a_missing_target_folder_and_leaves_no_partials(tmp_pa
     shutil.rmtree(tmp_path / "s" / "objects")
     assert store.objects.put_file(f) == a
     time.sleep(0)
+
+
+def test_gc_on_s3_aborts_only_its_own_incomplete_uploads(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed multipart upload to an object key under the store's prefix is listed, then aborted; no other upload is touched."""
+    prefix = s3.fresh_prefix()
+    store = Store(
+        tmp_path / ".seedline",
+        f"sqlite:///{tmp_path / 'metadata.db'}",
+        objects_url=prefix,
+        objects_options=s3.options(),
+    )
+    objects = store.objects
+    assert isinstance(objects, FsspecObjectStore)
+    bucket, key_prefix = prefix.removeprefix("s3://").split("/", 1)
+    address = "ab" + "c" * 62
+
+    def start_upload(key: str) -> str:
+        # what a writer killed mid-upload leaves: an upload begun, one part sent, never completed
+        upload = objects.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+        objects.fs.call_s3(
+            "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1000
+        )
+        return str(upload)
+
+    ours = start_upload(f"{key_prefix}/ab/{address[2:]}")
+    foreign = {
+        f"{key_prefix}/notes/readme.txt": "",  # under the prefix, not an object key
+        f"{key_prefix}x/ab/{address[2:]}": "",  # a sibling prefix sharing the string
+        f"elsewhere/ab/{address[2:]}": "",  # another prefix of the bucket
+    }
+    for key in foreign:
+        foreign[key] = start_upload(key)
+
+    def uploads() -> set[tuple[str, str]]:
+        page = objects.fs.call_s3("list_multipart_uploads", Bucket=bucket)
+        return {(u["Key"], u["UploadId"]) for u in page.get("Uploads") or []}
+
+    try:
+        young = gc(store)
+        assert young.partial_objects == [] and young.kept_young == 1
+        name = f"ab/{address[2:]}?uploadId={ours}"
+        plan = gc(store, dry_run=True, min_age_s=0)
+        assert plan.partial_objects == [name] and plan.bytes == 1000
+        assert (f"{key_prefix}/ab/{address[2:]}", ours) in uploads()
+        done = gc(store, min_age_s=0)
+        assert done.partial_objects == [name]
+        left = uploads()
+        assert (f"{key_prefix}/ab/{address[2:]}", ours) not in left
+        assert set(foreign.items()) <= left
+        with pytest.raises(StoreError, match="not an incomplete upload"):
+            objects.remove_partial(
+                f"../elsewhere/ab/{address[2:]}?uploadId={foreign[f'elsewhere/ab/{address[2:]}']}"
+            )
+    finally:
+        for key, upload in foreign.items():
+            objects.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+        store.close()

@@ -66,6 +66,27 @@ def test_environment_overrides_seedline_toml_and_relative_paths_are_the_projects
     store.close()
 
 
+def test_outside_any_project_the_environment_alone_gives_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder with no project: both variables open that store and write nothing here; one alone is a clear error."""
+    team = tmp_path / "team"
+    Store(team, database_url=f"sqlite:///{team}/metadata.db", objects_url=str(team / "objects"))
+    empty = tmp_path / "anywhere"
+    empty.mkdir()
+    monkeypatch.setenv("SEEDLINE_DATABASE_URL", f"sqlite:///{team}/metadata.db")
+    monkeypatch.delenv("SEEDLINE_OBJECTS_URL", raising=False)
+    with pytest.raises(StoreError) as err:
+        Store.find(empty)
+    assert "only SEEDLINE_DATABASE_URL is set" in err.value.message
+    assert "set SEEDLINE_OBJECTS_URL too" in (err.value.hint or "")
+    monkeypatch.setenv("SEEDLINE_OBJECTS_URL", str(team / "objects"))
+    store = Store.find(empty)
+    assert store.objects.put(b"x") and store.list_runs() == []
+    assert store.project_root == empty.resolve() and list(empty.iterdir()) == []
+    store.close()
+
+
 def test_a_bad_seedline_toml_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
     (tmp_path / "seedline.toml").write_text('[store]\ndatabse = "postgresql://ana:hunter2@db/x"\n')
     with pytest.raises(StoreError) as err:

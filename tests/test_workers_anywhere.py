@@ -8,15 +8,8 @@ to the client, which records them. Needs root (to create the user and drop to it
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,18 +17,11 @@ from typing import Any
 import pytest
 
 from .conftest import git, make_project, run_cli
+from .conftest_dask import as_worker_user, foreign_worker, needs_root
 
 REPO = Path(__file__).resolve().parent.parent
-DASK = Path(sys.executable).parent / "dask"
-WORKER_USER = "seedline-worker"
-RUNUSER = shutil.which("runuser")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or RUNUSER is None, reason="needs root to run a worker as another user"
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_root]
 
 FEATLIB = '''"""Helpers of the features module: a second project-local module, imported by the first."""
 import numpy as np
@@ -63,9 +49,8 @@ class Interactions(TransformerMixin, BaseEstimator):
 '''
 
 
-def project_with_features(tmp: Path) -> Path:
-    """The penguins example with a project-local ``features.Interactions`` step, committed."""
-    root = make_project(tmp, "penguins")
+def add_local_features(root: Path) -> None:
+    """Put a project-local ``features.Interactions`` step before the ``clf`` step of the spec, and commit."""
     (root / "featlib.py").write_text(FEATLIB)
     (root / "features.py").write_text(FEATURES)
     spec = root / "seedline.yaml"
@@ -76,38 +61,13 @@ def project_with_features(tmp: Path) -> Path:
     )
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "local features")
+
+
+def project_with_features(tmp: Path) -> Path:
+    """The penguins example with a project-local ``features.Interactions`` step, committed."""
+    root = make_project(tmp, "penguins")
+    add_local_features(root)
     return root
-
-
-def _ensure_user() -> None:
-    if subprocess.run(["id", WORKER_USER], capture_output=True).returncode != 0:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                WORKER_USER,
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-
-def _as_worker(*cmd: str) -> list[str]:
-    return [str(RUNUSER), "-u", WORKER_USER, "--", *cmd]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
 
 
 def spec_hash_seed() -> str:
@@ -120,75 +80,11 @@ def spec_hash_seed() -> str:
     return str(SeedPlan(seed).hash_seed())
 
 
-@pytest.fixture(scope="module")
-def foreign_worker() -> Iterator[str]:
+@pytest.fixture(scope="module", name="foreign_worker")
+def foreign_worker_fixture() -> Iterator[str]:
     """A scheduler, and one worker running as another user with the spec's hash seed; yields the address."""
-    _ensure_user()
-    probe = subprocess.run(
-        _as_worker(sys.executable, "-c", "import distributed"), capture_output=True
-    )
-    if probe.returncode != 0:
-        pytest.skip(
-            f"user {WORKER_USER} cannot run {sys.executable} with distributed: give other users "
-            f"execute permission on the interpreter's folders (e.g. chmod o+x /root): {probe.stderr[-300:]!r}"
-        )
-    work = Path(tempfile.mkdtemp(prefix="seedline-foreign-worker-"))
-    work.chmod(0o755)
-    scratch = work / "worker"
-    scratch.mkdir()
-    shutil.chown(scratch, WORKER_USER)
-    procs: list[subprocess.Popen[bytes]] = []
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO / "src"),
-        "HOME": str(scratch),
-    }
-    try:
-        scheduler_file = work / "scheduler.json"
-        with (work / "scheduler.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                        "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                        "--scheduler-file", str(scheduler_file), "--idle-timeout", "900",
-                    ],
-                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True,
-                )
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        address = ""
-        while not address:
-            if time.monotonic() > deadline or procs[0].poll() is not None:
-                raise RuntimeError((work / "scheduler.log").read_text())
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                address = json.loads(scheduler_file.read_text())["address"]
-            time.sleep(0.2)
-        with (work / "worker.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    _as_worker(
-                        "env", *(f"{k}={v}" for k, v in env.items()),
-                        f"PYTHONHASHSEED={spec_hash_seed()}",
-                        str(DASK), "worker", address, "--nthreads", "1", "--no-nanny",
-                        "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                        "--local-directory", str(scratch), "--death-timeout", "60",
-                    ),
-                    stdout=log, stderr=subprocess.STDOUT, cwd=scratch, start_new_session=True,
-                )
-            )  # fmt: skip
-        from distributed import Client
-
-        with Client(address, timeout=60) as client:
-            try:
-                client.wait_for_workers(1, timeout=60)
-            except TimeoutError as exc:
-                raise RuntimeError((work / "worker.log").read_text()) from exc
+    with foreign_worker(spec_hash_seed()) as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _sweep(root: Path, *args: str) -> dict[str, Any]:
@@ -214,7 +110,7 @@ def test_a_worker_without_the_project_or_the_store_sweeps_like_serial(
     """Trials on a worker that cannot read the project give the serial fingerprints; the client records them."""
     root = project_with_features(tmp_path)
     root.chmod(0o700)
-    denied = subprocess.run(_as_worker("test", "-r", str(root / "features.py")))
+    denied = subprocess.run(as_worker_user("test", "-r", str(root / "features.py")))
     assert denied.returncode != 0, "the worker user must not be able to read the project"
 
     serial = _sweep(root)

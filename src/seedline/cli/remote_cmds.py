@@ -221,7 +221,8 @@ def fsck(
     repair: Annotated[
         bool,
         typer.Option(
-            "--repair", help="Move corrupt objects aside to objects/quarantine/ (never deleted)."
+            "--repair",
+            help="Move corrupt objects aside to quarantine/ in the object store (objects/quarantine/, or PREFIX/quarantine/ on S3); never deleted.",
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -314,7 +315,7 @@ def gc(
         f"{_count(len(report.orphans), 'orphan object')} ({_human(report.bytes)})"
         + (f"; kept {report.kept_young} younger than {min_age}" if report.kept_young else "")
     )
-    for path in report.partial_outputs:
+    for path in [*report.partial_objects, *report.partial_outputs]:
         out.print(f"  {path}")
     for bad in report.unreadable_manifests:
         out.print(

@@ -39,11 +39,17 @@ class References:
 
 
 def manifest_objects(manifest: Manifest) -> dict[str, str]:
-    """Role -> address of every object a manifest names (artifacts and data snapshots)."""
+    """Role -> address of every object a manifest names (artifacts, data snapshots, stored sources)."""
     out = {f"artifact {k}": v for k, v in manifest.artifacts.items() if v}
     for source in manifest.data.sources if manifest.data else []:
         if source.snapshot:
             out[f"snapshot {source.uri}"] = source.snapshot
+    # the project-local modules the model loads from, without the project folder
+    for name, module in sorted(manifest.code.local_modules.items()):
+        if module.object:
+            out[f"source of {name} ({module.path})"] = module.object
+    if manifest.code.diff_object:
+        out["diff"] = manifest.code.diff_object
     return out
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from seedline.core.errors import RunNotFoundError, StoreError
 from seedline.records.manifest import Manifest
-from seedline.storage.config import CONFIG_FILENAME, resolve_store
+from seedline.storage.config import CONFIG_FILENAME, DATABASE_ENV, OBJECTS_ENV, resolve_store
 from seedline.storage.metadata import MetricRow, RunRow, make_session_factory, open_engine
 from seedline.storage.objects import ObjectStore, open_object_store
 from seedline.storage.urls import normalise_database_url, redact_url
@@ -148,7 +148,10 @@ class Store:
         """The store of the project containing ``start`` (searched upwards, like git).
 
         A folder with ``.seedline/`` or with a ``seedline.toml`` (a clone of a project that
-        uses a team store) is a project root.
+        uses a team store) is a project root. Outside any project, a store given whole by
+        the environment (``SEEDLINE_DATABASE_URL`` and ``SEEDLINE_OBJECTS_URL``) is used, so
+        a model serves or predicts on a machine that never saw the project; nothing is
+        written into ``start`` then.
         """
         here = Path(start).resolve()
         for d in (here, *here.parents):
@@ -157,9 +160,20 @@ class Store:
             if (d / CONFIG_FILENAME).is_file():
                 _make_store_dir(d / STORE_DIRNAME)
                 return cls(d / STORE_DIRNAME)
+        given = [v for v in (DATABASE_ENV, OBJECTS_ENV) if os.environ.get(v)]
+        if len(given) == 2:
+            return cls(here / STORE_DIRNAME, project_root=here)
+        missing = [v for v in (DATABASE_ENV, OBJECTS_ENV) if v not in given]
         raise StoreError(
-            f"no {STORE_DIRNAME}/ store in {here} or any parent folder",
-            hint="cd into a seedline project, or run 'seedline init' to start one",
+            f"no {STORE_DIRNAME}/ store in {here} or any parent folder"
+            + (f", and only {given[0]} is set" if given else ""),
+            hint=(
+                f"set {missing[0]} too, to use a store without a project folder, "
+                "or cd into a seedline project"
+                if given
+                else f"cd into a seedline project, run 'seedline init' to start one, or set "
+                f"{DATABASE_ENV} and {OBJECTS_ENV} to use a team store from any folder"
+            ),
         )
 
     def _session(self) -> Session:

@@ -468,7 +468,9 @@ class FsspecObjectStore(ObjectStore):
     def open(self, address: str) -> IO[bytes]:
         key = self._key(address)
         try:
-            return cast(IO[bytes], self.fs.open(key, "rb"))
+            # no read-ahead cache: each read is one ranged GET of what was asked, so a reader
+            # of CHUNK-sized pieces holds one chunk (s3fs would otherwise buffer 50 MiB blocks)
+            return cast(IO[bytes], self.fs.open(key, "rb", block_size=CHUNK, cache_type="none"))
         except FileNotFoundError:
             raise self._missing(address) from None
         except OSError as exc:
@@ -580,9 +582,16 @@ class FsspecObjectStore(ObjectStore):
         dest = f"{self.prefix}/{QUARANTINE}/{address}"
         if self.fs.exists(dest):
             dest = f"{dest}.{time.time_ns()}"
+        key = self._key(address)
         try:
-            self.fs.copy(self._key(address), dest)
-            self.fs.rm_file(self._key(address))
+            # an object store has no rename: a server-side copy, checked, then the original goes
+            self.fs.copy(key, dest)
+            if self.fs.size(dest) != self.fs.size(key):
+                raise StoreError(
+                    f"the quarantine copy of object {address} at {dest} is incomplete; the object was left in place",
+                    hint="run 'seedline fsck --repair' again",
+                )
+            self.fs.rm_file(key)
         except OSError as exc:
             raise self._wrap(exc, f"quarantine object {address}") from exc
         return f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{dest}"
@@ -595,6 +604,90 @@ class FsspecObjectStore(ObjectStore):
         except FileNotFoundError:
             return
         yield from names
+
+    # -- incomplete multipart uploads (S3) ------------------------------------------------------
+    # An object written in parts (s3fs does so above 50 MiB) is invisible until its upload
+    # completes; a writer killed before that leaves the parts on the server, billed and
+    # unlisted. They are seedline's partial objects on S3. Only uploads to an object's own key
+    # under this store's prefix count: nothing that seedline did not start is ever touched.
+    def _bucket_and_key_prefix(self) -> tuple[str, str]:
+        bucket, _, key_prefix = self.prefix.partition("/")
+        return bucket, f"{key_prefix}/" if key_prefix else ""
+
+    def _upload_address(self, key: str, key_prefix: str) -> str | None:
+        """The address an upload's key is the object of, or None when it is not an object key of this store."""
+        if not key.startswith(key_prefix):
+            return None
+        head, sep, tail = key[len(key_prefix) :].partition("/")
+        address = head + tail
+        if (
+            sep
+            and len(head) == 2
+            and "/" not in tail
+            and len(address) == 64
+            and set(address) <= _HEX
+        ):
+            return address
+        return None
+
+    def _uploads(self) -> Iterator[dict[str, Any]]:
+        call = getattr(self.fs, "call_s3", None)
+        if call is None:  # not S3: no multipart uploads to look for
+            return
+        bucket, key_prefix = self._bucket_and_key_prefix()
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": key_prefix}
+        while True:
+            try:
+                page = call("list_multipart_uploads", **args)
+            except OSError as exc:
+                raise self._wrap(exc, "list incomplete uploads") from exc
+            for upload in page.get("Uploads") or []:
+                if self._upload_address(upload.get("Key", ""), key_prefix) is not None:
+                    yield upload
+            if not page.get("IsTruncated"):
+                return
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def _parts_size(self, bucket: str, key: str, upload_id: str) -> int:
+        size, args = 0, {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+        while True:
+            try:
+                page = self.fs.call_s3("list_parts", **args)
+            except (OSError, FileNotFoundError):
+                return size  # finished or aborted since it was listed
+            size += sum(int(part.get("Size", 0)) for part in page.get("Parts") or [])
+            if not page.get("IsTruncated"):
+                return size
+            args["PartNumberMarker"] = page.get("NextPartNumberMarker", 0)
+
+    def partials(self) -> Iterator[PartialObject]:
+        bucket, key_prefix = self._bucket_and_key_prefix()
+        for upload in self._uploads():
+            key, upload_id = upload["Key"], upload["UploadId"]
+            started: Any = upload.get("Initiated")
+            # no start time: count it as new, so that gc's minimum age keeps it
+            modified = float(started.timestamp()) if started is not None else time.time()
+            yield PartialObject(
+                name=f"{key[len(key_prefix) :]}?uploadId={upload_id}",
+                size=self._parts_size(bucket, key, upload_id),
+                modified=modified,
+            )
+
+    def remove_partial(self, name: str) -> bool:
+        """Abort one incomplete multipart upload named by :meth:`partials` (its parts are freed)."""
+        bucket, key_prefix = self._bucket_and_key_prefix()
+        rel, sep, upload_id = name.partition("?uploadId=")
+        key = key_prefix + rel
+        if not sep or not upload_id or self._upload_address(key, key_prefix) is None:
+            raise StoreError(f"{name!r} is not an incomplete upload of {self.url}")
+        try:
+            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        except FileNotFoundError:
+            return False  # completed or aborted since it was listed
+        except OSError as exc:
+            raise self._wrap(exc, f"abort the upload of {rel}") from exc
+        return True
 
 
 def open_object_store(url: str | Path, options: Mapping[str, Any] | None = None) -> ObjectStore:

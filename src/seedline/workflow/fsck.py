@@ -7,23 +7,37 @@ Problems found:
 - *unreadable*: a run whose manifest object is there but is not a manifest;
 - *dangling alias*: an alias pointing at a version that does not exist.
 
-``repair`` moves corrupt objects aside to ``objects/quarantine/`` (their bytes are
-kept, never deleted); everything else is reported for a person to decide.
+Objects are re-hashed through the :class:`~seedline.storage.objects.ObjectStore`
+interface, streamed in chunks, so any backend is checked the same way and memory stays
+bounded whatever the object sizes: a local folder, or an S3 prefix (where several objects
+are verified at once, since each read waits on the network).
+
+``repair`` moves corrupt objects aside to ``quarantine/`` in the same object store
+(``objects/quarantine/`` locally, ``PREFIX/quarantine/`` on S3): their bytes are kept, never
+deleted; everything else is reported for a person to decide.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from seedline.core.errors import CorruptObjectError, StoreError
 from seedline.records.references import Reference, collect, dangling_aliases
 from seedline.records.tracking import Store
+from seedline.storage.objects import LocalObjectStore
 
 # (objects done, objects in all, bytes done)
 FsckProgress = Callable[[int, int, int], None]
+
+_T = TypeVar("_T")
+
+REMOTE_WORKERS = 4
+"""Objects verified at once on a remote object store (each holds at most a few chunks)."""
 
 
 @dataclass
@@ -66,8 +80,44 @@ def _is_address(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
-def fsck(store: Store, *, repair: bool = False, progress: FsckProgress | None = None) -> FsckReport:
-    """Verify every object and every reference; with ``repair``, quarantine corrupt objects."""
+def _verify(store: Store, address: str) -> int | CorruptObjectError | None:
+    """The object's size, the corruption found, or None when it was removed since it was listed."""
+    try:
+        return store.objects.verify(address)
+    except CorruptObjectError as exc:
+        return exc
+    except StoreError:
+        return None
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, func: Callable[[str], _T], items: list[str], *, window: int
+) -> Iterator[_T]:
+    """``func`` over ``items`` on the pool, in order, with at most ``window`` pending at once.
+
+    ``Executor.map`` would submit every item up front: a future per object of the store.
+    """
+    pending: deque[Future[_T]] = deque()
+    for item in items:
+        pending.append(pool.submit(func, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def fsck(
+    store: Store,
+    *,
+    repair: bool = False,
+    progress: FsckProgress | None = None,
+    workers: int | None = None,
+) -> FsckReport:
+    """Verify every object and every reference; with ``repair``, quarantine corrupt objects.
+
+    ``workers`` objects are re-hashed at once: by default one on a local store (the disk
+    and the hash are the limit) and :data:`REMOTE_WORKERS` on a remote one.
+    """
     t0 = time.perf_counter()
     report = FsckReport()
     refs = collect(store)
@@ -76,25 +126,29 @@ def fsck(store: Store, *, repair: bool = False, progress: FsckProgress | None = 
         needed.setdefault(r.address, []).append(r)
 
     addresses = [a for a in store.objects if _is_address(a)]
+    if workers is None:
+        workers = 1 if isinstance(store.objects, LocalObjectStore) else REMOTE_WORKERS
     corrupt: list[str] = []
-    for i, address in enumerate(addresses):
-        try:
-            report.bytes += store.objects.verify(address)
-        except CorruptObjectError as exc:
-            corrupt.append(address)
-            report.problems.append(
-                Problem(
-                    "corrupt",
-                    address,
-                    f"its bytes hash to {exc.found}",
-                    [f"{r.owner} ({r.role})" for r in needed.get(address, [])],
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        outcomes = _in_order(pool, lambda a: _verify(store, a), addresses, window=4 * workers)
+        for i, (address, outcome) in enumerate(zip(addresses, outcomes, strict=True)):
+            if outcome is None:
+                continue  # removed since it was listed: the reference check below reports it
+            if isinstance(outcome, CorruptObjectError):
+                corrupt.append(address)
+                report.problems.append(
+                    Problem(
+                        "corrupt",
+                        address,
+                        f"its bytes hash to {outcome.found}",
+                        [f"{r.owner} ({r.role})" for r in needed.get(address, [])],
+                    )
                 )
-            )
-        except StoreError:
-            continue  # removed since it was listed: the reference check below reports it
-        report.objects += 1
-        if progress is not None:
-            progress(i + 1, len(addresses), report.bytes)
+            else:
+                report.bytes += outcome
+            report.objects += 1
+            if progress is not None:
+                progress(i + 1, len(addresses), report.bytes)
 
     present = set(addresses)
     for address, users in sorted(needed.items()):

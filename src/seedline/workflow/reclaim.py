@@ -3,7 +3,8 @@
 Three kinds of leftovers, each something seedline itself wrote:
 
 - *partial objects*: ``objects/**/.tmp-*.part``, an object write that never reached its
-  rename (the writer was killed);
+  rename (the writer was killed); on S3, an incomplete multipart upload to an object's key
+  under the store's prefix (never another key, never another prefix), which gc aborts;
 - *partial outputs*: ``.NAME.XXXXXXXX.part`` files and folders that ``predict -o`` and
   ``export -o`` stage beside their target, and that a materialized data snapshot stages
   under ``.seedline/snapshots/``, left when the process died before the rename;
