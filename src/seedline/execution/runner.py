@@ -44,6 +44,7 @@ from seedline.execution.data import (
     check_classification_target,
     empty_columns,
     load_data,
+    loader_modules,
     select_columns,
 )
 from seedline.execution.jobs import probe_bytes
@@ -297,7 +298,7 @@ def _given_test(
     from seedline.execution.data import read_source
 
     uri = spec.split.test or ""
-    frame, record = read_source(uri, root)
+    frame, record = read_source(uri, root, spec.data)
     missing = [c for c in [*features, spec.data.target] if c not in frame.columns]
     if missing:
         raise DataError(
@@ -781,12 +782,13 @@ def run(
     if not detached:
         store = store or Store.open(root)
     put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
+    snapshot_warnings: list[str] = []
     if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
         from seedline.execution import snapshots
 
         t = time.perf_counter()
         say("keeping a data snapshot", 0, 1)
-        snapshots.take(
+        snapshot_warnings = snapshots.take(
             store,
             p.loaded.sources,
             root,
@@ -829,7 +831,7 @@ def run(
             split=p.split,
         ),
         sweep=sweep,
-        warnings=list(p.warnings),
+        warnings=[*p.warnings, *snapshot_warnings],
     )
     if store is not None:
         store.begin_run(manifest)
@@ -841,7 +843,9 @@ def run(
     try:
         t = time.perf_counter()
         class_modules = sorted(
-            set(pipeline_class_modules(pipeline)) | function_modules(pipeline, spec_obj.metrics)
+            set(pipeline_class_modules(pipeline))
+            | function_modules(pipeline, spec_obj.metrics)
+            | loader_modules(p.loaded.sources)
         )
         git_info: dict[str, Any] = {}
         if not detached:  # a worker has no project folder: the client records the code
