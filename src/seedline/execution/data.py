@@ -413,7 +413,8 @@ def select_columns(
             )
         features = list(spec.features)
     else:
-        features = [c for c in cols if c != spec.target]
+        # the weight column weighs rows; it is never learned from
+        features = [c for c in cols if c not in (spec.target, spec.sample_weight)]
     if spec.target in features:
         raise DataError(
             f"the target {spec.target!r} is also listed as a feature",
@@ -426,6 +427,44 @@ def select_columns(
             hint="drop those rows from the data; seedline never drops rows silently",
         )
     return frame[features], y, features
+
+
+def sample_weights(
+    frame: pd.DataFrame, spec: DataSpec, *, where: str = "the data"
+) -> pd.Series | None:
+    """The ``data.sample_weight`` column as float weights, or None; refuses missing, negative or non-numbers."""
+    column = spec.sample_weight
+    if column is None:
+        return None
+    cols = [str(c) for c in frame.columns]
+    if column not in cols:
+        raise DataError(
+            f"sample_weight column {column!r} is not in {where}.{did_you_mean(column, cols)}",
+            hint="columns: " + ", ".join(cols),
+        )
+    w = frame[column]
+    if not pd.api.types.is_numeric_dtype(w) or pd.api.types.is_bool_dtype(w):
+        raise DataError(
+            f"sample_weight column {column!r} in {where} must hold numbers, found dtype {w.dtype}",
+            hint="give each row a weight of 0 or more (1 is the usual weight)",
+        )
+    missing = int(w.isna().sum())
+    if missing:
+        raise DataError(
+            f"sample_weight column {column!r} has {missing} missing values in {where}",
+            hint="give every row a weight; seedline never drops rows or guesses weights silently",
+        )
+    values = w.to_numpy(dtype=np.float64)
+    negative = np.flatnonzero(values < 0)
+    if len(negative):
+        raise DataError(
+            f"sample_weight column {column!r} has {len(negative)} negative values in {where} "
+            f"(the first at row {int(negative[0])}: {values[negative[0]]})",
+            hint="weights must be 0 or more",
+        )
+    if not np.isfinite(values).all():
+        raise DataError(f"sample_weight column {column!r} has infinite values in {where}")
+    return pd.Series(values, index=frame.index, name=column)
 
 
 def empty_columns(X: pd.DataFrame) -> list[str]:
