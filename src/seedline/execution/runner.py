@@ -39,6 +39,7 @@ from seedline.execution.compile import (
     check_metrics,
     compile_pipeline,
     function_modules,
+    selector_modules,
 )
 from seedline.execution.data import (
     LoadedData,
@@ -906,6 +907,7 @@ def run(
             set(pipeline_class_modules(pipeline))
             | function_modules(pipeline, spec_obj.metrics)
             | loader_modules(p.loaded.sources)
+            | selector_modules(spec_obj)
         )
         git_info: dict[str, Any] = {}
         if not detached:  # a worker has no project folder: the client records the code
