@@ -18,6 +18,8 @@ from seedline.execution.data import read_source
 from seedline.records.tracking import Store
 from seedline.workflow.compare import diff_manifests
 
+from .conftest import clean_env, run_cli
+
 
 def table(n: int = 80, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -179,6 +181,15 @@ def test_postgres_source_never_records_the_password(
     with pytest.raises(DataError) as err:
         read_source("sql:train.sql", tmp_path, spec(data).data)
     assert password not in str(err.value)
+    # the command line: a run's output, `show`, and a failing query's error
+    (tmp_path / "seedline.yaml").write_text(spec(data).to_yaml())
+    env = clean_env(TRAIN_DB=url)
+    ran = run_cli(tmp_path, "run", "--json", env=env)
+    shown = run_cli(tmp_path, "show", json.loads(ran.stdout)["run_id"], env=env)
+    failed = run_cli(tmp_path, "run", "--set", "data.sources=[sql:bad.sql]", env=env, check=False)
+    assert failed.returncode != 0 and "the query failed" in failed.stderr
+    for out in (ran, shown, failed):
+        assert password not in out.stdout + out.stderr
 
 
 # -- Python loaders -------------------------------------------------------------------------------

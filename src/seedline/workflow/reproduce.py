@@ -508,7 +508,7 @@ def reproduce(
             for source in original.data.sources if original.data else []:
                 # data the repository does not track (ignored, untracked) comes from the current checkout
                 here, there = root / source.uri, run_root / source.uri
-                if source.kind != "sklearn" and not there.exists() and here.is_file():
+                if source.kind in FILE_KINDS and not there.exists() and here.is_file():
                     there.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(here, there)
                     report.notes.append(
