@@ -148,6 +148,7 @@ def test_snapshot_of_a_sql_source_says_it_was_not_kept(sql_project: Path) -> Non
     )
 
 
+@pytest.mark.slow
 def test_postgres_source_never_records_the_password(
     postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,6 +248,7 @@ def test_file_url_reads_like_a_path(tmp_path: Path) -> None:
     assert by_url["kind"] == "csv" and by_url["fingerprint"] == by_path["fingerprint"]
 
 
+@pytest.mark.slow
 def test_s3_source_is_fingerprinted_by_its_bytes_and_reproduces(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
