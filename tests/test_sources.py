@@ -138,6 +138,25 @@ def test_unset_variable_and_failing_query_are_clear_errors(
         read_source("sql:queries/tran.sql", sql_project, bad.data)
 
 
+def test_relative_sqlite_path_is_relative_to_the_project(
+    sql_project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """sqlite:///sales.db names the project's file whatever the shell's folder, as in seedline.toml."""
+    monkeypatch.setenv("SALES_DB", "sqlite:///sales.db")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    _, record = read_source("sql:queries/train.sql", sql_project, spec(SQL_DATA).data)
+    assert record["rows"] == 80 and record["database"] == f"sqlite:///{sql_project / 'sales.db'}"
+
+
+def test_check_reports_sql_sources_as_data_outside_the_project(sql_project: Path) -> None:
+    """seedline check: a query's rows live outside the project, and a clone needs access to them."""
+    from seedline.execution.runner import prepare
+    from seedline.workflow.check import _data_findings
+
+    (finding,) = _data_findings(prepare(spec(SQL_DATA), project_root=sql_project), None)
+    assert finding.kind == "data_outside_project" and "a SQL database" in finding.message
+
+
 def test_snapshot_of_a_sql_source_says_it_was_not_kept(sql_project: Path) -> None:
     """--snapshot keeps files only; for a query the manifest carries a warning saying so."""
     store = Store.open(sql_project)

@@ -321,7 +321,7 @@ def _read_sql(uri: str, root: Path, data: DataSpec | None) -> tuple[pd.DataFrame
         query = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the query file {rel!r}: {exc}") from None
-    frame, shown = read_query(data.database, query, label=uri)
+    frame, shown = read_query(data.database, query, label=uri, project_root=root)
     return _table_record(uri, "sql", frame, query=fingerprint_file(path), database=shown)
 
 

@@ -157,8 +157,8 @@ class ResolvedStore:
         return {"database": redact_url(self.database_url), "objects": redact_url(self.objects_url)}
 
 
-def _anchor(url: str, project_root: Path) -> str:
-    """Relative local paths in seedline.toml are relative to the project, not to the shell's folder."""
+def anchor_url(url: str, project_root: Path) -> str:
+    """Relative local paths (``sqlite:///rel.db``, ``objects/``) are relative to the project, not to the shell's folder."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rest = url[len("sqlite:///") :]
         if rest and not rest.startswith(":memory:") and not Path(rest).is_absolute():
@@ -177,11 +177,11 @@ def resolve_store(store_dir: str | Path, project_root: str | Path | None = None)
     if os.environ.get(DATABASE_ENV):
         database, sources["database"] = os.environ[DATABASE_ENV], f"${DATABASE_ENV}"
     elif cfg.database:
-        database, sources["database"] = _anchor(cfg.database, root), CONFIG_FILENAME
+        database, sources["database"] = anchor_url(cfg.database, root), CONFIG_FILENAME
     if os.environ.get(OBJECTS_ENV):
         objects, sources["objects"] = os.environ[OBJECTS_ENV], f"${OBJECTS_ENV}"
     elif cfg.objects:
-        objects, sources["objects"] = _anchor(cfg.objects, root), CONFIG_FILENAME
+        objects, sources["objects"] = anchor_url(cfg.objects, root), CONFIG_FILENAME
     if database is None:
         database, sources["database"] = f"sqlite:///{store_dir / 'metadata.db'}", "embedded"
     if objects is None:
@@ -201,6 +201,7 @@ __all__ = [
     "ProjectConfig",
     "ResolvedStore",
     "StoreLocation",
+    "anchor_url",
     "load_project_config",
     "resolve_store",
 ]

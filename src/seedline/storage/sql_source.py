@@ -9,6 +9,7 @@ exceptions are not chained (their text, or a traceback, could quote the URL).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from seedline.core.errors import DataError
@@ -29,15 +30,20 @@ def database_url(database: str) -> str:
     return normalise_database_url(database)
 
 
-def read_query(database: str, query: str, *, label: str) -> tuple[Any, str]:
+def read_query(database: str, query: str, *, label: str, project_root: Path) -> tuple[Any, str]:
     """Run ``query`` on the database and return its rows as a DataFrame, and the redacted URL.
 
-    ``label`` names the source in errors (``sql:queries/train.sql``).
+    ``label`` names the source in errors (``sql:queries/train.sql``). A relative SQLite
+    path is relative to the project, as in seedline.toml.
     """
     import pandas as pd
     import sqlalchemy as sa
 
+    from seedline.storage.config import anchor_url
+
     url = database_url(database)
+    if url.startswith("sqlite:///"):
+        url = anchor_url(url, project_root)
     shown = redact_url(url)
     try:
         engine = sa.create_engine(url)
