@@ -27,6 +27,8 @@ def test_redact_url_hides_passwords_and_secret_query_values() -> None:
     )
     assert redact_url("postgresql://ana@db/x") == "postgresql://ana@db/x"
     assert redact_url("s3://bucket/prefix") == "s3://bucket/prefix"
+    # nothing to hide: the URL comes back as given (an empty host kept, as sqlite needs)
+    assert redact_url("sqlite:////abs/sales.db") == "sqlite:////abs/sales.db"
     assert redact_url("postgresql://db/x?password=hunter2") == "postgresql://db/x?password=***"
     assert (
         redact_text(

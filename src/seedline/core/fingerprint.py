@@ -77,6 +77,12 @@ def fingerprint_file(path: str | Path) -> str:
     return f"file:{_hex(h)}"
 
 
+def file_hasher() -> Any:
+    """A hasher whose ``hexdigest()``, after every byte of a file went through ``update``,
+    is the hex part of that file's :func:`fingerprint_file` (for bytes read from a stream)."""
+    return blake3.blake3()
+
+
 # -- tables -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TableFingerprint:

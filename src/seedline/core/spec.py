@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +22,11 @@ from seedline.core.errors import SpecError, did_you_mean
 SPEC_FILENAME = "seedline.yaml"
 DTYPE_SELECTORS = ("number", "integer", "float", "string", "category", "bool", "datetime")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# python:package.module:function, a data loader by import path
+_LOADER = re.compile(
+    r"^python:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
@@ -112,12 +118,30 @@ class StepSpec(_Strict):
         return v
 
 
+class FunctionRef(_Strict):
+    """A function named by import path: ``{function: package.module.name}``."""
+
+    function: str
+
+    @field_validator("function")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if "." not in v:
+            raise ValueError(
+                f"function {v!r} must be a full import path such as 'mypackage.columns.numeric'"
+            )
+        return v
+
+
 class ColumnGroupSpec(_Strict):
-    """A ColumnTransformer group: columns chosen by name or by dtype, transformed by a chain of steps."""
+    """A ColumnTransformer group: columns chosen by name, by dtype or by a selector function,
+    transformed by a chain of steps."""
 
     name: str
     columns: list[str] | None = None
     dtype: list[str] | None = None
+    # added after the first release: None keeps older specs' canonical form
+    selector: FunctionRef | None = None
     exclude: list[str] = Field(default_factory=list)
     steps: list[StepSpec] | Literal["passthrough", "drop"] = "passthrough"
 
@@ -138,19 +162,33 @@ class ColumnGroupSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_selector(self) -> ColumnGroupSpec:
-        if (self.columns is None) == (self.dtype is None):
+        given = [k for k in ("columns", "dtype", "selector") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = f"; found {' and '.join(map(repr, given))}" if given else ""
             raise ValueError(
-                f"column group {self.name!r} needs exactly one of 'columns' (a list of names) or 'dtype' (one of {', '.join(DTYPE_SELECTORS)})"
+                f"column group {self.name!r} needs exactly one of 'columns' (a list of names), 'dtype' "
+                f"(one of {', '.join(DTYPE_SELECTORS)}) or 'selector' ({{function: PATH}}, a function "
+                f"taking the DataFrame and returning column names){found}"
             )
         return self
 
 
 class DataSpec(_Strict):
-    """Where the table comes from: files relative to the project, or ``sklearn:load_NAME``."""
+    """Where the table comes from: files relative to the project, fsspec URLs, ``sklearn:load_NAME``,
+    ``sql:QUERY.sql`` (with ``database``) or ``python:module:function`` loaders.
+
+    Keys added after the first release default to None and are left out of the canonical
+    form, so specs that do not use them keep their fingerprint.
+    """
 
     sources: list[str] = Field(min_length=1)
     target: str
     features: list[str] | None = None
+    # a name, never a secret: a SQLAlchemy URL without a password, or env:VARNAME naming the
+    # variable that holds the URL (so the spec fingerprint does not move with the URL's value)
+    database: str | None = None
+    loader_params: dict[str, Any] | None = None
+    sample_weight: str | None = None
     # where the data is kept, not what it is: left out of the spec fingerprint (see fingerprint())
     snapshot: bool | None = Field(
         default=None,
@@ -167,6 +205,67 @@ class DataSpec(_Strict):
                 raise ValueError("give either 'source' or 'sources', not both")
             v["sources"] = [src] if isinstance(src, str) else src
         return v
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if v.startswith("env:"):
+            if not _ENV_NAME.match(v[4:]):
+                raise ValueError(
+                    f"database {v!r}: 'env:' must be followed by an environment variable name such as env:TRAINING_DB_URL"
+                )
+            return v
+        if "://" not in v:
+            raise ValueError(
+                "database must be a SQLAlchemy URL such as postgresql+psycopg://ana@db/sales, or "
+                "env:VARNAME naming an environment variable that holds the URL"
+            )
+        try:
+            password = urlsplit(v).password
+        except ValueError:
+            password = None
+        if password:
+            # never echo the value: it holds the secret
+            raise ValueError(
+                "database holds a password; a spec is committed and recorded, so it never does. "
+                "Put the URL in an environment variable and write database: env:VARNAME, or keep "
+                "the password where the driver looks for it (PGPASSWORD, ~/.pgpass)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _keys_fit_sources(self) -> DataSpec:
+        for src in self.sources:
+            if src.startswith("python:") and not _LOADER.match(src):
+                raise ValueError(
+                    f"data source {src!r} must look like python:package.module:function"
+                )
+            if src.startswith("sql:") and not src.endswith(".sql"):
+                raise ValueError(
+                    f"data source {src!r} must name a query file in the project ending in .sql, such as sql:queries/train.sql"
+                )
+        has_sql = any(s.startswith("sql:") for s in self.sources)
+        if has_sql and self.database is None:
+            raise ValueError(
+                "a sql: source needs 'database': a SQLAlchemy URL without a password, or env:VARNAME"
+            )
+        if self.database is not None and not has_sql:
+            raise ValueError("'database' applies to sql: sources, and there is none")
+        if self.loader_params is not None and not any(
+            s.startswith("python:") for s in self.sources
+        ):
+            raise ValueError("'loader_params' applies to python: sources, and there is none")
+        if self.sample_weight is not None:
+            if self.sample_weight == self.target:
+                raise ValueError(f"sample_weight {self.sample_weight!r} is the target column")
+            if self.features is not None and self.sample_weight in self.features:
+                raise ValueError(
+                    f"sample_weight {self.sample_weight!r} is also listed in data.features; "
+                    "a weight column is never a feature: remove it from data.features"
+                )
+        return self
 
 
 SPLIT_KINDS = ("holdout", "kfold", "given", "time", "timeseries", "predefined")
@@ -419,6 +518,7 @@ _STEP_KEYS = {
     "columns",
     "dtype",
     "exclude",
+    "selector",
     "steps",
 }
 

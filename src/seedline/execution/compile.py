@@ -218,6 +218,46 @@ def _select_by_dtype(X: pd.DataFrame, kinds: list[str]) -> list[str]:
     return [name for name, col in columns.items() if any(tests[k](col) for k in kinds)]
 
 
+def _select_by_function(path: str, X: pd.DataFrame, where: str) -> list[str]:
+    """Columns chosen by a selector function (like ``make_column_selector``): it takes the
+    features and returns column names; they are resolved once, here, and recorded."""
+    func = resolve_function(path, f"{where}.selector")
+    try:
+        picked = func(X)
+    except Exception as exc:
+        raise SpecError(
+            f"{where}.selector: {path}(X) raised {type(exc).__name__}: {exc}",
+            path=f"{where}.selector",
+        ) from exc
+    cols = [str(c) for c in X.columns]
+    if isinstance(picked, str) or not isinstance(picked, list | tuple | pd.Index):
+        raise SpecError(
+            f"{where}.selector: {path}(X) returned a {type(picked).__name__}; a selector returns "
+            "a list of column names",
+            path=f"{where}.selector",
+            hint="e.g. return [c for c in X.columns if c.startswith('num_')]",
+        )
+    names = [str(c) for c in picked]
+    unknown = [c for c in names if c not in cols]
+    if unknown:
+        raise SpecError(
+            f"{where}.selector: {path}(X) returned column(s) {unknown} that are not among the features",
+            path=f"{where}.selector",
+            hint="features: " + ", ".join(cols),
+        )
+    return names
+
+
+def selector_modules(spec: Spec) -> set[str]:
+    """Modules of the column groups' selector functions (their code is recorded)."""
+    found: set[str] = set()
+    for step in spec.pipeline:
+        for group in step.transformers or []:
+            if group.selector is not None:
+                found.add(group.selector.function.rpartition(".")[0])
+    return found
+
+
 def _group_columns(group: ColumnGroupSpec, X: pd.DataFrame, where: str) -> list[str]:
     cols = [str(c) for c in X.columns]
     if group.columns is not None:
@@ -229,6 +269,8 @@ def _group_columns(group: ColumnGroupSpec, X: pd.DataFrame, where: str) -> list[
                     hint="features: " + ", ".join(cols),
                 )
         chosen = list(group.columns)
+    elif group.selector is not None:
+        chosen = _select_by_function(group.selector.function, X, where)
     else:
         chosen = _select_by_dtype(X, group.dtype or [])
     return [c for c in chosen if c not in group.exclude]

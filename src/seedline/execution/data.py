@@ -1,20 +1,35 @@
-"""Loading a spec's data sources into one pandas DataFrame, with a fingerprint per source."""
+"""Loading a spec's data sources into one pandas DataFrame, with a fingerprint per source.
+
+A source is a file of the project (CSV, Parquet), an fsspec URL (``s3://bucket/a.csv``), a
+dataset bundled with scikit-learn (``sklearn:load_iris``), a SQL query kept in a project
+file (``sql:queries/train.sql``, run on ``data.database``) or a Python loader function
+(``python:package.module:function``). Files and URLs are fingerprinted by their bytes;
+the others by the content of the table they give.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 
 from seedline.core.errors import DataError, did_you_mean
-from seedline.core.fingerprint import fingerprint_file, fingerprint_table
+from seedline.core.fingerprint import file_hasher, fingerprint_file, fingerprint_table
 from seedline.core.spec import DataSpec
 
 _DATA_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FILE_KINDS = ("csv", "parquet")
+"""Source kinds that are files of the project: checked on disk, kept by data snapshots."""
+_URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.\-]*)://")
+_STREAM_CHUNK = 8 << 20
 
 MAX_LINE_BYTES = 64 << 20
 """The longest line a CSV file may have (64 MiB); ``SEEDLINE_MAX_LINE_BYTES`` changes it.
@@ -133,25 +148,72 @@ def _data_files(root: Path) -> list[str]:
     return sorted(found)[:20]
 
 
-def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read one source; return the frame and its record (file and table fingerprints)."""
-    if uri.startswith("sklearn:"):
-        frame = _load_sklearn(uri.removeprefix("sklearn:"))
-        tf = fingerprint_table(frame)
-        return frame, {
-            "uri": uri,
-            "kind": "sklearn",
-            "fingerprint": tf.digest,
-            "bytes": None,
-            "rows": len(frame),
-            "table": tf.to_dict(),
-        }
-    path = (root / uri).resolve()
+def source_kind(uri: str) -> str:
+    """What a source string names: ``sklearn``, ``sql``, ``python``, ``fsspec`` or ``file``."""
+    for prefix in ("sklearn", "sql", "python"):
+        if uri.startswith(f"{prefix}:"):
+            return prefix
+    m = _URL.match(uri)
+    if m is not None and m.group("protocol").lower() != "file":
+        return "fsspec"
+    return "file"
+
+
+def read_source(
+    uri: str, root: Path, data: DataSpec | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read one source; return the frame and its record (file and table fingerprints).
+
+    ``data`` gives what some kinds need besides the uri: ``database`` for ``sql:`` sources,
+    ``loader_params`` for ``python:`` loaders.
+    """
+    kind = source_kind(uri)
+    if kind == "sklearn":
+        return _table_record(uri, "sklearn", _load_sklearn(uri.removeprefix("sklearn:")))
+    if kind == "sql":
+        return _read_sql(uri, root, data)
+    if kind == "python":
+        return _read_python(uri, root, data)
+    if kind == "fsspec":
+        return _read_url(uri, root)
+    return _read_file(uri, root)
+
+
+def _table_record(
+    uri: str, kind: str, frame: pd.DataFrame, **extra: Any
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A source fingerprinted by its content (no file bytes to hash)."""
+    tf = fingerprint_table(frame)
+    return frame, {
+        "uri": uri,
+        "kind": kind,
+        "fingerprint": tf.digest,
+        "bytes": None,
+        "rows": len(frame),
+        "table": tf.to_dict(),
+        **extra,
+    }
+
+
+def _parse(path: Path, kind: str, label: str) -> pd.DataFrame:
+    if kind == "csv":
+        check_line_lengths(path, label=label)
+    try:
+        return pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise DataError(f"cannot read {label} as {kind}: {exc}") from exc
+
+
+def _read_file(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    # file:///abs/path.csv is the local file itself
+    local = unquote(urlsplit(uri).path) if uri.lower().startswith("file://") else uri
+    path = (root / local).resolve()
     kind = _DATA_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DataError(
             f"data source {uri!r} has an unknown format {path.suffix!r}",
-            hint="use a .csv or .parquet file, or a bundled dataset such as 'sklearn:load_digits'",
+            hint="use a .csv or .parquet file, a URL such as s3://bucket/table.parquet, a bundled "
+            "dataset such as 'sklearn:load_digits', sql:QUERY.sql or python:module:function",
         )
     if not path.is_file():
         files = _data_files(root)
@@ -161,12 +223,7 @@ def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             if files
             else "no .csv or .parquet files found in the project",
         )
-    if kind == "csv":
-        check_line_lengths(path, label=f"data file {uri!r}")
-    try:
-        frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
-    except Exception as exc:
-        raise DataError(f"cannot read {uri!r} as {kind}: {exc}") from exc
+    frame = _parse(path, kind, f"data file {uri!r}")
     tf = fingerprint_table(frame)
     record = {
         "uri": uri,
@@ -179,6 +236,137 @@ def read_source(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return frame, record
 
 
+def _read_url(uri: str, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A CSV or Parquet file at an fsspec URL, streamed once: hashed while copied to a temporary file.
+
+    Filesystem options come from ``[data.PROTOCOL]`` in seedline.toml (``endpoint_url`` for
+    an S3-compatible server); credentials from where the filesystem's library looks (for
+    S3: the ``AWS_*`` variables, ``~/.aws``).
+    """
+    import fsspec
+
+    from seedline.storage.config import load_project_config
+    from seedline.storage.objects import fsspec_options
+    from seedline.storage.urls import redact_text, redact_url
+
+    shown = redact_url(uri)
+    suffix = PurePosixPath(urlsplit(uri).path).suffix.lower()
+    kind = _DATA_SUFFIXES.get(suffix)
+    if kind is None:
+        raise DataError(
+            f"data source {shown!r} has an unknown format {suffix!r}",
+            hint="a URL source must end in .csv, .parquet or .pq",
+        )
+    protocol = uri.split("://", 1)[0].lower()
+    options = fsspec_options(protocol, load_project_config(root).data_options(protocol))
+    h = file_hasher()
+    size = 0
+    with tempfile.TemporaryDirectory(prefix="seedline-source-") as tmp:
+        local = Path(tmp) / f"source{suffix}"
+        try:
+            fs, path = fsspec.core.url_to_fs(uri, **options)
+            with fs.open(path, "rb") as src, local.open("wb") as dst:
+                while chunk := src.read(_STREAM_CHUNK):
+                    h.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            raise DataError(
+                f"data source {shown!r} does not exist",
+                hint="check the bucket and key, and that your credentials may list them",
+            ) from None
+        except (ImportError, ValueError) as exc:
+            known = ", ".join(sorted(fsspec.available_protocols())[:30])
+            raise DataError(
+                f"data source {shown!r}: fsspec cannot open {protocol}:// URLs: {redact_text(str(exc), uri)}",
+                hint=f"install the filesystem's package (s3fs for s3://, gcsfs for gs://); protocols fsspec knows: {known}",
+            ) from None
+        except Exception as exc:  # botocore / network errors of any fsspec driver
+            raise DataError(
+                f"cannot read data source {shown!r}: {type(exc).__name__}: {redact_text(str(exc), uri)}",
+                hint=f"check that it is reachable with your credentials; filesystem options "
+                f"(endpoint_url, ...) go in [data.{protocol}] of seedline.toml",
+            ) from None
+        frame = _parse(local, kind, f"data source {shown!r}")
+    tf = fingerprint_table(frame)
+    return frame, {
+        "uri": uri,
+        "kind": "fsspec",
+        "fingerprint": f"file:{h.hexdigest()}",
+        "bytes": size,
+        "rows": len(frame),
+        "table": tf.to_dict(),
+    }
+
+
+def _read_sql(uri: str, root: Path, data: DataSpec | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A query kept in a project file, run on ``data.database``; fingerprinted by its result."""
+    from seedline.storage.sql_source import read_query
+
+    rel = uri.removeprefix("sql:")
+    path = (root / rel).resolve()
+    if not path.is_file():
+        queries = sorted(str(p.relative_to(root)) for p in root.rglob("*.sql"))[:20]
+        raise DataError(
+            f"query file {rel!r} of data source {uri!r} does not exist (looked for {path}).{did_you_mean(rel, queries)}",
+            hint=("query files in the project: " + ", ".join(queries))
+            if queries
+            else "write the query in a .sql file of the project and name it as sql:PATH",
+        )
+    if data is None or data.database is None:
+        raise DataError(
+            f"data source {uri!r} needs data.database (a SQLAlchemy URL without a password, or env:VARNAME)"
+        )
+    try:
+        query = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the query file {rel!r}: {exc}") from None
+    frame, shown = read_query(data.database, query, label=uri, project_root=root)
+    return _table_record(uri, "sql", frame, query=fingerprint_file(path), database=shown)
+
+
+def _read_python(
+    uri: str, root: Path, data: DataSpec | None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A loader function by import path; its module's code is recorded, its result fingerprinted."""
+    import inspect
+
+    from seedline.execution.compile import resolve_function
+
+    module_name, _, func_name = uri.removeprefix("python:").rpartition(":")
+    # project modules import first, as for the spec's classes
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    func = resolve_function(f"{module_name}.{func_name}", f"data source {uri!r}")
+    params = dict((data.loader_params if data is not None else None) or {})
+    try:
+        frame = func(**params)
+    except Exception as exc:
+        raise DataError(
+            f"data source {uri!r}: the loader raised {type(exc).__name__}: {exc}",
+            hint="data.loader_params are passed to it as keyword arguments",
+        ) from exc
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(
+            f"data source {uri!r}: the loader returned a {type(frame).__name__}, not a pandas DataFrame",
+            hint="return the table (features and target) as a pandas.DataFrame",
+        )
+    module = sys.modules.get(func.__module__)
+    source = inspect.getsourcefile(module) if module is not None else None
+    return _table_record(
+        uri,
+        "python",
+        frame.reset_index(drop=True),
+        module=func.__module__,
+        code=fingerprint_file(source) if source else None,
+    )
+
+
+def loader_modules(sources: list[dict[str, Any]]) -> set[str]:
+    """Modules of the ``python:`` loaders among loaded sources (their code is recorded like a step's)."""
+    return {str(s["module"]) for s in sources if s.get("kind") == "python" and s.get("module")}
+
+
 def load_data(spec: DataSpec, root: Path, roots: dict[str, Path] | None = None) -> LoadedData:
     """Read every source; rows of several sources are concatenated in the order given.
 
@@ -188,7 +376,7 @@ def load_data(spec: DataSpec, root: Path, roots: dict[str, Path] | None = None) 
     frames: list[pd.DataFrame] = []
     records: list[dict[str, Any]] = []
     for uri in spec.sources:
-        frame, record = read_source(uri, (roots or {}).get(uri, root))
+        frame, record = read_source(uri, (roots or {}).get(uri, root), spec)
         frames.append(frame)
         records.append(record)
     if len(frames) > 1:
@@ -225,7 +413,8 @@ def select_columns(
             )
         features = list(spec.features)
     else:
-        features = [c for c in cols if c != spec.target]
+        # the weight column weighs rows; it is never learned from
+        features = [c for c in cols if c not in (spec.target, spec.sample_weight)]
     if spec.target in features:
         raise DataError(
             f"the target {spec.target!r} is also listed as a feature",
@@ -238,6 +427,44 @@ def select_columns(
             hint="drop those rows from the data; seedline never drops rows silently",
         )
     return frame[features], y, features
+
+
+def sample_weights(
+    frame: pd.DataFrame, spec: DataSpec, *, where: str = "the data"
+) -> pd.Series | None:
+    """The ``data.sample_weight`` column as float weights, or None; refuses missing, negative or non-numbers."""
+    column = spec.sample_weight
+    if column is None:
+        return None
+    cols = [str(c) for c in frame.columns]
+    if column not in cols:
+        raise DataError(
+            f"sample_weight column {column!r} is not in {where}.{did_you_mean(column, cols)}",
+            hint="columns: " + ", ".join(cols),
+        )
+    w = frame[column]
+    if not pd.api.types.is_numeric_dtype(w) or pd.api.types.is_bool_dtype(w):
+        raise DataError(
+            f"sample_weight column {column!r} in {where} must hold numbers, found dtype {w.dtype}",
+            hint="give each row a weight of 0 or more (1 is the usual weight)",
+        )
+    missing = int(w.isna().sum())
+    if missing:
+        raise DataError(
+            f"sample_weight column {column!r} has {missing} missing values in {where}",
+            hint="give every row a weight; seedline never drops rows or guesses weights silently",
+        )
+    values = w.to_numpy(dtype=np.float64)
+    negative = np.flatnonzero(values < 0)
+    if len(negative):
+        raise DataError(
+            f"sample_weight column {column!r} has {len(negative)} negative values in {where} "
+            f"(the first at row {int(negative[0])}: {values[negative[0]]})",
+            hint="weights must be 0 or more",
+        )
+    if not np.isfinite(values).all():
+        raise DataError(f"sample_weight column {column!r} has infinite values in {where}")
+    return pd.Series(values, index=frame.index, name=column)
 
 
 def empty_columns(X: pd.DataFrame) -> list[str]:

@@ -23,7 +23,7 @@ from seedline.core.fingerprint import fingerprint_array, fingerprint_value
 from seedline.core.seeding import SeedPlan, fill_random_states
 from seedline.core.spec import Spec
 from seedline.execution.compile import compile_pipeline
-from seedline.execution.data import select_columns
+from seedline.execution.data import sample_weights, select_columns
 from seedline.execution.localcode import LocalCode
 from seedline.execution.persist import dump_model
 from seedline.records.manifest import StepRecord
@@ -96,8 +96,18 @@ def fit_and_score(
     random_states = fill_random_states(pipeline, plan)
     seeded = plan.seed_globals()
     X_train, y_train, X_test, y_test = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
-    steps = fit_steps(pipeline, X_train, y_train, resolved=resolved, seed_plan=plan)
-    metrics, pred, proba = score(pipeline, X_test, y_test, spec.metrics)
+    w = sample_weights(frame, spec.data)
+    steps = fit_steps(
+        pipeline,
+        X_train,
+        y_train,
+        resolved=resolved,
+        seed_plan=plan,
+        sample_weight=None if w is None else w.iloc[train],
+    )
+    metrics, pred, proba = score(
+        pipeline, X_test, y_test, spec.metrics, sample_weight=None if w is None else w.iloc[test]
+    )
     extra: dict[str, Any] = {}
     if plots_seed is not None:
         extra = plot_parts(pipeline, X_test, y_test, pred, proba, test, plots_seed)

@@ -6,6 +6,7 @@ failed run with its error; a spec or data error found before it begins stores no
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 import traceback
@@ -38,12 +39,15 @@ from seedline.execution.compile import (
     check_metrics,
     compile_pipeline,
     function_modules,
+    selector_modules,
 )
 from seedline.execution.data import (
     LoadedData,
     check_classification_target,
     empty_columns,
     load_data,
+    loader_modules,
+    sample_weights,
     select_columns,
 )
 from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
@@ -295,10 +299,10 @@ def _given_test(
     spec: Spec, X: Any, y: Any, root: Path, features: list[str]
 ) -> tuple[Any, Any, Any, Any, dict[str, Any], dict[str, Any]]:
     """Every row of the data trains; the test rows come from the file ``split.test``."""
-    from seedline.execution.data import read_source
+    from seedline.execution.data import read_source, sample_weights
 
     uri = spec.split.test or ""
-    frame, record = read_source(uri, root)
+    frame, record = read_source(uri, root, spec.data)
     missing = [c for c in [*features, spec.data.target] if c not in frame.columns]
     if missing:
         raise DataError(
@@ -311,6 +315,7 @@ def _given_test(
             f"split.test: target column {spec.data.target!r} of {uri!r} has {int(y_test.isna().sum())} missing values",
             hint="drop those rows from the test file; seedline never drops rows silently",
         )
+    record["weights"] = sample_weights(frame, spec.data, where=f"split.test {uri!r}")
     idx = np.arange(len(X))
     info = {
         "kind": "given",
@@ -375,6 +380,9 @@ class Prepared:
     test_sources: list[dict[str, Any]] = field(default_factory=list)
     # steps taken fitted from a model (spec key 'from'), by step name
     frozen: dict[str, FrozenStep] = field(default_factory=dict)
+    # data.sample_weight of the training and the test rows (None without weights)
+    w_train: Any = None
+    w_test: Any = None
 
 
 def prepare(
@@ -399,7 +407,11 @@ def prepare(
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
     loaded = loaded or load_data(spec_obj.data, root)
+    if spec_obj.data.sample_weight is not None and not loaded.frame.index.is_unique:
+        # weights follow the split's rows by index label
+        loaded = LoadedData(frame=loaded.frame.reset_index(drop=True), sources=loaded.sources)
     X, y, features = select_columns(loaded.frame, spec_obj.data)
+    weights = sample_weights(loaded.frame, spec_obj.data)
     split_column = spec_obj.split.column if spec_obj.split.kind == "predefined" else None
     if split_column is not None and split_column in features:
         # the column that says which rows test is bookkeeping, never a feature
@@ -429,8 +441,11 @@ def prepare(
     plan = SeedPlan(spec_obj.seed)
     random_states = fill_random_states(pipeline, plan)
     controls = apply_library_controls(pipeline, spec_obj.execution.threads)
+    if weights is not None:
+        check_weighted_fit(pipeline, spec_obj.data.sample_weight or "")
     folds: list[tuple[np.ndarray, np.ndarray]] = []
     test_sources: list[dict[str, Any]] = []
+    w_test_given = None
     if spec_obj.split.kind in FOLD_KINDS:
         folds, split_info = _kfold(spec_obj, loaded.frame, y, plan)
         X_train, X_test, y_train, y_test = X, X, y, y
@@ -438,11 +453,16 @@ def prepare(
         X_train, X_test, y_train, y_test, split_info, test_record = _given_test(
             spec_obj, X, y, root, features
         )
+        w_test_given = test_record.pop("weights")
         test_sources.append(test_record)
     else:
         X_train, X_test, y_train, y_test, split_info = _split(spec_obj, loaded.frame, X, y, plan)
         if classifier:
             check_classification_target(y_train, spec_obj.data.target, where="the training split")
+    w_train = w_test = None
+    if weights is not None:
+        w_train = weights.loc[X_train.index]
+        w_test = w_test_given if spec_obj.split.kind == "given" else weights.loc[X_test.index]
     return Prepared(
         spec=spec_obj,
         root=root,
@@ -474,6 +494,8 @@ def prepare(
         composed=composed,
         test_sources=test_sources,
         frozen=frozen,
+        w_train=w_train,
+        w_test=w_test,
     )
 
 
@@ -488,16 +510,46 @@ def _is_classifier(pipeline: Any) -> bool:
 
 def train_input_fingerprint(p: Prepared, index_fingerprint: str | None = None) -> str:
     """Identity of the first step's input: the table, the features, the target and the rows used."""
-    return fingerprint_value(
-        [
-            "train-input",
-            p.table.digest,
-            p.features,
-            p.spec.data.target,
-            index_fingerprint or p.split["train_index"],
-        ],
-        kind="input",
-    )
+    parts = [
+        "train-input",
+        p.table.digest,
+        p.features,
+        p.spec.data.target,
+        index_fingerprint or p.split["train_index"],
+    ]
+    if p.spec.data.sample_weight is not None:
+        # the final step fits on the weights too (left out without them: older cache keys hold)
+        parts.append(["sample_weight", p.spec.data.sample_weight])
+    return fingerprint_value(parts, kind="input")
+
+
+def check_weighted_fit(pipeline: Any, column: str) -> None:
+    """Weights reach the final step's ``fit``: it must take ``sample_weight``, and no sampler may change the rows."""
+    from sklearn.utils.validation import has_fit_parameter
+
+    samplers = [n for n, est in pipeline.steps if hasattr(est, "fit_resample")]
+    if samplers:
+        raise SpecError(
+            f"data.sample_weight {column!r} cannot be combined with the sampler step {samplers[0]!r}: "
+            "it changes the rows, and the weights would no longer match them",
+            path="data.sample_weight",
+            hint="weigh the rows or resample them, not both",
+        )
+    name, final = pipeline.steps[-1]
+    fit = final.fit
+    try:
+        takes_kwargs = any(
+            prm.kind == prm.VAR_KEYWORD for prm in inspect.signature(fit).parameters.values()
+        )
+    except (TypeError, ValueError):
+        takes_kwargs = False
+    if not (has_fit_parameter(final, "sample_weight") or takes_kwargs):
+        raise SpecError(
+            f"data.sample_weight {column!r}: the final step {name!r} ({type(final).__name__}) "
+            "takes no sample_weight in fit",
+            path="data.sample_weight",
+            hint="use an estimator whose fit takes sample_weight, or remove data.sample_weight",
+        )
 
 
 def fit_steps(
@@ -511,6 +563,7 @@ def fit_steps(
     input_fingerprint: str | None = None,
     records: list[StepRecord] | None = None,
     seed_plan: SeedPlan | None = None,
+    sample_weight: Any = None,
 ) -> list[StepRecord]:
     """Fit the pipeline's steps in place, one by one, as Pipeline.fit would, fingerprinting each.
 
@@ -565,7 +618,10 @@ def fit_steps(
             else:
                 if seed_plan is not None:
                     seed_plan.seed_step(f"pipeline/{name}", est)
-                if last:
+                if last and sample_weight is not None:
+                    # Pipeline.fit(X, y, last__sample_weight=w) does the same
+                    est.fit(Xt, y, sample_weight=np.asarray(sample_weight))
+                elif last:
                     est.fit(Xt, y)
                 elif hasattr(est, "fit_transform"):
                     Xt = est.fit_transform(Xt, y)
@@ -618,14 +674,20 @@ def record_frozen_sources(steps: list[StepRecord], frozen: dict[str, FrozenStep]
 
 
 def score(
-    pipeline: Any, X: Any, y: Any, metrics: list[str | MetricSpec]
+    pipeline: Any,
+    X: Any,
+    y: Any,
+    metrics: list[str | MetricSpec],
+    sample_weight: Any = None,
 ) -> tuple[dict[str, float], Any, Any | None]:
-    """Metrics by scorer name, predictions, and probabilities when the model has them."""
+    """Metrics by scorer name (weighted by ``sample_weight`` when given), predictions, and
+    probabilities when the model has them."""
     from sklearn.metrics import check_scoring
 
     # one multi-metric scorer predicts once for every metric
     scoring = build_scoring(metrics)
-    scores = check_scoring(pipeline, scoring=scoring)(pipeline, X, y)
+    weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+    scores = check_scoring(pipeline, scoring=scoring)(pipeline, X, y, **weights)
     values = {name: float(scores[name]) for name in scoring}
     pred = pipeline.predict(X)
     proba = pipeline.predict_proba(X) if hasattr(pipeline.steps[-1][1], "predict_proba") else None
@@ -831,12 +893,13 @@ def run(
     if not detached:
         store = store or Store.open(root)
     put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
+    snapshot_warnings: list[str] = []
     if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
         from seedline.execution import snapshots
 
         t = time.perf_counter()
         say("keeping a data snapshot", 0, 1)
-        snapshots.take(
+        snapshot_warnings = snapshots.take(
             store,
             p.loaded.sources,
             root,
@@ -879,7 +942,7 @@ def run(
             split=p.split,
         ),
         sweep=sweep,
-        warnings=list(p.warnings),
+        warnings=[*p.warnings, *snapshot_warnings],
     )
     if store is not None:
         store.begin_run(manifest)
@@ -891,7 +954,10 @@ def run(
     try:
         t = time.perf_counter()
         class_modules = sorted(
-            set(pipeline_class_modules(pipeline)) | function_modules(pipeline, spec_obj.metrics)
+            set(pipeline_class_modules(pipeline))
+            | function_modules(pipeline, spec_obj.metrics)
+            | loader_modules(p.loaded.sources)
+            | selector_modules(spec_obj)
         )
         git_info: dict[str, Any] = {}
         if not detached:  # a worker has no project folder: the client records the code
@@ -954,6 +1020,7 @@ def run(
                 input_fingerprint=train_input_fingerprint(p),
                 records=manifest.steps,
                 seed_plan=plan,
+                sample_weight=p.w_train,
             )
             record_frozen_sources(manifest.steps, p.frozen)
             timings["fit"] = time.perf_counter() - t
@@ -963,7 +1030,9 @@ def run(
             n = len(pipeline.steps)
             say("scoring", n, n)
             t = time.perf_counter()
-            metrics, pred, proba = score(pipeline, p.X_test, p.y_test, spec_obj.metrics)
+            metrics, pred, proba = score(
+                pipeline, p.X_test, p.y_test, spec_obj.metrics, sample_weight=p.w_test
+            )
             if manifest.cv is not None:
                 # the folds evaluate; the final model saw every row
                 metrics = dict(manifest.cv.mean)

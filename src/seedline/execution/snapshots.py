@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from seedline.core.errors import DataError
+from seedline.execution.data import FILE_KINDS
 from seedline.records.tracking import Store
 
 # a run refuses to snapshot a file larger than this unless told otherwise
@@ -50,7 +51,9 @@ def max_bytes_from_env() -> int:
 
 def check_size(sources: list[dict[str, Any]], max_bytes: int) -> None:
     """Refuse, before anything is stored, a snapshot of files above the size guard."""
-    files = [s for s in sources if s.get("kind") != "sklearn"]
+    files = [s for s in sources if s.get("kind") in FILE_KINDS]
+    if not files:
+        return
     total = sum(int(s.get("bytes") or 0) for s in files)
     if total > max_bytes:
         biggest = max(files, key=lambda s: int(s.get("bytes") or 0))
@@ -69,14 +72,16 @@ def take(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: BytesProgress | None = None,
-) -> None:
+) -> list[str]:
     """Store every data file of ``sources`` as an object; sets each record's ``snapshot`` address.
 
     A file whose object is already stored costs nothing (same bytes, same address). A file
     that changed since the run read it is an error: the snapshot must be the data the run used.
+    Only project files are kept: for a URL, a SQL query or a loader the returned warnings
+    say that a clone needs access to it to reproduce.
     """
     check_size(sources, max_bytes)
-    total = sum(int(s.get("bytes") or 0) for s in sources if s.get("kind") != "sklearn")
+    total = sum(int(s.get("bytes") or 0) for s in sources if s.get("kind") in FILE_KINDS)
     done = [0]
 
     def advance(n: int) -> None:
@@ -84,9 +89,16 @@ def take(
         if progress is not None:
             progress(done[0], total)
 
+    warnings: list[str] = []
     for record in sources:
         if record.get("kind") == "sklearn":
             continue  # bundled with scikit-learn: every clone has it
+        if record.get("kind") not in FILE_KINDS:
+            warnings.append(
+                f"data snapshot: source {record['uri']!r} ({record.get('kind')}) is not a project file "
+                "and was not kept; a clone needs access to it to reproduce this run"
+            )
+            continue
         wanted = str(record["fingerprint"]).removeprefix("file:")
         if store.objects.exists(wanted):
             advance(int(record.get("bytes") or 0))
@@ -99,6 +111,7 @@ def take(
                     hint="run again once nothing else writes to it",
                 )
         record["snapshot"] = wanted
+    return warnings
 
 
 def materialized_path(store: Store, uri: str, address: str) -> Path:

@@ -192,10 +192,12 @@ class SeedRecord(_M):
 
 
 class SourceRecord(_M):
-    uri: str = Field(description="Path relative to the project, or sklearn:load_NAME.")
-    kind: Literal["csv", "parquet", "sklearn"]
+    uri: str = Field(
+        description="Path relative to the project, an fsspec URL, sklearn:load_NAME, sql:QUERY.sql or python:module:function."
+    )
+    kind: Literal["csv", "parquet", "sklearn", "fsspec", "sql", "python"]
     fingerprint: str = Field(
-        description="file:... for files; for bundled datasets, the table fingerprint."
+        description="file:... for files and URLs (their bytes); for bundled datasets, SQL queries and loaders, the table fingerprint."
     )
     bytes: int | None = None
     rows: int
@@ -205,6 +207,16 @@ class SourceRecord(_M):
     snapshot: str | None = Field(
         default=None,
         description="Object address of a copy of the file kept in the store (data snapshot), or null.",
+    )
+    query: str | None = Field(
+        default=None, description="sql: the fingerprint of the query file (file:...)."
+    )
+    database: str | None = Field(
+        default=None, description="sql: the database URL the query ran on, password hidden."
+    )
+    module: str | None = Field(default=None, description="python: the loader function's module.")
+    code: str | None = Field(
+        default=None, description="python: the fingerprint of the loader module's source file."
     )
 
 

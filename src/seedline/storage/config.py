@@ -15,6 +15,9 @@ clone at the team store) must never change a spec fingerprint. A project declare
     database = "postgresql+psycopg://ana@db.internal/seedline"
     objects = "s3://ml-team/seedline"
 
+    [data.s3]                                # passed to fsspec when a data source is an s3:// URL
+    endpoint_url = "http://127.0.0.1:8333"
+
 ``SEEDLINE_DATABASE_URL`` and ``SEEDLINE_OBJECTS_URL`` override ``[store]``. Without either,
 the store is the embedded one: ``.seedline/metadata.db`` and ``.seedline/objects``.
 """
@@ -75,6 +78,12 @@ class ProjectConfig(BaseModel):
 
     store: StoreLocation = StoreLocation()
     remotes: dict[str, StoreLocation] = {}
+    # fsspec protocol -> filesystem options for data sources read by URL (``[data.s3]``)
+    data: dict[str, dict[str, Any]] = {}
+
+    def data_options(self, protocol: str) -> dict[str, Any]:
+        """The options ``[data.PROTOCOL]`` gives for data sources read through fsspec."""
+        return dict(self.data.get(protocol, {}))
 
     @field_validator("remotes")
     @classmethod
@@ -121,7 +130,7 @@ def load_project_config(project_root: str | Path) -> ProjectConfig:
             if err["type"] == "extra_forbidden":
                 leaf = str(err["loc"][-1])
                 allowed = (
-                    ["store", "remotes"]
+                    ["store", "remotes", "data"]
                     if len(err["loc"]) == 1
                     else list(StoreLocation.model_fields)
                 )
@@ -130,7 +139,8 @@ def load_project_config(project_root: str | Path) -> ProjectConfig:
             problems.append(f"{where}: {redact_text(msg)}")
         raise StoreError(
             f"{path}: " + "; ".join(problems),
-            hint="[store] and [remotes.NAME] accept database, objects and objects_options (docs/storage.md)",
+            hint="[store] and [remotes.NAME] accept database, objects and objects_options (docs/storage.md); "
+            "[data.PROTOCOL] holds fsspec options for data sources (docs/spec.md)",
         ) from None
 
 
@@ -147,8 +157,8 @@ class ResolvedStore:
         return {"database": redact_url(self.database_url), "objects": redact_url(self.objects_url)}
 
 
-def _anchor(url: str, project_root: Path) -> str:
-    """Relative local paths in seedline.toml are relative to the project, not to the shell's folder."""
+def anchor_url(url: str, project_root: Path) -> str:
+    """Relative local paths (``sqlite:///rel.db``, ``objects/``) are relative to the project, not to the shell's folder."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rest = url[len("sqlite:///") :]
         if rest and not rest.startswith(":memory:") and not Path(rest).is_absolute():
@@ -167,11 +177,11 @@ def resolve_store(store_dir: str | Path, project_root: str | Path | None = None)
     if os.environ.get(DATABASE_ENV):
         database, sources["database"] = os.environ[DATABASE_ENV], f"${DATABASE_ENV}"
     elif cfg.database:
-        database, sources["database"] = _anchor(cfg.database, root), CONFIG_FILENAME
+        database, sources["database"] = anchor_url(cfg.database, root), CONFIG_FILENAME
     if os.environ.get(OBJECTS_ENV):
         objects, sources["objects"] = os.environ[OBJECTS_ENV], f"${OBJECTS_ENV}"
     elif cfg.objects:
-        objects, sources["objects"] = _anchor(cfg.objects, root), CONFIG_FILENAME
+        objects, sources["objects"] = anchor_url(cfg.objects, root), CONFIG_FILENAME
     if database is None:
         database, sources["database"] = f"sqlite:///{store_dir / 'metadata.db'}", "embedded"
     if objects is None:
@@ -191,6 +201,7 @@ __all__ = [
     "ProjectConfig",
     "ResolvedStore",
     "StoreLocation",
+    "anchor_url",
     "load_project_config",
     "resolve_store",
 ]

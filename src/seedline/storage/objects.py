@@ -60,6 +60,22 @@ def hash_file(path: str | Path, chunk_size: int = CHUNK) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def fsspec_options(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Filesystem options as fsspec takes them: an S3 ``endpoint_url`` goes to botocore's client.
+
+    Used by the object store and by data sources read by URL, so ``endpoint_url`` means
+    the same in ``[store.objects_options]`` and ``[data.s3]``.
+    """
+    opts = dict(options)
+    if protocol in ("s3", "s3a"):
+        endpoint = opts.pop("endpoint_url", None)
+        if endpoint:
+            client = dict(opts.get("client_kwargs") or {})
+            client["endpoint_url"] = endpoint
+            opts["client_kwargs"] = client
+    return opts
+
+
 @dataclass(frozen=True)
 class PartialObject:
     """A temporary file a writer left behind when it was killed mid-write (``.tmp-*.part``)."""
@@ -392,9 +408,7 @@ class FsspecObjectStore(ObjectStore):
             # several processes write one store: never answer from a stale listing
             opts.setdefault("use_listings_cache", False)
             opts.setdefault("skip_instance_cache", True)
-            endpoint = opts.pop("endpoint_url", None)
-            if endpoint:
-                opts.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+            opts = fsspec_options(protocol, opts)
         try:
             self.fs, self.prefix = fsspec.core.url_to_fs(self._raw_url, **opts)
         except (ImportError, ValueError) as exc:
@@ -707,6 +721,7 @@ __all__ = [
     "ObjectStore",
     "PartialObject",
     "check_address",
+    "fsspec_options",
     "hash_file",
     "open_object_store",
 ]

@@ -38,6 +38,9 @@ def redact_url(url: str) -> str:
             user = userinfo.split(":", 1)[0]
             netloc = f"{user}:{REDACTED}@{hostport}"
     query = _SECRET_QUERY.sub(lambda m: f"{m.group('key')}={REDACTED}", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        # nothing to hide: urlunsplit would drop the empty host of sqlite:////abs/path.db
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

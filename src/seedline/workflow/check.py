@@ -45,6 +45,7 @@ import numpy as np
 from seedline.core.environment import capture_git
 from seedline.core.errors import PipelineError, SeedlineError
 from seedline.core.spec import SPEC_FILENAME, Spec, load_spec
+from seedline.execution.data import FILE_KINDS
 from seedline.execution.runner import Prepared, Progress, prepare
 from seedline.workflow.probe import StepResult, fit_once, n_jobs_params, sample_training_rows
 
@@ -502,7 +503,17 @@ def _lock_file_findings(roots: list[Path]) -> list[HygieneFinding]:
 def _data_findings(p: Prepared, git_root: Path | None) -> list[HygieneFinding]:
     found: list[HygieneFinding] = []
     for source in p.loaded.sources:
-        if source.get("kind") == "sklearn":
+        if source.get("kind") in ("fsspec", "sql"):
+            where = "a URL" if source.get("kind") == "fsspec" else "a SQL database"
+            found.append(
+                HygieneFinding(
+                    kind="data_outside_project",
+                    message=f"data source '{source['uri']}' is read from {where}, outside the project",
+                    advice="its content is fingerprinted, so reproduce notices a change, but a colleague needs "
+                    "access to it (and it must still hold the same rows) to reproduce; export a copy into the project to keep one",
+                )
+            )
+        if source.get("kind") not in FILE_KINDS:
             continue
         uri = str(source["uri"])
         path = (p.root / uri).resolve()

@@ -27,8 +27,8 @@ import numpy as np
 from seedline.core.deeplearning import comparable_state, restore_recorded_backend
 from seedline.core.environment import capture_environment, capture_git
 from seedline.core.errors import PipelineError, SeedlineError
-from seedline.core.spec import Spec
-from seedline.execution.data import LoadedData, load_data, read_source
+from seedline.core.spec import DataSpec, Spec
+from seedline.execution.data import FILE_KINDS, LoadedData, load_data, read_source
 from seedline.execution.persist import load_model
 from seedline.execution.runner import Prepared, run
 from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
@@ -132,11 +132,20 @@ def verified_spec(manifest: Manifest) -> Spec:
     return spec
 
 
+def _data_spec(original: Manifest) -> DataSpec | None:
+    """The run's ``data`` section (a SQL source needs its database, a loader its params)."""
+    try:
+        return DataSpec.model_validate(original.spec.get("data") or {})
+    except ValueError:
+        return None
+
+
 def check_data(original: Manifest, root: Path) -> list[Difference]:
     """Compare every recorded data source with what is on disk now."""
     out: list[Difference] = []
+    data_spec = _data_spec(original)
     for source in original.data.sources if original.data else []:
-        if source.kind != "sklearn":
+        if source.kind in FILE_KINDS:
             path = root / source.uri
             if not path.is_file():
                 out.append(
@@ -154,7 +163,7 @@ def check_data(original: Manifest, root: Path) -> list[Difference]:
             if fingerprint_file(path) == source.fingerprint:
                 continue
         try:
-            _, now = read_source(source.uri, root)
+            _, now = read_source(source.uri, root, data_spec)
         except SeedlineError as exc:
             out.append(Difference("data", source.uri, source.fingerprint, None, str(exc)))
             continue
@@ -499,7 +508,7 @@ def reproduce(
             for source in original.data.sources if original.data else []:
                 # data the repository does not track (ignored, untracked) comes from the current checkout
                 here, there = root / source.uri, run_root / source.uri
-                if source.kind != "sklearn" and not there.exists() and here.is_file():
+                if source.kind in FILE_KINDS and not there.exists() and here.is_file():
                     there.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(here, there)
                     report.notes.append(
