@@ -170,6 +170,42 @@ def test_exec_records_and_reproduce_gives_each_verdict(script_project: Path) -> 
     assert json.loads(changed.stdout)["likely_cause"] == "data file data.csv changed"
 
 
+READS_THROUGH_SEEDLINE = """
+import sys
+import numpy as np
+import seedline
+from safetensors.numpy import save_file
+
+rows = open(seedline.data_file("inputs/table.csv")).read().count("\\n")
+save_file({"w": np.random.rand(2) * rows}, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_data_read_through_seedline_is_recorded_and_checked_by_reproduce(
+    script_project: Path,
+) -> None:
+    """seedline.data_file in the script: the file is recorded like --data, and a changed copy stops reproduce."""
+    (script_project / "inputs").mkdir()
+    (script_project / "inputs" / "table.csv").write_text("x\n1\n2\n")
+    (script_project / "reads.py").write_text(READS_THROUGH_SEEDLINE)
+    git(script_project, "add", "-A")
+    git(script_project, "commit", "-q", "-m", "a script that declares its data as it reads it")
+    run = run_json(
+        script_project, "exec", "reads.py", "w.safetensors", "--outputs", "w.safetensors"
+    )
+    assert run["status"] == "succeeded"
+    manifest = Store.open(script_project).manifest(run["run_id"])
+    assert "data:inputs/table.csv" in manifest.fingerprints
+    assert run_json(script_project, "reproduce", run["run_id"])["verdict"] == "bitwise"
+    (script_project / "inputs" / "table.csv").write_text("x\n1\n2\n3\n")
+    changed = run_cli(script_project, "reproduce", run["run_id"], "--json", check=False)
+    assert json.loads(changed.stdout)["likely_cause"] == "data file inputs/table.csv changed"
+    # outside seedline exec it only checks the path
+    with pytest.raises(SeedlineError, match="does not exist"):
+        seedline.data_file(script_project / "inputs" / "missing.csv")
+
+
 @pytest.mark.slow
 def test_exec_refuses_what_it_cannot_record(script_project: Path) -> None:
     """No outputs, a missing script or a missing data file: a clear error before anything runs."""

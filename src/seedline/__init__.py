@@ -23,6 +23,7 @@ __all__ = [
     "TableFingerprint",
     "__version__",
     "check",
+    "data_file",
     "determinism",
     "diff",
     "fingerprint_array",
@@ -54,11 +55,12 @@ _LAZY = {
     "reproduce": "seedline.workflow.reproduce",
     "check": "seedline.workflow.check",
     "determinism": "seedline.core.determinism",
+    "data_file": "seedline.core.determinism",
     "sweep": "seedline.workflow.sweep",
 }
 
 if TYPE_CHECKING:
-    from seedline.core.determinism import determinism
+    from seedline.core.determinism import data_file, determinism
     from seedline.core.errors import SeedlineError
     from seedline.core.fingerprint import (
         TableFingerprint,

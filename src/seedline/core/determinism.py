@@ -42,6 +42,28 @@ from seedline.core.seeding import SeedPlan, hash_seed_state
 FRAMEWORKS = ("torch", "tensorflow", "jax", "keras")
 # the variable through which `seedline exec` asks the script's interpreter for the record
 RECORD_VARIABLE = "SEEDLINE_DETERMINISM_RECORD"
+# the file in which `seedline.data_file` lists, one per line, the data files a script reads
+DATA_LOG_VARIABLE = "SEEDLINE_DATA_LOG"
+
+
+def data_file(path: str | os.PathLike[str]) -> Path:
+    """Declare a data file the script reads and return its path: ``pd.read_csv(seedline.data_file("x.csv"))``.
+
+    Under ``seedline exec`` the file is recorded with the run (its fingerprint, as for
+    ``--data``), and ``seedline reproduce`` refuses to run when it changed or is missing.
+    Outside ``seedline exec`` it only checks that the file exists.
+    """
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        raise SeedlineError(
+            f"the data file {str(path)!r} does not exist (looked for {resolved})",
+            hint="seedline.data_file names a file the script reads; check the path and the working folder",
+        )
+    log = os.environ.get(DATA_LOG_VARIABLE)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(str(resolved)) + "\n")
+    return resolved
 
 
 @dataclass

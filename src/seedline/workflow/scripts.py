@@ -35,7 +35,7 @@ from seedline.core.deeplearning import (
     frameworks_in_source,
     weight_tensors,
 )
-from seedline.core.determinism import RECORD_VARIABLE
+from seedline.core.determinism import DATA_LOG_VARIABLE, RECORD_VARIABLE
 from seedline.core.environment import (
     capture_environment,
     capture_git,
@@ -170,7 +170,11 @@ def _launch(
     record_path: Path,
     quiet: bool,
 ) -> int:
-    env = {**env, RECORD_VARIABLE: str(record_path)}
+    env = {
+        **env,
+        RECORD_VARIABLE: str(record_path),
+        DATA_LOG_VARIABLE: str(record_path.with_name("data.log")),
+    }
     # seedline must be importable in the script's interpreter as it is in this one
     here = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
@@ -194,6 +198,17 @@ def _launch(
         return subprocess.run(cmd, cwd=cwd, env=env, stdout=out, check=False).returncode
     except OSError as exc:
         raise SeedlineError(f"could not start {sys.executable}: {exc}") from exc
+
+
+def _data_read(log: Path) -> list[Path]:
+    """The files the script named with ``seedline.data_file``, in the order it first read them."""
+    if not log.is_file():
+        return []
+    seen: dict[str, None] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            seen.setdefault(json.loads(line), None)
+    return [Path(p) for p in seen]
 
 
 def _check_inputs(script: Path, outputs: list[str], data: list[str]) -> None:
@@ -321,6 +336,14 @@ def exec_script(
         )
         manifest.timings["script"] = time.perf_counter() - t
         determinism = json.loads(record_path.read_text()) if record_path.is_file() else None
+        read = _data_read(record_path.with_name("data.log"))
+    # data files the script declared through seedline.data_file, as if given with --data;
+    # named relative to the project (in a reproduction: to the copy it runs in)
+    base = root if recorded_paths is None else script_path.parents[len(Path(script_rel).parts) - 1]
+    for path in read:
+        key = f"data:{_relative(path, base)}"
+        if key not in manifest.fingerprints and path.is_file():
+            manifest.fingerprints[key] = fingerprint_file(path)
     if determinism is not None and manifest.seeds is not None:
         manifest.seeds.derived.update(determinism.get("derived", {}))
         manifest.seeds.globals = {
