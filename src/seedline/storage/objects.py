@@ -33,6 +33,17 @@ from seedline.core.errors import CorruptObjectError, StoreError
 from seedline.storage.urls import redact_text, redact_url
 
 _HEX = set("0123456789abcdef")
+
+
+def _address_of(rel: str) -> str | None:
+    """The address whose object lives at ``rel`` (``ab/cdef...``, relative to the store), or None."""
+    head, sep, tail = rel.partition("/")
+    address = head + tail
+    if sep and len(head) == 2 and "/" not in tail and len(address) == 64 and set(address) <= _HEX:
+        return address
+    return None
+
+
 CHUNK = 8 * 1024 * 1024
 QUARANTINE = "quarantine"
 # The rename makes every local write atomic (a reader sees the whole object or none), and
@@ -569,16 +580,8 @@ class FsspecObjectStore(ObjectStore):
             raise self._wrap(exc, "list objects") from exc
         base = len(self.prefix) + 1 if self.prefix else 0
         for key in keys:
-            rel = key[base:]
-            head, sep, tail = rel.partition("/")
-            address = head + tail
-            if (
-                sep
-                and len(head) == 2
-                and "/" not in tail
-                and len(address) == 64
-                and set(address) <= _HEX
-            ):
+            address = _address_of(key[base:])
+            if address is not None:
                 yield address
 
     def remove(self, address: str) -> bool:
@@ -632,17 +635,7 @@ class FsspecObjectStore(ObjectStore):
         """The address an upload's key is the object of, or None when it is not an object key of this store."""
         if not key.startswith(key_prefix):
             return None
-        head, sep, tail = key[len(key_prefix) :].partition("/")
-        address = head + tail
-        if (
-            sep
-            and len(head) == 2
-            and "/" not in tail
-            and len(address) == 64
-            and set(address) <= _HEX
-        ):
-            return address
-        return None
+        return _address_of(key[len(key_prefix) :])
 
     def _uploads(self) -> Iterator[dict[str, Any]]:
         call = getattr(self.fs, "call_s3", None)
