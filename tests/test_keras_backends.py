@@ -132,7 +132,8 @@ def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> 
     assert report["verdict"] == "bitwise", report
 
     # the saved model (skops + safetensors) loads in a fresh process whose shell names
-    # another backend: the archive's recorded backend is used, and it predicts bit for bit
+    # another backend: the archive's recorded backend is used, it predicts bit for bit, the
+    # server's app is ready and answers as the model does, and the exported bundle passes
     load = subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, runs[0]["run_id"]],
         cwd=project,
@@ -144,7 +145,10 @@ def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> 
     assert load.returncode == 0, load.stderr[-2000:]
     assert json.loads(load.stdout.strip().splitlines()[-1]) == {
         "backend": backend,
-        "proba": a.probe["proba"],
+        "proba": a.probe.proba,
+        "status": "ready",
+        "served_equal": True,
+        "export_bitwise": True,
     }
 
 
@@ -162,7 +166,35 @@ model = load_model(store.model_bytes(sys.argv[1]), trusted_own=True)
 import keras
 p = prepare(Spec.from_dict(manifest.spec), project_root=".")
 proba = fingerprint_array(model.predict_proba(p.X_test), kind="proba")
-print(json.dumps({"backend": keras.backend.backend(), "proba": proba}))
+
+# serve (in this process, through the app seedline serve runs) and export, on this backend
+import tempfile, time
+from pathlib import Path
+from fastapi.testclient import TestClient
+from seedline.serving.app import ServeConfig, create_app
+from seedline.workflow.export import export_model
+from seedline.workflow.registration import register_run, resolve_source
+
+version = register_run(store, sys.argv[1], "cnn")
+source = resolve_source(f"cnn@{version.version}", start=".")
+config = ServeConfig(ref=source.ref, project=".", trust=bool(source.untrusted_types()))
+app = create_app(config, source=source)
+X = p.X_test.iloc[:8]
+with TestClient(app) as client:
+    deadline = time.monotonic() + 300
+    while app.state.served.status == "loading" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    body = {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
+    served = client.post("/invocations", json=body).json()["predictions"]
+bundle = Path(tempfile.mkdtemp()) / "bundle"
+report = export_model(source.load(trust=True), source, "bundle", bundle, parity=None)
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "proba": proba,
+    "status": app.state.served.status,
+    "served_equal": served == model.predict(X).tolist(),
+    "export_bitwise": report.bitwise,
+}))
 """
 
 
