@@ -36,6 +36,7 @@ def customers(n: int = 90) -> pd.DataFrame:
             "m_weight": rng.normal(size=n),
             "colour": rng.choice(["red", "blue", "green"], size=n),
             "w": rng.uniform(0.5, 2.0, size=n),
+            "day": pd.date_range("2026-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
         }
     )
     frame["label"] = np.where(frame["m_height"] + rng.normal(size=n) > 0, "yes", "no")
@@ -63,8 +64,8 @@ RECIPES = recipes()
 
 
 def test_the_doc_has_the_recipes() -> None:
-    """Every kind of source, weights and selectors has a recipe."""
-    assert len(RECIPES) == 5
+    """Every kind of source, weights, selectors, custom metrics, time splits and LightGBM have a recipe."""
+    assert len(RECIPES) == 8
 
 
 @pytest.mark.parametrize("title", sorted(RECIPES))
