@@ -136,6 +136,8 @@ def test_runs_query_sorts_filters_and_pages(store: Any, project: UIProject) -> N
     assert len(first) == 2 and not {r.run_id for r in first} & {r.run_id for r in second}
     rows, _ = query_runs(store, RunQuery(metrics=[Condition.parse("accuracy>=0.9")]))
     assert rows and all(r.metrics["accuracy"] >= 0.9 for r in rows)
+    rows, total = query_runs(store, RunQuery(tags={"team": "vision"}))
+    assert total == 1 and rows[0].run_id == project.runs[1]
 
 
 def test_bad_filter_is_a_clear_error() -> None:
@@ -187,6 +189,12 @@ def test_api_runs_page(client: Any, project: UIProject) -> None:
     everything = client.get("/api/runs", params={"limit": 50}).json()["runs"]
     original = next(r for r in everything if r["run_id"] == project.runs[0])
     assert original["reproductions"][0]["run_id"] == project.reproduction
+    tagged = client.get("/api/runs", params={"tag": "team=vision"}).json()
+    assert [r["run_id"] for r in tagged["runs"]] == [project.runs[1]]
+    assert tagged["tag_keys"] == ["team"] and tagged["runs"][0]["tags"] == {"team": "vision"}
+    bad = client.get("/api/runs", params={"tag": "my team=x"})
+    assert bad.status_code == 400 and "only letters, digits" in bad.json()["error"]
+    assert "team=vision" in client.get(f"/runs/{project.runs[1]}").text
 
 
 def test_api_errors_are_clear(client: Any) -> None:
@@ -384,6 +392,13 @@ def test_browser_runs_page_sort_and_filter(
     _ready(page)
     rows = page.locator("#runs-table tbody tr")
     assert rows.count() == 1 and rows.first.get_attribute("data-run") == project.runs[2]
+    page.fill("input[name=param]", "")
+    page.fill("input[name=tag]", "team=vision")
+    page.click("#filters button[type=submit]")
+    _ready(page)
+    rows = page.locator("#runs-table tbody tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-run") == project.runs[1]
+    assert rows.first.locator("a.tag").inner_text() == "team=vision"
     _clean(page)
 
 

@@ -29,7 +29,7 @@ metrics: [accuracy, f1_macro]
 @dataclass
 class UIProject:
     root: Path
-    runs: list[str]  # max_depth 3, then 1, then 5
+    runs: list[str]  # max_depth 3, then 1 (tagged team=vision), then 5
     reproduction: str
     sweep: str
     model: str
@@ -45,8 +45,12 @@ def build_project(root: Path) -> UIProject:
     spec = root / "seedline.yaml"
     spec.write_text(SPEC)
     runs = [
-        seedline.run(spec, overrides=o).run_id
-        for o in ([], ["pipeline.clf.params.max_depth=1"], ["pipeline.clf.params.max_depth=5"])
+        seedline.run(spec, overrides=o, tags=t).run_id
+        for o, t in (
+            ([], None),
+            (["pipeline.clf.params.max_depth=1"], {"team": "vision"}),
+            (["pipeline.clf.params.max_depth=5"], None),
+        )
     ]
     report = seedline.reproduce(runs[0], project_root=root)
     assert report.reproduction is not None

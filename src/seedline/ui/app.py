@@ -41,6 +41,7 @@ def _query_args(request: Request) -> dict[str, Any]:
     args: dict[str, Any] = {k: q.get(k) or "" for k in q}
     args["param"] = q.getlist("param")
     args["metric"] = q.getlist("metric")
+    args["tag"] = q.getlist("tag")
     return args
 
 
@@ -50,7 +51,7 @@ def _filter_string(args: dict[str, Any]) -> str:
     for key in ("spec", "status", "kind", "since", "until", "sweep", "limit"):
         if args.get(key):
             pairs.append((key, str(args[key])))
-    for key in ("param", "metric"):
+    for key in ("param", "metric", "tag"):
         pairs.extend((key, v) for v in args.get(key, []) if v)
     return urlencode(pairs)
 
@@ -160,6 +161,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
             **{k: args.get(k, "") for k in ("spec", "status", "kind", "since", "until")},
             "param": (args["param"] or [""])[0],
             "metric": (args["metric"] or [""])[0],
+            "tag": (args["tag"] or [""])[0],
         }
         return page(
             "runs.html",
