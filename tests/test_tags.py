@@ -82,6 +82,18 @@ def test_runs_list_and_query_filter_by_tag(project: dict[str, Any], store: Any) 
     assert store.run_summary(tagged).tags == {"team": "vision", "ticket": "ML-42"}
 
 
+def test_a_sweep_tags_every_trial(project: dict[str, Any], store: Any) -> None:
+    """sweep(tags=...) labels each trial run, whatever its parameters."""
+    import seedline
+
+    report = seedline.sweep(
+        project["spec"], {"pipeline.clf.params.max_depth": [1, 3]}, tags={"experiment": "depth"}
+    )
+    trials = {t["run_id"] for t in report.trials}
+    assert len(trials) == 2
+    assert {r.run_id for r in store.list_runs(tags={"experiment": "depth"})} == trials
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
