@@ -50,25 +50,13 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-SPEC = """\
-name: iris-tree
-seed: 11
-data:
-  source: sklearn:load_iris
-  target: target
-split:
-  kind: holdout
-  test_size: 0.3
-  stratify: true
-pipeline:
-  - name: scale
-    class: sklearn.preprocessing.StandardScaler
-  - name: clf
-    class: sklearn.tree.DecisionTreeClassifier
-    params: {max_depth: 3, min_samples_leaf: 1}
-metrics: [accuracy, f1_macro]
-"""
+sys.path.insert(0, str(REPO))  # the UI tests' project spec and browser set-up (tests/ui_support.py)
+
+from tests.ui_support import CHROMIUM, launch_chromium, loopback_page  # noqa: E402
+from tests.ui_support import SPEC as UI_SPEC  # noqa: E402
+
+# the UI tests' spec, with a second swept parameter
+SPEC = UI_SPEC.replace("{max_depth: 3}", "{max_depth: 3, min_samples_leaf: 1}")
 
 
 def load() -> str:
@@ -261,14 +249,9 @@ def bench_browser(url: str, repeats: int) -> list[tuple[str, float]]:
         return []
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        foreign = guard_loopback(page)
+        browser = launch_chromium(pw)
+        page, foreign = loopback_page(browser)
 
         def first_render() -> None:
             page.goto(f"{url}/runs", wait_until="commit")
@@ -403,12 +386,8 @@ def bench_mlflow(folder: Path, url: str, repeats: int) -> list[tuple[str, float]
         )
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        foreign = guard_loopback(page)
+        browser = launch_chromium(pw)
+        page, foreign = loopback_page(browser)
         render_times: list[float] = []
         sort_times: list[float] = []
         for i in range(repeats + 1):  # the first is a warm-up (the bundle's first download)
@@ -437,27 +416,6 @@ def bench_mlflow(folder: Path, url: str, repeats: int) -> list[tuple[str, float]
         ),
         ("mlflow chromium: sort by accuracy to first row", statistics.median(sort_times) * 1000),
     ]
-
-
-def guard_loopback(page: Any) -> list[str]:
-    """Abort (and list) every request that would leave loopback."""
-    from urllib.parse import urlparse
-
-    foreign: list[str] = []
-
-    def guard(route: Any) -> None:
-        where = urlparse(route.request.url)
-        if where.scheme in ("data", "blob", "about") or where.hostname in (
-            "127.0.0.1",
-            "localhost",
-        ):
-            route.continue_()
-        else:
-            foreign.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    return foreign
 
 
 # (what is compared, seedline's row, MLflow's row)

@@ -15,13 +15,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.ui_support import UIProject, build_project
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.ui_support import CHROMIUM, UIProject, build_project, launch_chromium, loopback_page
 
 
 @pytest.fixture(scope="module")
@@ -328,38 +325,16 @@ def browser_page(server: str) -> Iterator[Any]:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        browser = launch_chromium(pw)
+        page, foreign = loopback_page(browser)
         page.errors = []  # type: ignore[attr-defined]
-        page.foreign = []  # type: ignore[attr-defined]
+        page.foreign = foreign  # type: ignore[attr-defined]
         page.on(
             "console",
             lambda m: page.errors.append(m.text) if m.type == "error" else None,  # type: ignore[attr-defined]
         )
         page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
-
-        def guard(route: Any) -> None:
-            url = urlparse(route.request.url)
-            local = url.scheme in ("data", "blob", "about", "file")
-            if not local and url.hostname not in ("127.0.0.1", "localhost"):
-                page.foreign.append(route.request.url)  # type: ignore[attr-defined]
-                route.abort()
-            else:
-                route.continue_()
-
-        page.route("**/*", guard)
         yield page
         browser.close()
 
