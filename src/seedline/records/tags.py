@@ -91,6 +91,11 @@ def check_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """A mapping of tags, every key and value validated."""
     out: dict[str, str] = {}
     for key, value in tags.items():
+        if not isinstance(key, str):
+            raise TagError(
+                f"a tag key must be text; got {type(key).__name__} {key!r}",
+                hint=f"pass it as a string: {{{str(key)!r}: ...}}",
+            )
         if not isinstance(value, str):
             raise TagError(
                 f"the value of tag {key!r} must be text; got {type(value).__name__} {value!r}",
