@@ -137,9 +137,9 @@ def test_push_and_pull_carry_tags(project: dict[str, Any], store: Any, tmp_path:
 
     tagged = project["tagged"].run_id
     remote = open_remote(str(tmp_path / "team"), project["root"])
-    first = transfer(store, remote, Selection(everything=True))
+    first = transfer(store, remote, Selection(runs=[tagged]))
     assert tags_of(remote, [tagged])[tagged] == {"team": "vision", "ticket": "ML-42"}
-    assert first.tags_set == 2
+    assert first.runs == [tagged] and first.tags_set == 2
     set_tags(store, tagged, {"reviewed": "yes"})
     second = transfer(store, remote, Selection(runs=[tagged]))
     assert second.runs == [] and second.tags_set == 1
