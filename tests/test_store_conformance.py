@@ -169,6 +169,25 @@ def test_a_running_run_has_no_manifest_yet(store: Store) -> None:
         store.manifest("kkk")
 
 
+def test_tags_set_filter_and_delete(store: Store) -> None:
+    """Tags given at begin_run and set afterwards filter list_runs and the runs query; delete removes one."""
+    from seedline.records.browsing import RunQuery, query_runs
+    from seedline.records.tags import delete_tags, set_tags, tags_of
+
+    store.begin_run(_manifest("ttt000000001"), tags={"team": "vision"})
+    _finished(store, "ttt000000002", {"accuracy": 0.9})
+    set_tags(store, "ttt000000002", {"team": "nlp", "stage": "review"})
+    assert [r.run_id for r in store.list_runs(tags={"team": "nlp"})] == ["ttt000000002"]
+    assert [r.run_id for r in store.list_runs(tags={"team": None})] == [
+        "ttt000000002",
+        "ttt000000001",
+    ]
+    rows, total = query_runs(store, RunQuery(tags={"stage": "review"}, sort="metric:accuracy"))
+    assert total == 1 and rows[0].tags == {"stage": "review", "team": "nlp"}
+    assert delete_tags(store, "ttt000000002", ["stage"]) == {"team": "nlp"}
+    assert tags_of(store, ["ttt000000001"]) == {"ttt000000001": {"team": "vision"}}
+
+
 # -- cache index, sweeps, registry -------------------------------------------------------------
 def test_cache_index(store: Store) -> None:
     """Entries are added once, read back, touched, measured and removed; objects of others are kept."""

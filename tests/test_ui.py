@@ -15,13 +15,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.ui_support import UIProject, build_project
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.ui_support import CHROMIUM, UIProject, build_project, launch_chromium, loopback_page
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +133,8 @@ def test_runs_query_sorts_filters_and_pages(store: Any, project: UIProject) -> N
     assert len(first) == 2 and not {r.run_id for r in first} & {r.run_id for r in second}
     rows, _ = query_runs(store, RunQuery(metrics=[Condition.parse("accuracy>=0.9")]))
     assert rows and all(r.metrics["accuracy"] >= 0.9 for r in rows)
+    rows, total = query_runs(store, RunQuery(tags={"team": "vision"}))
+    assert total == 1 and rows[0].run_id == project.runs[1]
 
 
 def test_bad_filter_is_a_clear_error() -> None:
@@ -187,6 +186,12 @@ def test_api_runs_page(client: Any, project: UIProject) -> None:
     everything = client.get("/api/runs", params={"limit": 50}).json()["runs"]
     original = next(r for r in everything if r["run_id"] == project.runs[0])
     assert original["reproductions"][0]["run_id"] == project.reproduction
+    tagged = client.get("/api/runs", params={"tag": "team=vision"}).json()
+    assert [r["run_id"] for r in tagged["runs"]] == [project.runs[1]]
+    assert tagged["tag_keys"] == ["team"] and tagged["runs"][0]["tags"] == {"team": "vision"}
+    bad = client.get("/api/runs", params={"tag": "my team=x"})
+    assert bad.status_code == 400 and "only letters, digits" in bad.json()["error"]
+    assert "team=vision" in client.get(f"/runs/{project.runs[1]}").text
 
 
 def test_api_errors_are_clear(client: Any) -> None:
@@ -320,38 +325,16 @@ def browser_page(server: str) -> Iterator[Any]:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        browser = launch_chromium(pw)
+        page, foreign = loopback_page(browser)
         page.errors = []  # type: ignore[attr-defined]
-        page.foreign = []  # type: ignore[attr-defined]
+        page.foreign = foreign  # type: ignore[attr-defined]
         page.on(
             "console",
             lambda m: page.errors.append(m.text) if m.type == "error" else None,  # type: ignore[attr-defined]
         )
         page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
-
-        def guard(route: Any) -> None:
-            url = urlparse(route.request.url)
-            local = url.scheme in ("data", "blob", "about", "file")
-            if not local and url.hostname not in ("127.0.0.1", "localhost"):
-                page.foreign.append(route.request.url)  # type: ignore[attr-defined]
-                route.abort()
-            else:
-                route.continue_()
-
-        page.route("**/*", guard)
         yield page
         browser.close()
 
@@ -384,6 +367,13 @@ def test_browser_runs_page_sort_and_filter(
     _ready(page)
     rows = page.locator("#runs-table tbody tr")
     assert rows.count() == 1 and rows.first.get_attribute("data-run") == project.runs[2]
+    page.fill("input[name=param]", "")
+    page.fill("input[name=tag]", "team=vision")
+    page.click("#filters button[type=submit]")
+    _ready(page)
+    rows = page.locator("#runs-table tbody tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-run") == project.runs[1]
+    assert rows.first.locator("a.tag").inner_text() == "team=vision"
     _clean(page)
 
 

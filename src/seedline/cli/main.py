@@ -203,13 +203,26 @@ def run_cmd(
             help="Refuse a snapshot of more data than this, e.g. 5GiB (default 2GiB).",
         ),
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="Tag the run: KEY=VALUE (repeatable). Tags are not in the manifest: they change no fingerprint.",
+        ),
+    ] = None,
 ) -> None:
     """Fit and evaluate the pipeline, with every seed pinned, and record the run."""
     from seedline.cli.cache_cmds import parse_size
     from seedline.core.errors import PipelineError, SeedlineError
+    from seedline.records.tags import parse_tags
 
+    try:
+        tags = parse_tags(tag or [])
+    except SeedlineError as exc:
+        _fail(exc)
     overrides = list(set_ or [])
     where: dict[str, Any] = {
+        "tags": tags,
         "executor": executor,
         "workers": workers,
         "address": address,
@@ -285,12 +298,20 @@ def runs(
             help="First delete the records of interrupted runs (their process is gone; they have no manifest).",
         ),
     ] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", help="Only runs with this tag: KEY=VALUE, or KEY for any value (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """List the runs in this project's store, newest first (or a sweep's trials, best first)."""
     from seedline.core.errors import SeedlineError
+    from seedline.records.tags import parse_tag_filter
     from seedline.records.tracking import Store
 
     try:
+        wanted = dict(parse_tag_filter(t) for t in tag or [])
         store = Store.find()
         if remove_interrupted:
             removed = store.remove_interrupted_runs()
@@ -304,8 +325,9 @@ def runs(
             from seedline.workflow.browse import ranked_trials
 
             rows = [t["summary"] for t in ranked_trials(store, sweep, limit=limit)["trials"]]
+            rows = [r for r in rows if all(_has_tag(r.tags, k, v) for k, v in wanted.items())]
         else:
-            rows = store.list_runs(limit=limit)
+            rows = store.list_runs(limit=limit, tags=wanted)
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
@@ -316,27 +338,75 @@ def runs(
     render_runs(_console(), rows)
 
 
+def _has_tag(tags: dict[str, str], key: str, value: str | None) -> bool:
+    return key in tags and (value is None or tags[key] == value)
+
+
 @app.command()
 def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or a unique prefix of it.")],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the whole manifest as JSON.")
+        bool,
+        typer.Option(
+            "--json", help="Print the whole manifest as JSON, with the run's tags under 'tags'."
+        ),
     ] = False,
 ) -> None:
-    """Show a run's manifest: spec, seeds, data, environment, per-step fingerprints, metrics."""
+    """Show a run's manifest: spec, seeds, data, environment, per-step fingerprints, metrics, tags."""
     from seedline.core.errors import SeedlineError
+    from seedline.records.tags import tags_of
     from seedline.records.tracking import Store
 
     try:
-        manifest = Store.find().manifest(run_ref)
+        store = Store.find()
+        manifest = store.manifest(run_ref)
+        tags = tags_of(store, [manifest.run_id])[manifest.run_id]
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(manifest.to_json())
+        # tags are not part of the manifest: 'reproduce run.json' reads this document and drops them
+        typer.echo(json.dumps({**manifest.to_dict(), "tags": tags}, indent=2))
         return
     from seedline.cli.render import render_manifest
 
-    render_manifest(_console(), manifest)
+    render_manifest(_console(), manifest, tags)
+
+
+@app.command("tag")
+def tag_cmd(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or a unique prefix of it.")],
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[KEY=VALUE]...", help="Tags to set (replacing a key's value)."),
+    ] = None,
+    delete: Annotated[
+        list[str] | None,
+        typer.Option("--delete", "-d", metavar="KEY", help="Delete this tag (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's tags as JSON.")] = False,
+) -> None:
+    """Set or delete a run's tags. Tags label runs; they are not in the manifest and change no fingerprint."""
+    from seedline.core.errors import SeedlineError
+    from seedline.records.tags import delete_tags, parse_tags, set_tags, tags_of
+    from seedline.records.tracking import Store
+
+    try:
+        wanted = parse_tags(tags or [])
+        store = Store.find()
+        run_id = store.resolve(run_ref)
+        if delete:
+            delete_tags(store, run_id, delete)
+        now = set_tags(store, run_id, wanted) if wanted else tags_of(store, [run_id])[run_id]
+    except SeedlineError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "tags": now}, indent=2, sort_keys=True))
+        return
+    out = _console()
+    if not now:
+        out.print(f"run {run_id} has no tags", highlight=False)
+    for key, value in now.items():
+        out.print(f"{run_id}  {key}={value}", markup=False, highlight=False)
 
 
 @app.command()

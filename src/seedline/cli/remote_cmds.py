@@ -91,6 +91,8 @@ def _summary(verb: str, report: Any) -> str:
         if items
     ]
     there = f"{_count(report.already_there, 'run')} already there" if report.already_there else ""
+    if report.tags_set:
+        parts.append(_count(report.tags_set, "tag"))
     if not parts and report.objects_copied:
         parts = ["the missing objects of runs already there"]
     if not parts:

@@ -114,6 +114,7 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
     metric_names: list[str] = []
     for r in rows:
         metric_names += [k for k in r.metrics if k not in metric_names]
+    tagged = any(r.tags for r in rows)
     t = Table(header_style="bold")
     for col in (
         "run",
@@ -124,6 +125,7 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
         *metric_names,
         "model",
         "predictions",
+        *(["tags"] if tagged else []),
     ):
         t.add_column(
             col,
@@ -140,6 +142,7 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
             *[f"{r.metrics[k]:.4f}" if k in r.metrics else "-" for k in metric_names],
             short(r.model_fingerprint, 10),
             short(r.predictions_fingerprint, 10),
+            *([" ".join(f"{k}={v}" for k, v in r.tags.items())] if tagged else []),
         )
     out.print(t)
 
@@ -159,8 +162,10 @@ def _kv(out: Console, title: str, items: dict[str, Any]) -> None:
         out.print(f"  {k}: {_value(v)}", markup=False, highlight=False)
 
 
-def render_manifest(out: Console, m: Manifest) -> None:
+def render_manifest(out: Console, m: Manifest, tags: dict[str, str] | None = None) -> None:
     render_run(out, m)
+    if tags:
+        _kv(out, "tags", tags)
     if m.error:
         out.print(f"\n[bold red]error[/] in phase {m.error.get('phase')}: {m.error.get('message')}")
         out.print(m.error.get("traceback", ""), markup=False)

@@ -59,13 +59,19 @@ def sweep_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the sweep (trials, best) as JSON.")
     ] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Tag every trial: KEY=VALUE (repeatable; not in the manifest)."),
+    ] = None,
 ) -> None:
     """Run a grid, random or TPE search; every trial is a run linked to the sweep."""
     from seedline.cli.main import _console, _fail, _pin_hash_seed
     from seedline.core.errors import SeedlineError
+    from seedline.records.tags import parse_tags
     from seedline.workflow.sweep import parse_param, sweep
 
     try:
+        tags = parse_tags(tag or [])
         _pin_hash_seed(spec, list(set_ or []))
         params = dict(parse_param(p) for p in param or [])
         report = sweep(
@@ -79,6 +85,7 @@ def sweep_cmd(
             workers=workers,
             address=address,
             use_cache=not no_cache,
+            tags=tags,
         )
     except SeedlineError as exc:
         _fail(exc)

@@ -10,7 +10,7 @@ import inspect
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ from seedline.records.manifest import (
     SpecSourcesRecord,
     StepRecord,
 )
+from seedline.records.tags import check_tags
 from seedline.records.tracking import Store, new_run_id
 from seedline.storage.metadata import now_iso
 
@@ -793,6 +794,7 @@ def record_detached(
     *,
     diff_object: str | None = None,
     notes: dict[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Manifest:
     """Record a run that a worker made without a store: its objects, code, then the run itself.
 
@@ -816,7 +818,7 @@ def record_detached(
     if notes and manifest.seeds is not None:
         manifest.seeds.hash_seed.update(notes)
     manifest.project_root = str(root)
-    store.begin_run(manifest)
+    store.begin_run(manifest, tags=tags)
     store.finish_run(manifest, duration_s=manifest.timings.get("total"))
     return manifest
 
@@ -857,6 +859,7 @@ def run(
     snapshot_max_bytes: int | None = None,
     frozen: dict[str, FrozenStep] | None = None,
     frozen_pins: dict[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a spec (a Spec, or the path of a YAML file or of its folder) and record it.
 
@@ -875,6 +878,7 @@ def run(
     from threadpoolctl import threadpool_limits
 
     t_start = time.perf_counter()
+    tags = check_tags(tags or {})  # a bad tag fails before any work
     say = progress or _noop
     timings: dict[str, float] = {}
     say("loading data", 0, 1)
@@ -945,7 +949,7 @@ def run(
         warnings=[*p.warnings, *snapshot_warnings],
     )
     if store is not None:
-        store.begin_run(manifest)
+        store.begin_run(manifest, tags=tags)
     phase = "setup"
     model = None
     interrupted: BaseException | None = None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from seedline.core.errors import SeedlineError
 from seedline.records.manifest import Manifest
+from seedline.records.tags import read_tags, tag_filter
 from seedline.records.tracking import RunSummary, Store, new_run_id, row_summary
 from seedline.storage.metadata import CheckReportRow, MetricRow, RunParamRow, RunRow, now_iso
 
@@ -104,6 +105,8 @@ class RunQuery:
     sweep: str | None = None
     params: list[Condition] = field(default_factory=list)
     metrics: list[Condition] = field(default_factory=list)
+    # KEY -> VALUE, or KEY -> None for any value (records/tags.py)
+    tags: dict[str, str | None] = field(default_factory=dict)
     # created | duration | spec | status | metric:NAME | param:NAME
     sort: str = "created"
     descending: bool = True
@@ -153,7 +156,7 @@ def query_runs(store: Store, q: RunQuery) -> tuple[list[RunSummary], int]:
         where.append(RunRow.parent_run.is_not(None))
     elif q.kind == "run":
         where.append(and_(RunRow.sweep_id.is_(None), RunRow.parent_run.is_(None)))
-    stmt = select(RunRow)
+    stmt = tag_filter(select(RunRow), q.tags)
     for i, c in enumerate(q.params):
         p = aliased(RunParamRow, name=f"p{i}")
         number = _number(c.value)
@@ -208,7 +211,8 @@ def query_runs(store: Store, q: RunQuery) -> tuple[list[RunSummary], int]:
         ids = [r.id for r in rows]
         for row in s.scalars(select(MetricRow).where(MetricRow.run_id.in_(ids))):
             metrics.setdefault(row.run_id, {})[row.name] = row.value
-    return [row_summary(r, metrics.get(r.id, {})) for r in rows], total
+        tags = read_tags(s, ids)
+    return [row_summary(r, metrics.get(r.id, {}), tags.get(r.id)) for r in rows], total
 
 
 def run_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, str | None]]:

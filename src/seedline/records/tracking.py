@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from seedline.core.errors import RunNotFoundError, StoreError
 from seedline.records.manifest import Manifest
 from seedline.storage.config import CONFIG_FILENAME, DATABASE_ENV, OBJECTS_ENV, resolve_store
-from seedline.storage.metadata import MetricRow, RunRow, make_session_factory, open_engine
+from seedline.storage.metadata import (
+    MetricRow,
+    RunRow,
+    RunTagRow,
+    make_session_factory,
+    open_engine,
+)
 from seedline.storage.objects import ObjectStore, open_object_store
 from seedline.storage.urls import normalise_database_url, redact_url
 
@@ -74,6 +80,8 @@ class RunSummary:
     # the same object as the manifest's error, less the traceback: {phase, type, message}
     error: dict[str, Any] | None
     sweep_id: str | None = None
+    # KEY=VALUE labels (records/tags.py): not part of the manifest
+    tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -196,7 +204,8 @@ class Store:
         self.engine.dispose()
 
     # -- writing ---------------------------------------------------------------------------
-    def begin_run(self, manifest: Manifest) -> None:
+    def begin_run(self, manifest: Manifest, tags: Mapping[str, str] | None = None) -> None:
+        """Record a run as running, with its tags (validated beforehand by the caller)."""
         host, pid, started = _this_process()
         with self._sessions.begin() as s:
             s.add(
@@ -212,6 +221,11 @@ class Store:
                     process_started=started,
                 )
             )
+            if tags:
+                from seedline.records.tags import add_tags
+
+                s.flush()  # the run's row first: its tags refer to it
+                add_tags(s, manifest.run_id, tags)
 
     def finish_run(self, manifest: Manifest, duration_s: float | None = None) -> str:
         """Store the manifest object, then index it, in one transaction; returns the manifest address."""
@@ -292,6 +306,7 @@ class Store:
             ids = [r.id for r in rows if r.manifest_object is None]
             if ids:
                 s.execute(delete(MetricRow).where(MetricRow.run_id.in_(ids)))
+                s.execute(delete(RunTagRow).where(RunTagRow.run_id.in_(ids)))
                 s.execute(delete(RunRow).where(RunRow.id.in_(ids)))
         return ids
 
@@ -319,19 +334,29 @@ class Store:
             hint="type more characters of the id",
         )
 
-    def list_runs(self, limit: int | None = None, sweep: str | None = None) -> list[RunSummary]:
+    def list_runs(
+        self,
+        limit: int | None = None,
+        sweep: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+    ) -> list[RunSummary]:
+        """Runs, newest first; ``tags`` keeps runs having every tag (a None value: any value)."""
+        from seedline.records.tags import read_tags, tag_filter
+
         self.mark_interrupted()
         with self._sessions() as s:
             q = select(RunRow).order_by(RunRow.id.desc())
             if sweep is not None:
                 q = q.where(RunRow.sweep_id == sweep)
+            q = tag_filter(q, tags or {})
             if limit:
                 q = q.limit(limit)
             rows = list(s.scalars(q))
             metrics: dict[str, dict[str, float]] = {}
             for m in s.scalars(select(MetricRow).where(MetricRow.run_id.in_([r.id for r in rows]))):
                 metrics.setdefault(m.run_id, {})[m.name] = m.value
-        return [row_summary(r, metrics.get(r.id, {})) for r in rows]
+            tagged = read_tags(s, [r.id for r in rows])
+        return [row_summary(r, metrics.get(r.id, {}), tagged.get(r.id)) for r in rows]
 
     def run_summary(self, ref: str) -> RunSummary:
         """One run's row (also for runs that have no manifest: running or interrupted)."""
@@ -344,7 +369,10 @@ class Store:
                 m.name: m.value
                 for m in s.scalars(select(MetricRow).where(MetricRow.run_id == run_id))
             }
-        return row_summary(row, metrics)
+            from seedline.records.tags import read_tags
+
+            tags = read_tags(s, [run_id])[run_id]
+        return row_summary(row, metrics, tags)
 
     def manifest(self, ref: str) -> Manifest:
         run_id = self.resolve(ref)
@@ -423,8 +451,10 @@ class RunObjects:
     model_object: str | None
 
 
-def row_summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
-    """A run's row and metrics as a RunSummary (records layer only)."""
+def row_summary(
+    r: RunRow, metrics: dict[str, float], tags: dict[str, str] | None = None
+) -> RunSummary:
+    """A run's row, metrics and tags as a RunSummary (records layer only)."""
     return RunSummary(
         run_id=r.id,
         spec_name=r.spec_name,
@@ -437,6 +467,7 @@ def row_summary(r: RunRow, metrics: dict[str, float]) -> RunSummary:
         parent_run=r.parent_run,
         error=_error_object(r.error),
         sweep_id=r.sweep_id,
+        tags=dict(tags or {}),
     )
 
 

@@ -11,7 +11,10 @@ The protocol, the same in both directions (``docs/remotes.md``):
 3. **Copy objects**, each one streamed and verified against its address, only those the
    destination lacks: manifests, models, probes, diffs, data snapshots, and whatever else
    a manifest's ``artifacts`` names.
-4. **Write records** (runs, metrics, sweeps, model versions, aliases) in one transaction.
+4. **Write records** (runs, metrics, tags, sweeps, model versions, aliases) in one transaction.
+   Tags are labels, not content: the source's tags of every selected run are set at the
+   destination, also on runs already there (a tag set after a first push travels with the
+   next one); a tag deleted at the source is not deleted at the destination.
 
 Records are written only after every object they name is in place, in one transaction,
 so an interrupted transfer never leaves a half-visible run: the destination either has
@@ -37,6 +40,7 @@ from seedline.storage.metadata import (
     ModelAliasRow,
     ModelVersionRow,
     RunRow,
+    RunTagRow,
     SweepRow,
 )
 
@@ -70,6 +74,7 @@ class TransferReport:
     bytes_copied: int = 0
     objects_present: int = 0
     already_there: int = 0
+    tags_set: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -168,6 +173,14 @@ def transfer(
 
     # 2. what the destination already has
     with dst._session() as s:
+        dst_tags = (
+            {
+                (t.run_id, t.key): t.value
+                for t in s.scalars(select(RunTagRow).where(RunTagRow.run_id.in_(run_ids)))
+            }
+            if run_ids
+            else {}
+        )
         there = (
             set(s.scalars(select(RunRow.id).where(RunRow.id.in_(run_ids)))) if run_ids else set()
         )
@@ -209,6 +222,12 @@ def transfer(
         metric_rows = (
             list(s.scalars(select(MetricRow).where(MetricRow.run_id.in_(new_runs))))
             if new_runs
+            else []
+        )
+        # every selected run's tags, those of runs already there included
+        tag_rows = (
+            list(s.scalars(select(RunTagRow).where(RunTagRow.run_id.in_(run_ids))))
+            if run_ids
             else []
         )
         sweep_rows = [s.get(SweepRow, sid) for sid in sorted(sweep_ids - sweeps_there)]
@@ -311,6 +330,10 @@ def transfer(
             s.flush()  # runs first: metrics and model versions refer to them
             for m in metric_rows:
                 s.add(_copy(m))
+            for t in tag_rows:
+                if dst_tags.get((t.run_id, t.key)) != t.value:
+                    s.merge(_copy(t))
+                    report.tags_set += 1
             for sw in sweep_rows:
                 if sw is not None:
                     s.add(_copy(sw))

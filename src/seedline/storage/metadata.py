@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from seedline.core.errors import StoreError
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -101,6 +101,18 @@ class RunParamRow(Base):
     name: Mapped[str] = mapped_column(String(300), primary_key=True)
     value: Mapped[str | None] = mapped_column(Text, nullable=True)
     number: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RunTagRow(Base):
+    """One tag of a run (``team=vision``): metadata about the run, never part of its manifest."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_run_tags_key_value", "key", "value"),)
 
 
 class CheckReportRow(Base):
@@ -307,6 +319,7 @@ __all__ = [
     "HEAD_REVISION",
     "MetricRow",
     "RunRow",
+    "RunTagRow",
     "make_session_factory",
     "now_iso",
     "open_engine",

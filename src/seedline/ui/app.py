@@ -41,6 +41,7 @@ def _query_args(request: Request) -> dict[str, Any]:
     args: dict[str, Any] = {k: q.get(k) or "" for k in q}
     args["param"] = q.getlist("param")
     args["metric"] = q.getlist("metric")
+    args["tag"] = q.getlist("tag")
     return args
 
 
@@ -50,7 +51,7 @@ def _filter_string(args: dict[str, Any]) -> str:
     for key in ("spec", "status", "kind", "since", "until", "sweep", "limit"):
         if args.get(key):
             pairs.append((key, str(args[key])))
-    for key in ("param", "metric"):
+    for key in ("param", "metric", "tag"):
         pairs.extend((key, v) for v in args.get(key, []) if v)
     return urlencode(pairs)
 
@@ -101,16 +102,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
         )
 
     def page(template: str, section: str, data: Any = None, **context: Any) -> HTMLResponse:
-        return HTMLResponse(
-            render(
-                template,
-                page_kind=template.removesuffix(".html"),
-                section=section,
-                data=data,
-                version=__version__,
-                **context,
-            )
-        )
+        return HTMLResponse(render_page(template, section, data, **context))
 
     @app.exception_handler(SeedlineError)
     async def seedline_error(request: Request, exc: SeedlineError) -> Response:
@@ -119,15 +111,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status)
         return HTMLResponse(
-            render(
-                "error.html",
-                page_kind="error",
-                section="",
-                data=None,
-                version=__version__,
-                message=exc.message,
-                hint=exc.hint,
-            ),
+            render_page("error.html", "", message=exc.message, hint=exc.hint),
             status_code=status,
         )
 
@@ -160,6 +144,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
             **{k: args.get(k, "") for k in ("spec", "status", "kind", "since", "until")},
             "param": (args["param"] or [""])[0],
             "metric": (args["metric"] or [""])[0],
+            "tag": (args["tag"] or [""])[0],
         }
         return page(
             "runs.html",
@@ -179,15 +164,7 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run(run_id: str) -> Response:
-        detail = browse.run_detail(store, run_id)
-        return page(
-            "run.html",
-            "runs",
-            {"plots": detail["plots"]},
-            run=detail,
-            pipeline_html=detail["pipeline_html"],
-            divergent=None,
-        )
+        return HTMLResponse(run_page(store, run_id))
 
     @app.get("/api/compare")
     def api_compare(request: Request) -> dict[str, Any]:
@@ -197,17 +174,22 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(request: Request) -> Response:
-        result = browse.compare_runs(store, request.query_params.getlist("run"))
-        return page("compare.html", "runs", {"plots": result["plots"]}, cmp=result)
+        return HTMLResponse(compare_page(store, request.query_params.getlist("run")))
+
+    def twins(path: str, template: str, section: str, name: str, fetch: Callable[..., Any]) -> None:
+        """A page at ``path`` and its JSON twin at ``/api`` + ``path``, both showing ``fetch(**path params)``."""
+
+        def as_json(request: Request) -> Any:
+            return fetch(**request.path_params)
+
+        def as_page(request: Request) -> Response:
+            return page(template, section, **{name: fetch(**request.path_params)})
+
+        app.add_api_route(f"/api{path}", as_json, methods=["GET"])
+        app.add_api_route(path, as_page, methods=["GET"], response_class=HTMLResponse)
 
     # -- sweeps, models, checks --------------------------------------------------------------------
-    @app.get("/api/sweeps")
-    def api_sweeps() -> list[dict[str, Any]]:
-        return list_sweeps(store)
-
-    @app.get("/sweeps", response_class=HTMLResponse)
-    def sweeps() -> Response:
-        return page("sweeps.html", "sweeps", sweeps=list_sweeps(store))
+    twins("/sweeps", "sweeps.html", "sweeps", "sweeps", lambda: list_sweeps(store))
 
     @app.get("/api/sweeps/{sweep_id}")
     def api_sweep(sweep_id: str) -> dict[str, Any]:
@@ -223,37 +205,22 @@ def create_app(store: Store, *, token: str | None = None) -> FastAPI:
         sw = browse.ranked_trials(store, sweep_id)
         return page("sweep.html", "sweeps", sweep_page_data(sw), sw=sw)
 
-    @app.get("/api/models")
-    def api_models() -> list[dict[str, Any]]:
-        return browse.list_models(store)
-
-    @app.get("/models", response_class=HTMLResponse)
-    def models() -> Response:
-        return page("models.html", "models", models=browse.list_models(store))
-
-    @app.get("/api/models/{ref}")
-    def api_model(ref: str) -> dict[str, Any]:
-        return browse.model_lineage(store, ref)
-
-    @app.get("/models/{ref}", response_class=HTMLResponse)
-    def model(ref: str) -> Response:
-        return page("model.html", "models", info=browse.model_lineage(store, ref))
-
-    @app.get("/api/checks")
-    def api_checks() -> list[dict[str, Any]]:
-        return browse.check_reports(store)
-
-    @app.get("/checks", response_class=HTMLResponse)
-    def checks() -> Response:
-        return page("checks.html", "checks", reports=browse.check_reports(store))
-
-    @app.get("/api/checks/{report_id}")
-    def api_check(report_id: str) -> dict[str, Any]:
-        return browse.check_report_detail(store, report_id)
-
-    @app.get("/checks/{report_id}", response_class=HTMLResponse)
-    def check(report_id: str) -> Response:
-        return page("check.html", "checks", cr=browse.check_report_detail(store, report_id))
+    twins("/models", "models.html", "models", "models", lambda: browse.list_models(store))
+    twins(
+        "/models/{ref}",
+        "model.html",
+        "models",
+        "info",
+        lambda ref: browse.model_lineage(store, ref),
+    )
+    twins("/checks", "checks.html", "checks", "reports", lambda: browse.check_reports(store))
+    twins(
+        "/checks/{report_id}",
+        "check.html",
+        "checks",
+        "cr",
+        lambda report_id: browse.check_report_detail(store, report_id),
+    )
 
     return app
 
@@ -268,31 +235,48 @@ def serve_ui(
     uvicorn.run(create_app(store, token=token), host=host, port=port, log_level="warning")
 
 
+def render_page(
+    template: str, section: str, data: Any = None, *, inline: bool = False, **context: Any
+) -> str:
+    """A page of the UI: its template, with what every page has (its kind, section, JSON data)."""
+    return render(
+        template,
+        inline=inline,
+        page_kind=template.removesuffix(".html"),
+        section=section,
+        data=data,
+        version=__version__,
+        **context,
+    )
+
+
+def run_page(store: Store, ref: str, *, inline: bool = False) -> str:
+    """The Run page (served, or inlined into a report)."""
+    detail = browse.run_detail(store, ref)
+    return render_page(
+        "run.html",
+        "runs",
+        {"plots": detail["plots"]},
+        inline=inline,
+        run=detail,
+        pipeline_html=detail["pipeline_html"],
+        divergent=None,
+    )
+
+
+def compare_page(store: Store, refs: list[str], *, inline: bool = False) -> str:
+    """The Compare page of two or more runs (served, or inlined into a report)."""
+    result = browse.compare_runs(store, refs)
+    return render_page(
+        "compare.html", "runs", {"plots": result["plots"]}, inline=inline, cmp=result
+    )
+
+
 def report_html(store: Store, refs: list[str]) -> str:
     """``seedline report``: one run's page, or the comparison of two, as one self-contained file."""
     if len(refs) == 1:
-        detail = browse.run_detail(store, refs[0])
-        return render(
-            "run.html",
-            inline=True,
-            page_kind="run",
-            section="runs",
-            data={"plots": detail["plots"]},
-            version=__version__,
-            run=detail,
-            pipeline_html=detail["pipeline_html"],
-            divergent=None,
-        )
-    result = browse.compare_runs(store, refs)
-    return render(
-        "compare.html",
-        inline=True,
-        page_kind="compare",
-        section="runs",
-        data={"plots": result["plots"]},
-        version=__version__,
-        cmp=result,
-    )
+        return run_page(store, refs[0], inline=True)
+    return compare_page(store, refs, inline=True)
 
 
 __all__ = ["create_app", "report_html", "serve_ui"]

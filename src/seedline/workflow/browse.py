@@ -28,6 +28,7 @@ from seedline.records.browsing import (
 )
 from seedline.records.manifest import Manifest
 from seedline.records.registry import Registry
+from seedline.records.tags import parse_tag_filter, tag_keys, tags_of
 from seedline.records.tracking import RunSummary, Store
 from seedline.workflow.compare import CATEGORIES, DiffReport, can_explain, diff_manifests
 
@@ -63,6 +64,7 @@ def parse_query(args: dict[str, Any]) -> RunQuery:
         sweep=args.get("sweep") or None,
         params=[Condition.parse(x) for x in many("param")],
         metrics=[Condition.parse(x) for x in many("metric")],
+        tags=dict(parse_tag_filter(x) for x in many("tag")),
         sort=sort,
         descending=str(args.get("order") or "desc") != "asc",
         offset=offset,
@@ -109,6 +111,7 @@ def runs_page(store: Store, query: RunQuery) -> dict[str, Any]:
         "params": shown,
         "all_params": sorted(variety),
         "specs": spec_names(store),
+        "tag_keys": tag_keys(store),
         "runs": [
             {
                 **r.to_dict(),
@@ -174,6 +177,7 @@ def run_detail(store: Store, ref: str) -> dict[str, Any]:
         "latest_reproduction": repro[-1] if repro else None,
         "reproductions": repro,
         "reproduces": m.reproduction,
+        "tags": tags_of(store, [m.run_id])[m.run_id],
         "params": flatten_spec(m.spec),
         "packages": sorted(env.packages.items()),
         "thread_pools": env.thread_pools,

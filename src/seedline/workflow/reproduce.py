@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -100,13 +101,28 @@ def load_manifest(ref: str, store: Store | None) -> Manifest:
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise SeedlineError(f"manifest file {ref!r} does not exist")
-        return Manifest.from_json(path.read_bytes())
+        return Manifest.from_json(_without_tags(path.read_bytes()))
     if store is None:
         raise SeedlineError(
             f"{ref!r} is neither a manifest file nor a run in a store",
             hint="cd into the project, or pass a .json manifest",
         )
     return store.manifest(ref)
+
+
+def _without_tags(text: bytes) -> bytes:
+    """A manifest document less the run's tags that ``seedline show --json`` adds beside it.
+
+    Tags label a run in its store; they are not part of the manifest, so a rebuild ignores them.
+    """
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text  # Manifest.from_json says what is wrong with it
+    if isinstance(doc, dict) and "tags" in doc:
+        doc.pop("tags")
+        return json.dumps(doc).encode()
+    return text
 
 
 def verified_spec(manifest: Manifest) -> Spec:

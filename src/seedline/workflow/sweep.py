@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
 from seedline.execution.localcode import LocalCode
 from seedline.execution.runner import pipeline_class_modules, record_detached, shipped_code
 from seedline.records.sweeps import SweepIndex
+from seedline.records.tags import check_tags
 from seedline.records.tracking import Store, new_run_id
 
 SEARCHES = ("grid", "random", "tpe")
@@ -110,6 +112,7 @@ class _SweepShared:
     sweep: dict[str, Any]
     use_cache: bool
     code: LocalCode = field(default_factory=LocalCode)
+    tags: dict[str, str] = field(default_factory=dict)
     detached: bool = False
     """Run without the store: the trial's results go back to the client, which records them."""
     frozen: dict[str, FrozenStep] = field(default_factory=dict)
@@ -142,6 +145,7 @@ def trial_job(key: str, item: dict[str, Any], shared: _SweepShared) -> Any:
             sweep={"id": shared.sweep["id"], "trial": key, "overrides": item["overrides"]},
             detached=shared.detached,
             frozen=shared.frozen,
+            tags=shared.tags,
         )
     except PipelineError as exc:
         if exc.result is None:
@@ -271,8 +275,13 @@ def sweep(
     workers: int = 1,
     address: str | None = None,
     use_cache: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> SweepReport:
-    """Run a sweep; params from the arguments or the spec's ``sweep:`` section."""
+    """Run a sweep; params from the arguments or the spec's ``sweep:`` section.
+
+    ``tags`` label every trial (see ``seedline.records.tags``).
+    """
+    tags = check_tags(tags or {})
     path = Path(spec_path)
     path = path / "seedline.yaml" if path.is_dir() else path
     root = path.resolve().parent
@@ -343,6 +352,7 @@ def sweep(
             root=str(root),
             sweep={"id": sweep_id, "settings": settings},
             use_cache=use_cache and not detached,
+            tags=tags,
             code=shipped_code(root, sorted(class_modules), where=f"sweep {sweep_id}")
             if detached
             else LocalCode(),
@@ -364,7 +374,15 @@ def sweep(
                 note = hash_seed_note(ex.task_info.get(key))
                 if note is not None:
                     report.warnings.append(f"{key}: {note['warning']}")
-                record_detached(store, result, root, git_info, diff_object=diff_object, notes=note)
+                record_detached(
+                    store,
+                    result,
+                    root,
+                    git_info,
+                    diff_object=diff_object,
+                    notes=note,
+                    tags=tags,
+                )
                 summaries[key] = result.summary()
             return summaries
 
