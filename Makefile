@@ -32,9 +32,11 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # two workers, one per core: most tests wait on fresh interpreters and servers; a test
-# module stays on one worker, so its module-scoped projects, servers and clusters are built once
+# module stays on one worker, so its module-scoped projects, servers and clusters are built once;
+# modules are handed out in collection order, longest first (tests/conftest.py LONGEST_MODULES),
+# not xdist's default of most tests first, so that the two workers finish together
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 test: lint typecheck layers unit
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from seedline.core.deeplearning import framework_environment
+
 from .services import (
     PostgresServer,
     S3Server,
@@ -68,13 +70,21 @@ def digits(tmp_path: Path) -> Path:
 CliResult = subprocess.CompletedProcess[str]
 
 
+FRAMEWORK_VARIABLES = (
+    "KERAS_BACKEND",
+    *framework_environment({"torch", "tensorflow", "jax", "keras"}, 1),
+)
+
+
 def clean_env(**extra: str | None) -> dict[str, str]:
     """The test process's environment with seedline's re-exec marker removed and ``extra`` applied (None unsets)."""
-    # pytest-xdist's workers export COLUMNS=80 and LINES=24: a user's pipe has neither
+    # pytest-xdist's workers export COLUMNS=80 and LINES=24: a user's pipe has neither; and
+    # in-process runs earlier in this worker set the frameworks' import-time variables
+    # (XLA_FLAGS, TF_*; see core/deeplearning.py), which a user's shell does not have
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("_SEEDLINE") and k not in ("COLUMNS", "LINES")
+        if not k.startswith("_SEEDLINE") and k not in ("COLUMNS", "LINES", *FRAMEWORK_VARIABLES)
     }
     env.update(GIT_ENV)
     for k, v in extra.items():
@@ -176,25 +186,31 @@ def _calls_slow(func: Any, depth: int = 0) -> bool:
 # run is not one worker finishing a long module alone (longest-first list scheduling). Figures
 # come from `pytest --durations`; the order only changes when the suite takes, not what it tests.
 LONGEST_MODULES = (
-    "test_readme.py",
-    "test_scale.py",
-    "test_exec.py",
     "test_check.py",
-    "test_keras_backends.py",
-    "test_deeplearning.py",
     "test_serving.py",
-    "test_team_store.py",
-    "test_two_users.py",
-    "test_workers_anywhere.py",
-    "test_ui.py",
-    "test_portable_code.py",
-    "test_cli.py",
+    "test_deeplearning.py",
+    "test_scale.py",
+    "test_keras_backends.py",
+    "test_readme.py",
     "test_reproduce.py",
+    "test_cli.py",
+    "test_team_store.py",
     "test_executors.py",
+    "test_ui.py",
+    "test_two_users.py",
+    "test_cache.py",
+    "test_exec.py",
+    "test_portable_code.py",
     "test_remote.py",
     "test_hostile_input.py",
     "test_ecosystem.py",
+    "test_steplib.py",
+    "test_sources.py",
+    "test_crash.py",
+    "test_workers_anywhere.py",
+    "test_predict.py",
     "test_frozen.py",
+    "test_tags.py",
 )
 
 

@@ -242,14 +242,15 @@ def test_mnist_cnn_is_bitwise_under_exec_and_not_without(tmp_path: Path) -> None
 
     plain = []
     for _ in range(2):
-        subprocess.run(
+        plain_run = subprocess.run(
             [sys.executable, "mnist_cnn.py", "--epochs", "1", "--out", "plain.keras"],
             cwd=project,
             env=env,
-            check=True,
             capture_output=True,
+            text=True,
             timeout=600,
         )
+        assert plain_run.returncode == 0, plain_run.stderr[-3000:]
         plain.append(weight_tensors(project / "plain.keras") or {})
     assert plain[0].keys() == plain[1].keys()
     assert any(not np.array_equal(plain[0][k], plain[1][k]) for k in plain[0]), (
