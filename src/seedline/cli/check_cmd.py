@@ -8,7 +8,6 @@ the check itself (``seedline.workflow.check``) is imported when the command runs
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,7 +53,7 @@ def check_cmd(
 
     Each step gets a verdict (deterministic, hash-seed sensitive, thread-count sensitive, nondeterministic) and advice; hygiene findings follow. Exit status 1 when a step is nondeterministic, 2 for a spec or data error, else 0.
     """
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import PipelineError, SeedlineError
 
     if api:
@@ -81,7 +80,7 @@ def check_cmd(
         _console(stderr=True).print(f"[yellow]warning:[/] report not stored: {exc.message}")
         report_id = None
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        _echo_json(report.to_dict())
     else:
         _render(_console(), report)
         if report_id:
@@ -167,7 +166,7 @@ def _render(out: Any, report: Any) -> None:
 def _api_check(spec: Path, as_json: bool) -> None:
     from rich.markup import escape
 
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
 
     try:
@@ -178,7 +177,7 @@ def _api_check(spec: Path, as_json: bool) -> None:
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        _echo_json(report.to_dict())
     else:
         out = _console()
         if not report.classes:

@@ -7,7 +7,6 @@ before a ``--``, after which everything goes to the script.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
@@ -107,7 +106,7 @@ def render_script_reproduction(console: Any, report: Any) -> None:
 
 def exec_cmd(ctx: typer.Context) -> None:
     """Run a training script under the seed plan (PYTHONHASHSEED pinned, every framework seeded and made deterministic) and record it."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.scripts import exec_script
 
@@ -128,7 +127,7 @@ def exec_cmd(ctx: typer.Context) -> None:
     except SeedlineError as exc:
         _fail(exc)
     if opts["json"]:
-        typer.echo(json.dumps(run.summary(), indent=2, sort_keys=True))
+        _echo_json(run.summary())
     else:
         render_exec(_console(), run)
     if run.status != "succeeded":

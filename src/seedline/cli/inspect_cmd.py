@@ -7,7 +7,6 @@ done by ``seedline.workflow.inspection``, imported when the command runs.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import Annotated, Any
 
@@ -36,7 +35,7 @@ def inspect_cmd(
     step's outputs are compared cell by cell and the first differing column and row named.
     Exit status 1 when the compared outputs differ, 2 on an error.
     """
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
 
     try:
@@ -60,12 +59,12 @@ def inspect_cmd(
     out = _console()
     if other is not None:
         if as_json:
-            typer.echo(json.dumps(diff.to_dict(), indent=2, sort_keys=True))
+            _echo_json(diff.to_dict())
         else:
             _render_difference(out, diff)
         raise typer.Exit(0 if diff.identical else 1)
     if as_json:
-        typer.echo(json.dumps({"steps": [v.to_dict() for v in views]}, indent=2, sort_keys=True))
+        _echo_json({"steps": [v.to_dict() for v in views]})
         return
     for view in views:
         _render_view(out, view)

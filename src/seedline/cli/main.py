@@ -44,6 +44,11 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
+def _echo_json(data: Any) -> None:
+    """What a command prints with --json: one document, keys sorted, indented."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     from rich.markup import escape
 
@@ -242,12 +247,12 @@ def run_cmd(
             result = _run_with_progress(spec, overrides, use_cache=not no_cache, **where)
     except PipelineError as exc:
         if as_json and exc.result is not None:
-            typer.echo(json.dumps(exc.result.summary(), indent=2, sort_keys=True))
+            _echo_json(exc.result.summary())
         _fail(exc, code=1)
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(result.summary(), indent=2, sort_keys=True))
+        _echo_json(result.summary())
         return
     from seedline.cli.render import render_run
 
@@ -331,7 +336,7 @@ def runs(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
+        _echo_json([r.to_dict() for r in rows])
         return
     from seedline.cli.render import render_runs
 
@@ -400,7 +405,7 @@ def tag_cmd(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps({"run_id": run_id, "tags": now}, indent=2, sort_keys=True))
+        _echo_json({"run_id": run_id, "tags": now})
         return
     out = _console()
     if not now:
@@ -476,7 +481,7 @@ def reproduce(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        _echo_json(report.to_dict())
     else:
         from seedline.cli.render import render_reproduction
 
@@ -508,7 +513,7 @@ def _reproduce_script(
         quiet=as_json,
     )
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        _echo_json(report.to_dict())
     else:
         render_script_reproduction(_console(), report)
     if report.verdict == "failed" or (strict and report.verdict != "bitwise"):
@@ -539,7 +544,7 @@ def diff(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        _echo_json(report.to_dict())
         return
     from seedline.cli.render import render_diff
 

@@ -6,7 +6,6 @@ imports what it needs when it runs, so ``seedline --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -41,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    _echo_json(data)
 
 
 def _checked_model(
@@ -110,7 +109,7 @@ def register_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON.")] = False,
 ) -> None:
     """Register a run's model as the next version of NAME (its probe rows are stored for parity checks)."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.registry import Registry
     from seedline.records.tracking import Store
@@ -153,7 +152,7 @@ def models_cmd(
     """List registered models: latest version, number of versions, aliases."""
     if ctx.invoked_subcommand is not None:
         return
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.registry import Registry
     from seedline.records.tracking import Store
@@ -192,7 +191,7 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the lineage as JSON.")] = False,
 ) -> None:
     """Show a version's lineage: run, data fingerprints, commit, environment, seeds, metrics, parity checks."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.tracking import Store
     from seedline.workflow.browse import model_lineage
@@ -284,7 +283,7 @@ def alias_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Point an alias (churn@production) at a version, or move it there; --delete removes it."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.registry import ModelRef, Registry, RegistryError
     from seedline.records.tracking import Store
@@ -459,7 +458,7 @@ def predict_cmd(
     ] = False,
 ) -> None:
     """Predict a CSV or Parquet file in chunks of constant memory, after a parity self-check."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.outputs import check_prediction_target
     from seedline.workflow.predict import check_input, predict_file
@@ -563,7 +562,7 @@ def export_cmd(
     ] = False,
 ) -> None:
     """Export a model as ONNX, an MLflow model directory, or a serving bundle, each verified on the probe set."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.workflow.export import FORMATS, ExportError, export_model
     from seedline.workflow.outputs import check_export_target

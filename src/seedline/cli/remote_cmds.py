@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from typing import Annotated, Any
@@ -43,7 +42,7 @@ def _transfer(
     as_json: bool,
     check_objects: bool = False,
 ) -> None:
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.transfer import open_remote, selection_from_items, transfer
 
@@ -61,7 +60,7 @@ def _transfer(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        _echo_json(report.to_dict())
     else:
         out = _console()
         verb = "pushed" if direction == "push" else "pulled"
@@ -230,7 +229,7 @@ def fsck(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Re-hash every object and check every run, model and cache entry against the objects it names; exit 1 on a problem."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.tracking import Store
     from seedline.workflow.fsck import fsck as check_store
@@ -258,7 +257,7 @@ def fsck(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        _echo_json(report.to_dict())
     else:
         out = _console()
         rate = report.bytes / report.seconds / 1e9 if report.seconds else 0.0
@@ -297,7 +296,7 @@ def gc(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Reclaim partial objects and outputs left by killed processes, and objects nothing references."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.tracking import Store
     from seedline.workflow.reclaim import gc as reclaim
@@ -307,7 +306,7 @@ def gc(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        _echo_json(report.to_dict())
         return
     out = _console()
     verb = "would remove" if dry_run else "removed"

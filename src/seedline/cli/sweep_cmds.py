@@ -65,7 +65,7 @@ def sweep_cmd(
     ] = None,
 ) -> None:
     """Run a grid, random or TPE search; every trial is a run linked to the sweep."""
-    from seedline.cli.main import _console, _fail, _pin_hash_seed
+    from seedline.cli.main import _console, _echo_json, _fail, _pin_hash_seed
     from seedline.core.errors import SeedlineError
     from seedline.records.tags import parse_tags
     from seedline.workflow.sweep import parse_param, sweep
@@ -91,7 +91,7 @@ def sweep_cmd(
         _fail(exc)
     all_failed = bool(report.trials) and len(report.failed) == len(report.trials)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        _echo_json(report.to_dict())
         if all_failed:
             raise typer.Exit(1)
         return
@@ -138,7 +138,7 @@ def sweeps_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List the sweeps in this project's store."""
-    from seedline.cli.main import _console, _fail
+    from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
     from seedline.records.tracking import Store
     from seedline.workflow.sweep import list_sweeps
@@ -148,7 +148,7 @@ def sweeps_cmd(
     except SeedlineError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, sort_keys=True))
+        _echo_json(rows)
         return
     from rich.table import Table
 
