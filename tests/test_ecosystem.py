@@ -1,14 +1,16 @@
-"""The libraries around scikit-learn: feature-engine, imbalanced-learn samplers, LightGBM and XGBoost.
+"""The libraries around scikit-learn: feature-engine, category_encoders, imbalanced-learn samplers, LightGBM and XGBoost.
 
-Each runs from examples/ecosystem, reproduces bitwise, and serves through predict/export;
+Each runs from examples/ecosystem, reproduces bitwise, and serves through serve/predict/export;
 seedline fills LightGBM's and XGBoost's determinism switches and check flags them turned off.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from seedline.core.library_controls import controls_missing
@@ -53,7 +55,7 @@ def test_sampler_resamples_while_fitting_and_is_skipped_when_predicting(eco: Pat
 
 @pytest.mark.slow
 def test_lightgbm_example_reproduces_bitwise_and_predicts(eco: Path, tmp_path: Path) -> None:
-    """Fresh processes: the same model twice, reproduce BITWISE, then predict and export with --trust."""
+    """Fresh processes: the same model twice, reproduce BITWISE, then predict, serve and export with --trust."""
     first = run_json(eco, "run", "lightgbm.yaml")
     second = run_json(eco, "run", "lightgbm.yaml", "--no-cache")
     assert first["fingerprints"]["model"] == second["fingerprints"]["model"]
@@ -66,6 +68,30 @@ def test_lightgbm_example_reproduces_bitwise_and_predicts(eco: Path, tmp_path: P
     out = tmp_path / "out.csv"
     run_cli(eco, "predict", "lgb@1", str(tmp_path / "in.csv"), "-o", str(out), "--trust")
     assert len(out.read_text().splitlines()) == 6  # header + 5 rows
+    # category_encoders keeps pandas objects in its fitted state: --trust is asked for the
+    # foreign estimator types, not for pandas' own
+    from fastapi.testclient import TestClient
+
+    from seedline.serving.app import ServeConfig, create_app
+    from seedline.workflow.registration import resolve_source
+
+    source = resolve_source("lgb@1", start=eco)
+    foreign = source.untrusted_types()
+    assert "category_encoders.one_hot.OneHotEncoder" in foreign
+    assert not [t for t in foreign if t.startswith("pandas.")], foreign
+    # the server's start-up load and a prediction, in this process
+    app = create_app(ServeConfig(ref="lgb@1", project=str(eco), trust=True), source=source)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 120
+        while app.state.served.status == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert app.state.served.status == "ready", app.state.served.reason
+        rows = pd.read_csv(tmp_path / "in.csv").drop(columns=["species"])
+        answer = client.post(
+            "/invocations", json={"dataframe_records": json.loads(rows.to_json(orient="records"))}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == pd.read_csv(out)["prediction"].tolist()
     exported = run_cli(
         eco, "export", "lgb@1", "--format", "bundle", "-o", str(tmp_path / "b"), "--trust"
     )

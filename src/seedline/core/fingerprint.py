@@ -600,11 +600,24 @@ def _register_pandas() -> None:
         f.text(tf.digest)
         names = obj.columns if isinstance(obj, pd.DataFrame) else [obj.name]
         _encode_value([str(n) for n in names], f)
+        # the index is part of a fitted value: a category -> code mapping is a Series
+        # whose index holds the categories (category_encoders)
+        _encode_value(obj.index, f)
 
     @_encode.register(pd.Index)
     def _(obj: Any, f: _Feed) -> None:
         f.tag(b"X")
         _encode_value(np.asarray(obj.to_numpy()), f)
+
+    @_encode.register(pd.api.extensions.ExtensionDtype)
+    def _(obj: Any, f: _Feed) -> None:
+        # what defines the dtype, not its attributes: pandas fills a lazy ``_cache`` on use
+        f.tag(b"D")
+        f.text(_qualname(obj))
+        if isinstance(obj, pd.CategoricalDtype):
+            _encode_value([obj.categories, obj.ordered], f)
+        else:
+            f.text(repr(obj))
 
 
 _register_pandas()

@@ -67,6 +67,9 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "numpy.random._mt19937.MT19937",
         "numpy.random._pcg64.PCG64",
         "numpy.random.mtrand.RandomState",
+        # pandas dtypes a fitted state may record (category_encoders): descriptions, no code
+        "pandas.CategoricalDtype",
+        "pandas.StringDtype",
         "scipy.interpolate._bsplines.BSpline",
         "scipy.sparse._csr.csr_matrix",
         "scipy.sparse._csc.csc_matrix",

@@ -53,6 +53,9 @@ def skops_io() -> ModuleType:
             import skops.io
         finally:
             sklearn.utils.all_estimators = real
+        from seedline.execution.skops_pandas import register
+
+        register()
         return skops.io
 
 
