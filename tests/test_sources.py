@@ -157,14 +157,52 @@ def test_check_reports_sql_sources_as_data_outside_the_project(sql_project: Path
     assert finding.kind == "data_outside_project" and "a SQL database" in finding.message
 
 
-def test_snapshot_of_a_sql_source_says_it_was_not_kept(sql_project: Path) -> None:
-    """--snapshot keeps files only; for a query the manifest carries a warning saying so."""
+def test_snapshot_of_a_sql_source_keeps_the_table_a_clone_without_the_database_reproduces(
+    sql_project: Path,
+) -> None:
+    """--snapshot keeps a query's result as Parquet; without the database, or with changed rows, reproduce reads it."""
+    from seedline.execution.snapshots import read_table
+
     store = Store.open(sql_project)
     result = seedline.run(spec(SQL_DATA), project_root=sql_project, store=store, snapshot=True)
-    assert result.manifest.data.sources[0].snapshot is None
-    assert any(
-        "was not kept" in w and "sql:queries/train.sql" in w for w in result.manifest.warnings
+    source = result.manifest.data.sources[0]
+    assert source.snapshot and not result.manifest.warnings
+    kept = read_table(store.objects.get(source.snapshot))
+    pd.testing.assert_frame_equal(kept, table(), check_dtype=False)
+    # the rows change: the query's result differs, the run's table is used, the database untouched
+    with sqlite3.connect(sql_project / "sales.db") as conn:
+        conn.execute("UPDATE rows SET x2 = x2 + 1 WHERE rowid = 3")
+    changed = seedline.reproduce(result.run_id, project_root=sql_project)
+    assert changed.verdict == "bitwise", changed.differences
+    assert any("gives other rows now" in n and "data snapshot" in n for n in changed.notes)
+    # a teammate without the database
+    (sql_project / "sales.db").unlink()
+    report = seedline.reproduce(result.run_id, project_root=sql_project)
+    assert report.verdict == "bitwise", report.differences
+    assert any("cannot be read here" in n for n in report.notes), report.notes
+    assert not (sql_project / "sales.db").exists()
+
+
+def test_a_loader_table_parquet_cannot_hold_is_not_kept_and_says_why(tmp_path: Path) -> None:
+    """A table whose types do not survive Parquet is not kept: the run succeeds with a warning naming the source."""
+    (tmp_path / "mixed_loader.py").write_text(
+        "import numpy as np, pandas as pd\n"
+        "def load():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    x = rng.normal(size=60)\n"
+        "    tag = pd.Series([1, 'a'] * 30, dtype=object)\n"
+        "    return pd.DataFrame({'x1': x, 'x2': -x, 'tag': tag, 'label': np.where(x > 0, 'up', 'down')})\n"
     )
+    store = Store.open(tmp_path)
+    result = seedline.run(
+        spec({"source": "python:mixed_loader:load", "features": ["x1", "x2"]}),
+        project_root=tmp_path,
+        store=store,
+        snapshot=True,
+    )
+    assert result.manifest.data.sources[0].snapshot is None
+    (warning,) = [w for w in result.manifest.warnings if "python:mixed_loader:load" in w]
+    assert "was not kept" in warning and "Parquet" in warning and "a clone needs access" in warning
 
 
 @pytest.mark.slow

@@ -367,16 +367,43 @@ def loader_modules(sources: list[dict[str, Any]]) -> set[str]:
     return {str(s["module"]) for s in sources if s.get("kind") == "python" and s.get("module")}
 
 
-def load_data(spec: DataSpec, root: Path, roots: dict[str, Path] | None = None) -> LoadedData:
+def read_table_snapshot(
+    path: Path, recorded: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A source read from its table snapshot (Parquet), checked against the run's record of it."""
+    try:
+        frame = pd.read_parquet(path, engine="pyarrow")
+    except Exception as exc:
+        raise DataError(f"cannot read the table snapshot of {recorded['uri']!r}: {exc}") from exc
+    digest = fingerprint_table(frame).digest
+    if digest != (recorded.get("table") or {}).get("digest"):
+        raise DataError(
+            f"the table snapshot of {recorded['uri']!r} ({path}) does not have the run's table fingerprint",
+            hint="delete the file; it is written again from the verified object",
+        )
+    return frame, dict(recorded)
+
+
+def load_data(
+    spec: DataSpec,
+    root: Path,
+    roots: dict[str, Path] | None = None,
+    tables: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+) -> LoadedData:
     """Read every source; rows of several sources are concatenated in the order given.
 
     ``roots`` reads some sources from another folder than ``root`` (a materialized data
-    snapshot); their records keep the uri the spec gives.
+    snapshot); their records keep the uri the spec gives. ``tables`` reads some sources
+    (queries, loaders, URLs) from a materialized table snapshot instead: uri -> (Parquet
+    file, the run's record of the source), which the read must match.
     """
     frames: list[pd.DataFrame] = []
     records: list[dict[str, Any]] = []
     for uri in spec.sources:
-        frame, record = read_source(uri, (roots or {}).get(uri, root), spec)
+        if tables and uri in tables:
+            frame, record = read_table_snapshot(*tables[uri])
+        else:
+            frame, record = read_source(uri, (roots or {}).get(uri, root), spec)
         frames.append(frame)
         records.append(record)
     if len(frames) > 1:

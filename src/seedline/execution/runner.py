@@ -910,6 +910,7 @@ def run(
             max_bytes=snapshots.max_bytes_from_env()
             if snapshot_max_bytes is None
             else snapshot_max_bytes,
+            frame=p.loaded.frame,
         )
         timings["snapshot"] = time.perf_counter() - t
     manifest = Manifest(

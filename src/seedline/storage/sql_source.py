@@ -30,6 +30,25 @@ def database_url(database: str) -> str:
     return normalise_database_url(database)
 
 
+def _read_only_sqlite(url: str) -> Any:
+    """An engine that opens a SQLite file read-only, or None for any other URL.
+
+    A query only reads: a database file that is not there is an error ("unable to open
+    database file"), never a new empty file left in the user's folder.
+    """
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    if not url.startswith("sqlite:///"):
+        return None
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    return sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+
+
 def read_query(database: str, query: str, *, label: str, project_root: Path) -> tuple[Any, str]:
     """Run ``query`` on the database and return its rows as a DataFrame, and the redacted URL.
 
@@ -46,7 +65,7 @@ def read_query(database: str, query: str, *, label: str, project_root: Path) -> 
         url = anchor_url(url, project_root)
     shown = redact_url(url)
     try:
-        engine = sa.create_engine(url)
+        engine = _read_only_sqlite(url) or sa.create_engine(url)
     except Exception as exc:  # an unknown dialect, a driver that is not installed
         raise DataError(
             f"data source {label!r}: cannot use the database {shown}: {type(exc).__name__}: "

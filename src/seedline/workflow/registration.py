@@ -191,7 +191,6 @@ def rebuild_probe_input(
     snapshot when it kept one (a teammate's clone without the data), as ``reproduce`` does.
     """
     from seedline.core.spec import Spec
-    from seedline.execution.data import load_data
     from seedline.execution.runner import prepare
 
     expected = manifest.probe.input or ""
@@ -206,8 +205,8 @@ def rebuild_probe_input(
         if store is not None and manifest.data and any(s.snapshot for s in manifest.data.sources):
             from seedline.workflow.reproduce import check_data, use_snapshots
 
-            _, roots = use_snapshots(manifest, store, check_data(manifest, root), [])
-            loaded = load_data(spec.data, root, roots) if roots else None
+            _, reads = use_snapshots(manifest, store, check_data(manifest, root), [])
+            loaded = reads.load(spec.data, root)
         p = prepare(spec, project_root=root, loaded=loaded)
     except SeedlineError as exc:
         raise RegistryError(

@@ -196,25 +196,54 @@ def check_data(original: Manifest, root: Path) -> list[Difference]:
     return out
 
 
+@dataclass
+class SnapshotReads:
+    """Where the sources that a snapshot replaces are read from: folders (files), Parquet tables."""
+
+    roots: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+
+    def load(self, data: DataSpec, root: Path) -> LoadedData | None:
+        """The run's data with the snapshots in place, or None when no snapshot is used."""
+        if not (self.roots or self.tables):
+            return None
+        return load_data(data, root, self.roots, self.tables)
+
+
 def use_snapshots(
     original: Manifest, store: Store, differences: list[Difference], notes: list[str]
-) -> tuple[list[Difference], dict[str, Path]]:
-    """Replace missing or changed data files by the run's snapshots, where it kept them.
+) -> tuple[list[Difference], SnapshotReads]:
+    """Replace missing or changed data by the run's snapshots, where it kept them.
 
-    Returns the differences no snapshot resolves, and the folder to read each resolved
-    source from; what was used is said in ``notes``. The user's own file is never written:
-    the snapshot is materialized under ``.seedline/snapshots/``.
+    Returns the differences no snapshot resolves, and where to read each resolved source
+    from; what was used is said in ``notes``. The user's own file is never written: the
+    snapshot is materialized under ``.seedline/snapshots/``. A query or loader that cannot
+    run here, or returns other rows, is replaced by the table the run read.
     """
     from seedline.core.fingerprint import fingerprint_file
     from seedline.execution import snapshots
 
     kept = {s.uri: s for s in (original.data.sources if original.data else []) if s.snapshot}
     remaining: list[Difference] = []
-    roots: dict[str, Path] = {}
+    reads = SnapshotReads()
     for d in differences:
         source = kept.get(d.name)
         if source is None or source.snapshot is None:
             remaining.append(d)
+            continue
+        if source.kind not in FILE_KINDS:
+            try:
+                table = snapshots.materialize_table(store, source.uri, source.snapshot)
+            except SeedlineError as exc:
+                remaining.append(
+                    Difference(d.category, d.name, d.a, d.b, f"{d.detail}; {exc.message}")
+                )
+                continue
+            reads.tables[source.uri] = (table, source.model_dump(mode="json"))
+            why = "cannot be read here" if d.b is None else "gives other rows now"
+            notes.append(
+                f"{source.uri} {why}: used the table the run read, kept as its data snapshot ({table})"
+            )
             continue
         try:
             root = snapshots.materialize(store, source.uri, source.snapshot)
@@ -227,12 +256,12 @@ def use_snapshots(
             path.chmod(0o644)
             path.unlink()
             root = snapshots.materialize(store, source.uri, source.snapshot)
-        roots[source.uri] = root
+        reads.roots[source.uri] = root
         why = "is missing here" if d.b is None else "differs from the one the run read"
         notes.append(
             f"{source.uri} {why}: used the run's data snapshot ({path}); your file was not touched"
         )
-    return remaining, roots
+    return remaining, reads
 
 
 def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -531,7 +560,7 @@ def reproduce(
                         f"{source.uri} is not in the commit; used the current checkout's copy (its fingerprint is checked)"
                     )
         t = time.perf_counter()
-        report.preflight["data"], snapshot_roots = use_snapshots(
+        report.preflight["data"], snapshot_reads = use_snapshots(
             original, store, check_data(original, run_root), report.notes
         )
         from threadpoolctl import threadpool_limits
@@ -565,9 +594,7 @@ def reproduce(
         verifier = _Verifier(original, store, rtol, atol, report)
         # Keras' backend, when the shell chose it, is read back from the run's environment
         restore_recorded_backend(original.spec, original.environment.env_vars)
-        loaded: LoadedData | None = (
-            load_data(spec.data, run_root, snapshot_roots) if snapshot_roots else None
-        )
+        loaded = snapshot_reads.load(spec.data, run_root)
         manifest: Manifest | None = None
         try:
             result = run(
