@@ -90,3 +90,19 @@ def test_a_table_entry_that_is_not_the_declared_type_is_refused() -> None:
             zf.writestr(name, content)
     with pytest.raises(ModelLoadError, match="holds a Series"):
         load_model(crafted.getvalue(), trust=True)
+
+
+def test_pandas_objects_save_when_skops_was_imported_before_seedline() -> None:
+    """A process that imported skops itself first still saves pandas objects through seedline."""
+    import subprocess
+    import sys
+
+    code = (
+        "import skops.io, pandas as pd\n"
+        "from seedline.execution.persist import dump_model, load_model\n"
+        "s = pd.Series([1, 2], index=['a', 'b'])\n"
+        "print(load_model(dump_model({'m': s}), trust=True)['m'].to_dict())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "{'a': 1, 'b': 2}"

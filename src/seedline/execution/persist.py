@@ -265,8 +265,27 @@ def _header(zf: zipfile.ZipFile) -> dict[str, Any]:
     return header
 
 
+# model_types of the last few files read: serve, predict and export ask it several times of
+# one file (the trust check, then the load), and each answer is a full walk of skops' tree
+_TYPES_SEEN: dict[str, list[str]] = {}
+_TYPES_SEEN_MAX = 8
+
+
 def model_types(data: bytes) -> list[str]:
     """Every type in a saved model outside skops' own defaults (of its skops part, for an archive)."""
+    from seedline.core.fingerprint import fingerprint_bytes
+
+    key = fingerprint_bytes(data)
+    seen = _TYPES_SEEN.get(key)
+    if seen is None:
+        seen = _model_types(data)
+        if len(_TYPES_SEEN) >= _TYPES_SEEN_MAX:
+            _TYPES_SEEN.pop(next(iter(_TYPES_SEEN)))
+        _TYPES_SEEN[key] = seen
+    return list(seen)
+
+
+def _model_types(data: bytes) -> list[str]:
     try:
         zf = _archive(data)
         if zf is not None:

@@ -36,7 +36,18 @@ def _no_estimators(type_filter: Any = None) -> list[tuple[str, type]]:
 
 
 def skops_io() -> ModuleType:
-    """``skops.io``, imported without ``all_estimators()`` when it is not loaded yet."""
+    """``skops.io``, imported without ``all_estimators()`` when it is not loaded yet.
+
+    Whoever imported it first, it leaves knowing seedline's pandas node (idempotent).
+    """
+    from seedline.execution.skops_pandas import register
+
+    module = _import_skops()
+    register()
+    return module
+
+
+def _import_skops() -> ModuleType:
     loaded = sys.modules.get("skops.io")
     if loaded is not None:
         return loaded
@@ -53,9 +64,6 @@ def skops_io() -> ModuleType:
             import skops.io
         finally:
             sklearn.utils.all_estimators = real
-        from seedline.execution.skops_pandas import register
-
-        register()
         return skops.io
 
 
