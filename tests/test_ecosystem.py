@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -70,28 +71,14 @@ def test_lightgbm_example_reproduces_bitwise_and_predicts(eco: Path, tmp_path: P
     assert len(out.read_text().splitlines()) == 6  # header + 5 rows
     # category_encoders keeps pandas objects in its fitted state: --trust is asked for the
     # foreign estimator types, not for pandas' own
-    from fastapi.testclient import TestClient
-
-    from seedline.serving.app import ServeConfig, create_app
     from seedline.workflow.registration import resolve_source
 
     source = resolve_source("lgb@1", start=eco)
     foreign = source.untrusted_types()
     assert "category_encoders.one_hot.OneHotEncoder" in foreign
     assert not [t for t in foreign if t.startswith("pandas.")], foreign
-    # the server's start-up load and a prediction, in this process
-    app = create_app(ServeConfig(ref="lgb@1", project=str(eco), trust=True), source=source)
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 120
-        while app.state.served.status == "loading" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert app.state.served.status == "ready", app.state.served.reason
-        rows = pd.read_csv(tmp_path / "in.csv").drop(columns=["species"])
-        answer = client.post(
-            "/invocations", json={"dataframe_records": json.loads(rows.to_json(orient="records"))}
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == pd.read_csv(out)["prediction"].tolist()
+    rows = pd.read_csv(tmp_path / "in.csv").drop(columns=["species"])
+    assert served_predictions(eco, "lgb@1", rows) == pd.read_csv(out)["prediction"].tolist()
     exported = run_cli(
         eco, "export", "lgb@1", "--format", "bundle", "-o", str(tmp_path / "b"), "--trust"
     )
@@ -100,12 +87,47 @@ def test_lightgbm_example_reproduces_bitwise_and_predicts(eco: Path, tmp_path: P
     assert "lightgbm" in requirements or "seedline" in requirements
 
 
+def served_predictions(project: Path, ref: str, rows: pd.DataFrame) -> list[Any]:
+    """What ``seedline serve REF --trust`` answers for ``rows`` (the server's app, in this process)."""
+    from fastapi.testclient import TestClient
+
+    from seedline.serving.app import ServeConfig, create_app
+    from seedline.workflow.registration import resolve_source
+
+    source = resolve_source(ref, start=project)
+    app = create_app(ServeConfig(ref=ref, project=str(project), trust=True), source=source)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 120
+        while app.state.served.status == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert app.state.served.status == "ready", app.state.served.reason
+        answer = client.post(
+            "/invocations", json={"dataframe_records": json.loads(rows.to_json(orient="records"))}
+        )
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["predictions"])
+
+
 @pytest.mark.slow
-def test_xgboost_example_reproduces_bitwise(eco: Path) -> None:
-    """XGBoost with a feature-engine selector: two fresh runs agree and reproduce is BITWISE."""
+def test_xgboost_example_reproduces_bitwise_serves_and_exports(eco: Path, tmp_path: Path) -> None:
+    """XGBoost with a feature-engine selector: two fresh runs agree, reproduce is BITWISE, it serves and exports."""
+    from seedline.records.tracking import Store
+    from seedline.workflow.export import export_model
+    from seedline.workflow.registration import register_run, resolve_source
+
     first = run_json(eco, "run", "xgboost.yaml", "--no-cache")
     second = run_json(eco, "run", "xgboost.yaml", "--no-cache")
     assert first["fingerprints"]["model"] == second["fingerprints"]["model"]
-    manifest = json.loads(run_cli(eco, "show", first["run_id"], "--json").stdout)
-    assert manifest["settings"]["library_controls"] == {"clf": {"n_jobs": 1}}
+    store = Store.open(eco)
+    manifest = store.manifest(first["run_id"])
+    assert manifest.settings.library_controls == {"clf": {"n_jobs": 1}}
     assert "BITWISE" in run_cli(eco, "reproduce", first["run_id"]).stdout
+    ref = f"xgb@{register_run(store, first['run_id'], 'xgb').version}"
+    source = resolve_source(ref, start=eco)
+    model = source.load(trust=True)
+    rows = source.probe_input.head(8)
+    assert served_predictions(eco, ref, rows) == model.predict(rows).tolist()
+    report = export_model(model, source, "bundle", tmp_path / "bundle", parity=None)
+    assert report.bitwise
+    requirements = (tmp_path / "bundle" / "requirements.txt").read_text()
+    assert f"xgboost=={manifest.environment.packages['xgboost']}" in requirements, requirements
