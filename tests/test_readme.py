@@ -195,10 +195,14 @@ class Session:
         )
 
     def _newest(self, what: str, n: int) -> list[str]:
-        proc = self.run(["seedline", what, "--json"], self.cwd)
-        rows = json.loads(proc.stdout) if proc.returncode == 0 else []
-        key = "run_id" if what == "runs" else "sweep_id"
-        return [r[key] for r in rows[:n]]
+        """The newest run or sweep ids, as ``seedline runs|sweeps --json`` lists them (read here)."""
+        from seedline.records.tracking import Store
+        from seedline.workflow.sweep import list_sweeps
+
+        store = Store.find(self.cwd)
+        if what == "runs":
+            return [r.run_id for r in store.list_runs(limit=n)]
+        return [str(r["sweep_id"]) for r in list_sweeps(store)[:n]]
 
     def resolve_ids(self, argv: list[str]) -> list[str]:
         """Replace documented run and sweep ids (or prefixes) by real ones."""
