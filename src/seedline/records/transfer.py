@@ -316,8 +316,9 @@ def transfer(
     current = [""]
     for address in missing:
         current[0] = needed[address]
-        # iter_chunks verifies the source's bytes; put_verified publishes nothing on a mismatch
-        dst.objects.put_verified(_counted(src.objects.iter_chunks(address), seen), address)
+        # put_verified hashes what it receives and publishes nothing unless it matches the
+        # address: a corrupt source object fails the copy, and each byte is hashed once
+        dst.objects.put_verified(_counted(src.objects.iter_stored(address), seen), address)
         report.objects_copied += 1
         report.bytes_copied += sizes[address]
 

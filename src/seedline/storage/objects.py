@@ -22,7 +22,9 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -45,6 +47,16 @@ def _address_of(rel: str) -> str | None:
 
 
 CHUNK = 8 * 1024 * 1024
+# A large object moves to and from S3 in parts of PART bytes, CONCURRENCY of them at once
+# (a multipart upload, ranged GETs): one request at a time leaves the network and the
+# server idle while this process reads and hashes. Memory stays bounded by
+# (CONCURRENCY + 1) x PART per object being copied. ``max_concurrency`` in the store's
+# options (s3fs's own setting) changes the number of parts at once.
+PART = 16 * 1024 * 1024
+CONCURRENCY = 4
+# S3 allows at most 10,000 parts in an upload; parts grow beyond this many so that any
+# object (up to S3's 5 TiB) fits
+_PARTS_BEFORE_GROWTH = 1000
 QUARANTINE = "quarantine"
 # The rename makes every local write atomic (a reader sees the whole object or none), and
 # reads verify content against the address. Flushing each object to the disk as well costs
@@ -134,16 +146,25 @@ class ObjectStore(ABC):
             raise CorruptObjectError(address, found)
         return data
 
+    def iter_stored(self, address: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The object's stored bytes in chunks, *unverified*: for a consumer that hashes them itself.
+
+        ``put_verified`` does: a copy between stores reads with this and is hashed once, by
+        the writer, which publishes nothing unless the bytes hash to the address.
+        """
+        with self.open(address) as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
     def iter_chunks(self, address: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
         """The object's bytes in chunks; raises CorruptObjectError after the last chunk if they do not match.
 
         A consumer must discard what it received when the error comes (``get_file`` does).
         """
         h = blake3.blake3()
-        with self.open(address) as fh:
-            while chunk := fh.read(chunk_size):
-                h.update(chunk)
-                yield chunk
+        for chunk in self.iter_stored(address, chunk_size):
+            h.update(chunk)
+            yield chunk
         found = h.hexdigest()
         if found != address:
             raise CorruptObjectError(address, found)
@@ -313,6 +334,32 @@ class LocalObjectStore(ObjectStore):
             raise
         return address
 
+    def put_verified(self, chunks: Iterable[bytes], address: str) -> None:
+        # the chunks straight into a temporary file, hashed on the way (no stream adapter
+        # re-slicing them), renamed only when they hash to the address
+        final = self._path(address)
+        if final.exists():
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".part")
+        try:
+            h = blake3.blake3()
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    h.update(chunk)
+                    out.write(chunk)
+                if _FSYNC:
+                    out.flush()
+                    os.fsync(out.fileno())
+            found = h.hexdigest()
+            if found != address:
+                raise CorruptObjectError(address, found)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def open(self, address: str) -> IO[bytes]:
         try:
             return open(self._path(address), "rb")
@@ -428,6 +475,10 @@ class FsspecObjectStore(ObjectStore):
                 hint="an s3:// URL needs the s3fs package (pip install s3fs); other schemes need their fsspec driver",
             ) from None
         self.prefix = self.prefix.rstrip("/")
+        # S3 (s3fs) moves large objects in parts, several at once; other filesystems stream
+        self.multipart = callable(getattr(self.fs, "call_s3", None))
+        self.part_size = PART
+        self.concurrency = max(1, int(opts.get("max_concurrency") or CONCURRENCY))
 
     @property
     def url(self) -> str:
@@ -457,6 +508,20 @@ class FsspecObjectStore(ObjectStore):
     def put_file(self, path: str | Path) -> str:
         address, _size = hash_file(path)
         if self.exists(address):
+            return address
+        if self.multipart:
+            try:
+                found = self._upload(
+                    _file_chunks(path, self.part_size), self._key(address), address
+                )
+            except OSError as exc:
+                raise self._wrap(exc, f"write object {address}") from exc
+            if found != address:
+                # the file changed while it was read: nothing was published under any name
+                raise StoreError(
+                    f"{path} changed while it was being stored",
+                    hint="store a file that no process is writing",
+                )
             return address
         h = blake3.blake3()
         key = self._key(address)
@@ -489,6 +554,138 @@ class FsspecObjectStore(ObjectStore):
         except OSError as exc:
             raise self._wrap(exc, f"write object {address}") from exc
         return address
+
+    # -- S3: parts, several at once ----------------------------------------------------------
+    def _upload(self, chunks: Iterable[bytes], key: str, expected: str) -> str:
+        """Upload ``chunks`` to ``key`` if they hash to ``expected``; returns the hash of what was read.
+
+        One PUT for an object of one part; else a multipart upload whose parts go up
+        ``concurrency`` at a time while the next part is read and hashed. The upload is
+        completed (the object becomes visible, whole) only when the hash matches; a
+        mismatch or an error aborts it, so nothing is published under any name. A process
+        killed mid-upload leaves an incomplete upload: invisible, listed by ``partials``.
+        """
+        h = blake3.blake3()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in chunks:
+                h.update(chunk)
+                yield chunk
+
+        bucket, object_key, _ = self.fs.split_path(key)
+        parts = _regroup(hashed(), self.part_size)
+        first = next(parts, b"")
+        upload_id: str | None = None
+        done: list[dict[str, Any]] = []
+        inflight: deque[Future[dict[str, Any]]] = deque()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="seedline-upload")
+        try:
+            for number, data in enumerate(parts, 2):
+                if upload_id is None:  # a second part: this object goes up in parts
+                    upload_id = self.fs.call_s3(
+                        "create_multipart_upload", Bucket=bucket, Key=object_key
+                    )["UploadId"]
+                    inflight.append(
+                        pool.submit(self._upload_part, bucket, object_key, upload_id, 1, first)
+                    )
+                    first = b""  # the pool holds it now
+                if len(inflight) >= self.concurrency:
+                    done.append(inflight.popleft().result())
+                inflight.append(
+                    pool.submit(self._upload_part, bucket, object_key, upload_id, number, data)
+                )
+                del data  # only the pool holds a part being sent: memory stays bounded
+            while inflight:
+                done.append(inflight.popleft().result())
+            found = h.hexdigest()
+            if upload_id is None:
+                if found == expected:
+                    self.fs.call_s3("put_object", Bucket=bucket, Key=object_key, Body=first)
+                return found
+            if found != expected:
+                self.fs.call_s3(
+                    "abort_multipart_upload", Bucket=bucket, Key=object_key, UploadId=upload_id
+                )
+                return found
+            self.fs.call_s3(
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=object_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+            )
+            return found
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    self.fs.call_s3(
+                        "abort_multipart_upload",
+                        Bucket=bucket,
+                        Key=object_key,
+                        UploadId=upload_id,
+                    )
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.fs.invalidate_cache(key)
+
+    def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+    ) -> dict[str, Any]:
+        out = self.fs.call_s3(
+            "upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": out["ETag"]}
+
+    def _ranges(self, key: str, size: int, piece: int) -> Iterator[bytes]:
+        """The bytes of ``key`` in order, ``piece`` bytes a ranged GET, ``concurrency`` GETs ahead."""
+        starts = iter(range(0, size, piece))
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="seedline-download")
+
+        def fetch(start: int) -> bytes:
+            return bytes(self.fs.cat_file(key, start=start, end=min(start + piece, size)))
+
+        inflight: deque[Future[bytes]] = deque()
+        try:
+            for start in starts:
+                inflight.append(pool.submit(fetch, start))
+                if len(inflight) >= self.concurrency:
+                    break
+            while inflight:
+                data = inflight.popleft().result()
+                start = next(starts, -1)
+                if start >= 0:
+                    inflight.append(pool.submit(fetch, start))
+                yield data
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def verify(self, address: str) -> int:
+        # one ranged GET at a time: fsck verifies several objects at once already, and its
+        # memory stays a few chunks per object
+        h, size = blake3.blake3(), 0
+        with self.open(address) as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+        found = h.hexdigest()
+        if found != address:
+            raise CorruptObjectError(address, found)
+        return size
+
+    def iter_stored(self, address: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        if not self.multipart or self.concurrency == 1:
+            yield from super().iter_stored(address, chunk_size)
+            return
+        key = self._key(address)
+        size = self.size(address)
+        try:
+            yield from self._ranges(key, size, chunk_size)
+        except FileNotFoundError:
+            raise self._missing(address) from None
+        except OSError as exc:
+            raise self._wrap(exc, f"read object {address}") from exc
 
     def open(self, address: str) -> IO[bytes]:
         key = self._key(address)
@@ -537,6 +734,14 @@ class FsspecObjectStore(ObjectStore):
         # straight to the object's key, hashed on the way: no local spool file. An upload
         # is visible only once closed, so a mismatch (or a killed process) publishes nothing.
         if self.exists(address):
+            return
+        if self.multipart:
+            try:
+                found = self._upload(chunks, self._key(address), address)
+            except OSError as exc:
+                raise self._wrap(exc, f"write object {address}") from exc
+            if found != address:
+                raise CorruptObjectError(address, found)
             return
         h = blake3.blake3()
         try:
@@ -623,7 +828,7 @@ class FsspecObjectStore(ObjectStore):
         yield from names
 
     # -- incomplete multipart uploads (S3) ------------------------------------------------------
-    # An object written in parts (s3fs does so above 50 MiB) is invisible until its upload
+    # An object written in parts (those above PART bytes) is invisible until its upload
     # completes; a writer killed before that leaves the parts on the server, billed and
     # unlisted. They are seedline's partial objects on S3. Only uploads to an object's own key
     # under this store's prefix count: nothing that seedline did not start is ever touched.
@@ -695,6 +900,31 @@ class FsspecObjectStore(ObjectStore):
         except OSError as exc:
             raise self._wrap(exc, f"abort the upload of {rel}") from exc
         return True
+
+
+def _file_chunks(path: str | Path, size: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+def _regroup(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The chunks joined into pieces of at least ``size`` bytes (the last may be smaller).
+
+    The pieces grow (x2) every ``_PARTS_BEFORE_GROWTH`` pieces, so that an object of any
+    size fits in S3's 10,000 parts.
+    """
+    pending: list[bytes] = []
+    held = count = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size << min(count // _PARTS_BEFORE_GROWTH, 8):
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, held = [], 0
+            count += 1
+    if pending or not count:
+        yield b"".join(pending)
 
 
 def open_object_store(url: str | Path, options: Mapping[str, Any] | None = None) -> ObjectStore:
