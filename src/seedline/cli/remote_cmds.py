@@ -110,12 +110,14 @@ def _local_store(*, create: bool) -> Any:
     from pathlib import Path
 
     from seedline.core.errors import SeedlineError
-    from seedline.core.spec import SPEC_FILENAME
     from seedline.records.tracking import Store
 
     try:
         return Store.find()
     except SeedlineError:
+        # the spec module (pydantic models, YAML) only when there is no store yet
+        from seedline.core.spec import SPEC_FILENAME
+
         if create and Path(SPEC_FILENAME).is_file():
             return Store.open(".")
         raise
