@@ -296,3 +296,42 @@ def test_text_columns_hash_the_same_whatever_their_storage() -> None:
     assert seedline.fingerprint_table(mixed).columns["s"] == _reference_text_digest(
         ["a", "1", "2.5", None]
     )
+
+
+def _reference_int_digest(values: list[int | None]) -> str:
+    """The documented int64 encoding, written out: the mask, then 0 where a value is missing."""
+    import blake3
+
+    na = np.array([v is None for v in values])
+    h = blake3.blake3()
+    h.update(f"column\x00int64\x00{len(values)}\x00".encode())
+    if na.any():
+        h.update(b"mask\x00" + np.packbits(na).tobytes())
+    h.update(np.array([0 if v is None else v for v in values], dtype=np.int64).tobytes())
+    return "column:" + h.hexdigest()
+
+
+def test_a_big_table_hashes_each_column_as_the_documented_encoding() -> None:
+    """Past the size where columns are hashed in parallel and categories gathered block by
+    block (262,144 rows a block), every column still has its documented digest."""
+    rng = np.random.default_rng(0)
+    rows = 300_001
+    vocab = np.array(["Adelie", "Gentoo", "héllo wörld", "", "x" * 40], dtype=object)
+    values: list[str | None] = list(vocab[rng.integers(0, len(vocab), rows)])
+    values[5] = values[270_000] = None
+    ints: list[int | None] = rng.integers(-5, 5, rows).tolist()
+    ints[7] = None
+    table = pd.DataFrame(
+        {
+            "category": pd.Series(values, dtype="category"),
+            "arrow": pd.Series(values, dtype="str"),
+            "object": pd.Series(values, dtype=object),
+            "nullable": pd.Series(ints, dtype="Int64"),
+            "float": rng.standard_normal(rows),
+        }
+    )
+    got = seedline.fingerprint_table(table).columns
+    text = _reference_text_digest(values)
+    assert got["category"] == got["arrow"] == got["object"] == text
+    assert got["nullable"] == _reference_int_digest(ints)
+    assert got["float"] == seedline.fingerprint_table(table[["float"]]).columns["float"]
