@@ -214,7 +214,9 @@ def _text_chunk(chunk: Any, offset_type: type) -> tuple[np.ndarray, memoryview]:
     """One Arrow string array without nulls: its n + 1 offsets and its values' bytes."""
     _validity, offsets_buf, data_buf = chunk.buffers()
     n = len(chunk)
-    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[chunk.offset : chunk.offset + n + 1]
+    offsets: np.ndarray = np.frombuffer(offsets_buf, dtype=offset_type)[
+        chunk.offset : chunk.offset + n + 1
+    ]
     start, end = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
     text = memoryview(data_buf)[start:end] if data_buf is not None else memoryview(b"")
     return offsets, text
