@@ -335,3 +335,20 @@ def test_a_big_table_hashes_each_column_as_the_documented_encoding() -> None:
     assert got["category"] == got["arrow"] == got["object"] == text
     assert got["nullable"] == _reference_int_digest(ints)
     assert got["float"] == seedline.fingerprint_table(table[["float"]]).columns["float"]
+
+
+def test_long_object_arrays_of_text_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Predictions and labels (object arrays of str) are encoded in bulk, with the same bytes as
+    the item-by-item encoding; arrays holding anything else keep the item-by-item path."""
+    from seedline.core import fingerprint
+
+    rng = np.random.default_rng(0)
+    words = np.array(["Adelie", "", "héllo wörld", "日本語", "x" * 5000], dtype=object)
+    arrays = {
+        "labels": words[rng.integers(0, len(words) - 1, 270_000)],  # past one block of items
+        "matrix": words[rng.integers(0, len(words), (300, 4))],
+        "mixed": np.array(["a", 1, None, 2.5] * 100, dtype=object),
+    }
+    bulk = {name: fingerprint_array(a) for name, a in arrays.items()}
+    monkeypatch.setattr(fingerprint, "_VECTOR_MIN", 1 << 62)  # every item through _encode
+    assert bulk == {name: fingerprint_array(a) for name, a in arrays.items()}

@@ -40,6 +40,8 @@ _BLOCK = 1 << 20
 _TABLE_PARALLEL_MIN = 8 << 20
 # string lengths are computed and hashed this many at a time (2 MiB of int64)
 _LENGTHS_BLOCK = 1 << 18
+# object arrays of at least this many strings are encoded by Arrow rather than item by item
+_VECTOR_MIN = 256
 # Arrow string arrays with 32-bit offsets hold fewer bytes than this
 _INT32_OFFSETS = (1 << 31) - 1
 # length-prefixed values up to this many bytes reach the hasher in one update call
@@ -667,14 +669,53 @@ def _encode_array(arr: np.ndarray, f: _Feed) -> None:
     f.text(arr.dtype.str)
     f.raw(struct.pack(f"<{arr.ndim + 1}Q", arr.ndim, *arr.shape))
     if arr.dtype.hasobject:
-        for item in arr.ravel(order="C").tolist():
-            _encode_value(item, f)
+        items = arr.ravel(order="C").tolist()
+        if not _encode_strings(items, f):
+            for item in items:
+                _encode_value(item, f)
         return
     if arr.dtype.kind in "fc":
         nan = np.isnan(arr)
         if nan.any():
             arr = np.where(nan, np.array(np.nan, dtype=arr.dtype), arr)
     f.raw(_byte_view(arr))
+
+
+def _encode_strings(items: list[Any], f: _Feed) -> bool:
+    """Feed a long list of ``str`` (predictions, labels) as the per-item encoding would, without
+    a Python call per item; False, feeding nothing, when it is short or holds anything else.
+
+    Arrow converts the strings to UTF-8 in C++; NumPy lays out, a block of items at a time,
+    each item's tag and length (little-endian uint64) followed by its bytes: the same bytes
+    reach the hasher.
+    """
+    if len(items) < _VECTOR_MIN or set(map(type, items)) != {str}:
+        return False
+    import pyarrow as pa
+
+    try:
+        strings = pa.array(items, type=pa.large_string())
+    except (pa.ArrowException, UnicodeError):  # lone surrogates: the per-item path raises
+        return False
+    offsets, text = _text_chunk(strings, np.int64)
+    data = np.frombuffer(text, dtype=np.uint8)
+    offsets = offsets - offsets[0]
+    header = np.arange(9)
+    for i in range(0, len(items), _LENGTHS_BLOCK):
+        o = offsets[i : i + _LENGTHS_BLOCK + 1]
+        n = len(o) - 1
+        lengths = np.diff(o).astype("<u8")
+        out = np.empty(9 * n + int(o[-1] - o[0]), dtype=np.uint8)
+        at = (np.arange(n) * 9 + (o[:-1] - o[0]))[:, None] + header  # each item's 9 bytes
+        heads = np.empty((n, 9), dtype=np.uint8)
+        heads[:, 0] = ord("U")
+        heads[:, 1:] = lengths.view(np.uint8).reshape(n, 8)
+        out[at] = heads
+        is_text = np.ones(out.size, dtype=bool)
+        is_text[at] = False
+        out[is_text] = data[o[0] : o[-1]]
+        f.h.update(out.data)
+    return True
 
 
 def _is_estimator(obj: Any) -> bool:
