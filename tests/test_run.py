@@ -274,3 +274,20 @@ def test_stratified_splits_of_text_labels_are_scikit_learns() -> None:
     numbers = pd.Series(rng.integers(0, 3, 50))
     missing = pd.Series(["a", None, "b"], dtype=object)
     assert _strata(numbers) is numbers and _strata(missing) is missing
+
+
+def test_plot_confusion_matrix_is_scikit_learns_for_text_labels() -> None:
+    """The stored confusion matrix, counted on label positions, equals scikit-learn's, values
+    outside the labels left out as scikit-learn leaves them out."""
+    from sklearn.metrics import confusion_matrix
+
+    from seedline.execution.plots import classifier_plots
+
+    rng = np.random.default_rng(4)
+    labels = ["Adélie", "Chinstrap", "Gentoo"]
+    y = np.array([*labels, "other"], dtype=object)[rng.integers(0, 4, 500)]
+    pred = np.array(labels, dtype=object)[rng.integers(0, 3, 500)]
+    counts = classifier_plots(y, pred, None, labels)["confusion_matrix"]["counts"]
+    assert counts == confusion_matrix(y, pred, labels=labels).tolist()
+    numbers = classifier_plots(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), None, [0, 1, 2])
+    assert numbers["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
