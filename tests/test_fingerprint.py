@@ -296,3 +296,59 @@ def test_text_columns_hash_the_same_whatever_their_storage() -> None:
     assert seedline.fingerprint_table(mixed).columns["s"] == _reference_text_digest(
         ["a", "1", "2.5", None]
     )
+
+
+def _reference_int_digest(values: list[int | None]) -> str:
+    """The documented int64 encoding, written out: the mask, then 0 where a value is missing."""
+    import blake3
+
+    na = np.array([v is None for v in values])
+    h = blake3.blake3()
+    h.update(f"column\x00int64\x00{len(values)}\x00".encode())
+    if na.any():
+        h.update(b"mask\x00" + np.packbits(na).tobytes())
+    h.update(np.array([0 if v is None else v for v in values], dtype=np.int64).tobytes())
+    return "column:" + h.hexdigest()
+
+
+def test_a_big_table_hashes_each_column_as_the_documented_encoding() -> None:
+    """Past the size where columns are hashed in parallel and categories gathered block by
+    block (262,144 rows a block), every column still has its documented digest."""
+    rng = np.random.default_rng(0)
+    rows = 300_001
+    vocab = np.array(["Adelie", "Gentoo", "héllo wörld", "", "x" * 40], dtype=object)
+    values: list[str | None] = list(vocab[rng.integers(0, len(vocab), rows)])
+    values[5] = values[270_000] = None
+    ints: list[int | None] = rng.integers(-5, 5, rows).tolist()
+    ints[7] = None
+    table = pd.DataFrame(
+        {
+            "category": pd.Series(values, dtype="category"),
+            "arrow": pd.Series(values, dtype="str"),
+            "object": pd.Series(values, dtype=object),
+            "nullable": pd.Series(ints, dtype="Int64"),
+            "float": rng.standard_normal(rows),
+        }
+    )
+    got = seedline.fingerprint_table(table).columns
+    text = _reference_text_digest(values)
+    assert got["category"] == got["arrow"] == got["object"] == text
+    assert got["nullable"] == _reference_int_digest(ints)
+    assert got["float"] == seedline.fingerprint_table(table[["float"]]).columns["float"]
+
+
+def test_long_object_arrays_of_text_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Predictions and labels (object arrays of str) are encoded in bulk, with the same bytes as
+    the item-by-item encoding; arrays holding anything else keep the item-by-item path."""
+    from seedline.core import fingerprint
+
+    rng = np.random.default_rng(0)
+    words = np.array(["Adelie", "", "héllo wörld", "日本語", "x" * 5000], dtype=object)
+    arrays = {
+        "labels": words[rng.integers(0, len(words) - 1, 270_000)],  # past one block of items
+        "matrix": words[rng.integers(0, len(words), (300, 4))],
+        "mixed": np.array(["a", 1, None, 2.5] * 100, dtype=object),
+    }
+    bulk = {name: fingerprint_array(a) for name, a in arrays.items()}
+    monkeypatch.setattr(fingerprint, "_VECTOR_MIN", 1 << 62)  # every item through _encode
+    assert bulk == {name: fingerprint_array(a) for name, a in arrays.items()}

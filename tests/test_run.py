@@ -237,3 +237,57 @@ def test_run_outside_a_git_repository_says_so(tmp_path: Path) -> None:
     m = seedline.run(tmp_path / "d" / "seedline.yaml").manifest
     assert m.code.repository is False and "not inside a git repository" in str(m.code.reason)
     assert os.path.isdir(tmp_path / "d" / ".seedline")
+
+
+def test_stratified_splits_of_text_labels_are_scikit_learns() -> None:
+    """Text labels are stratified through their sorted class numbers: the rows drawn are exactly
+    those scikit-learn draws from the labels themselves (holdout, k folds, repeated folds)."""
+    import pandas as pd
+    from sklearn.model_selection import (
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        train_test_split,
+    )
+
+    from seedline.execution.runner import _strata
+
+    rng = np.random.default_rng(3)
+    labels = np.array(["Gentoo", "Adélie", "Chinstrap", "adelie", "日本"], dtype=object)
+    drawn = labels[rng.integers(0, len(labels), 2000)]
+    idx = np.arange(len(drawn))
+    for y in (pd.Series(drawn, dtype="str"), pd.Series(drawn, dtype=object)):
+        assert isinstance(_strata(y), np.ndarray)
+        for a, b in zip(
+            train_test_split(idx, test_size=0.25, random_state=5, stratify=y),
+            train_test_split(idx, test_size=0.25, random_state=5, stratify=_strata(y)),
+            strict=True,
+        ):
+            assert np.array_equal(a, b)
+        for cv in (
+            StratifiedKFold(5, shuffle=True, random_state=5),
+            RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=5),
+        ):
+            for (a_tr, a_te), (b_tr, b_te) in zip(
+                cv.split(idx, y), cv.split(idx, _strata(y)), strict=True
+            ):
+                assert np.array_equal(a_tr, b_tr) and np.array_equal(a_te, b_te)
+    numbers = pd.Series(rng.integers(0, 3, 50))
+    missing = pd.Series(["a", None, "b"], dtype=object)
+    assert _strata(numbers) is numbers and _strata(missing) is missing
+
+
+def test_plot_confusion_matrix_is_scikit_learns_for_text_labels() -> None:
+    """The stored confusion matrix, counted on label positions, equals scikit-learn's, values
+    outside the labels left out as scikit-learn leaves them out."""
+    from sklearn.metrics import confusion_matrix
+
+    from seedline.execution.plots import classifier_plots
+
+    rng = np.random.default_rng(4)
+    labels = ["Adélie", "Chinstrap", "Gentoo"]
+    y = np.array([*labels, "other"], dtype=object)[rng.integers(0, 4, 500)]
+    pred = np.array(labels, dtype=object)[rng.integers(0, 3, 500)]
+    counts = classifier_plots(y, pred, None, labels)["confusion_matrix"]["counts"]
+    assert counts == confusion_matrix(y, pred, labels=labels).tolist()
+    numbers = classifier_plots(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), None, [0, 1, 2])
+    assert numbers["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]

@@ -40,6 +40,10 @@ _BLOCK = 1 << 20
 _TABLE_PARALLEL_MIN = 8 << 20
 # string lengths are computed and hashed this many at a time (2 MiB of int64)
 _LENGTHS_BLOCK = 1 << 18
+# object arrays of at least this many strings are encoded by Arrow rather than item by item
+_VECTOR_MIN = 256
+# Arrow string arrays with 32-bit offsets hold fewer bytes than this
+_INT32_OFFSETS = (1 << 31) - 1
 # length-prefixed values up to this many bytes reach the hasher in one update call
 _SMALL = 4096
 
@@ -140,11 +144,17 @@ def logical_type(series: Any) -> str:
     return str(dtype)
 
 
-def _column_digest(series: Any, ltype: str) -> str:
+def _column_digest(series: Any, ltype: str, threads: int = blake3.blake3.AUTO) -> str:
+    """A column's digest: its header, the missing-value mask, then its values' bytes.
+
+    ``threads`` is BLAKE3's thread count for big updates (1 inside a table's thread pool,
+    whose workers already keep every core busy).
+    """
     import pandas as pd
 
     na = series.isna().to_numpy()
-    h = _new_hasher(series.size * 8)
+    multi = threads != 1 and series.size * 8 >= _PARALLEL_MIN
+    h = blake3.blake3(max_threads=threads) if multi else blake3.blake3()
     h.update(f"column\x00{ltype}\x00{series.size}\x00".encode())
     if na.any():
         h.update(b"mask\x00")
@@ -154,7 +164,7 @@ def _column_digest(series: Any, ltype: str) -> str:
             ltype
         ]
         if na.any() and ltype != "float64":
-            values = series.astype(object).where(~na, 0).to_numpy(dtype=dtype)
+            values = _filled(series, dtype, na, ltype == "bool")
         else:
             values = (
                 series.to_numpy(dtype=dtype, na_value=np.nan)
@@ -170,27 +180,111 @@ def _column_digest(series: Any, ltype: str) -> str:
             stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
         values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
+    elif (coded := _coded_strings(series, na)) is not None:
+        _hash_coded_strings(h, *coded)
+    elif (chunks := _arrow_strings(series, int(na.sum()))) is not None:
+        # the same bytes as below, read from the Arrow buffers: all lengths, then all text
+        lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
+        for offsets, _text in chunks:
+            # block by block, so that the lengths are hashed while still in cache
+            for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
+                j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
+                np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
+                h.update(lengths[: j - i].view(np.uint8).data)
+        for _offsets, text in chunks:
+            h.update(text)
     else:
-        chunks = _arrow_strings(series, int(na.sum()))
-        if chunks is not None:
-            # the same bytes as below, read from the Arrow buffers: all lengths, then all text
-            lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
-            for offsets, _text in chunks:
-                # block by block, so that the lengths are hashed while still in cache
-                for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
-                    j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
-                    np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
-                    h.update(lengths[: j - i].view(np.uint8).data)
-            for _offsets, text in chunks:
-                h.update(text)
-        else:
-            texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
-            encoded = [t.encode("utf-8") for t in texts]
-            h.update(
-                np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
-            )
-            h.update(b"".join(encoded))
+        texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
+        encoded = [t.encode("utf-8") for t in texts]
+        h.update(
+            np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
+        )
+        h.update(b"".join(encoded))
     return f"column:{_hex(h)}"
+
+
+def _filled(series: Any, dtype: type, na: np.ndarray, boolean: bool) -> np.ndarray:
+    """A nullable column's values with 0 (False) where missing, without a Python object per value."""
+    try:
+        values: np.ndarray = series.to_numpy(dtype=dtype, na_value=False if boolean else 0)
+        return values
+    except (TypeError, ValueError, OverflowError):  # an extension type that cannot fill so
+        return np.asarray(series.astype(object).where(~na, 0).to_numpy(dtype=dtype))
+
+
+def _text_chunk(chunk: Any, offset_type: type) -> tuple[np.ndarray, memoryview]:
+    """One Arrow string array without nulls: its n + 1 offsets and its values' bytes."""
+    _validity, offsets_buf, data_buf = chunk.buffers()
+    n = len(chunk)
+    offsets: np.ndarray = np.frombuffer(offsets_buf, dtype=offset_type)[
+        chunk.offset : chunk.offset + n + 1
+    ]
+    start, end = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+    text = memoryview(data_buf)[start:end] if data_buf is not None else memoryview(b"")
+    return offsets, text
+
+
+def _coded_strings(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | None:
+    """A categorical of text as its codes and categories: the lengths of the categories
+    (int64), the categories as one Arrow string array, and the codes (a missing value points
+    at an empty category added at the end); None for any other column.
+
+    Its values are hashed without a Python object per row, and the categories' bytes are
+    gathered per block of rows (``_hash_coded_strings``) rather than all at once.
+    """
+    import pandas as pd
+
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return None
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a dependency of pandas' str dtype
+        return None
+    categories = series.cat.categories
+    try:
+        if isinstance(categories.dtype, np.dtype):  # object: Python strings, converted in C++
+            dictionary = pa.array(categories.to_numpy(), from_pandas=True)
+        else:
+            dictionary = pa.array(categories.array, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, UnicodeError):
+        return None
+    if isinstance(dictionary, pa.ChunkedArray):
+        dictionary = dictionary.combine_chunks()
+    if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
+        return None  # numbers or bytes as categories: their str() is what gets hashed
+    if dictionary.null_count:
+        return None
+    if pa.types.is_large_string(dictionary.type) and dictionary.nbytes < _INT32_OFFSETS:
+        dictionary = dictionary.cast(pa.string())  # Arrow gathers 32-bit offsets faster
+    # a missing value is "" in the encoding: code -1 becomes the index of an added ""
+    dictionary = pa.concat_arrays([dictionary, pa.array([""], type=dictionary.type)])
+    offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+    offsets, _text = _text_chunk(dictionary, offset_type)
+    lengths = np.diff(offsets).astype(np.int64)
+    codes = series.cat.codes.to_numpy()
+    if na.any():
+        codes = np.where(na, len(dictionary) - 1, codes)
+    return lengths, dictionary, codes
+
+
+def _hash_coded_strings(h: Any, lengths: np.ndarray, dictionary: Any, codes: np.ndarray) -> None:
+    """Feed ``h`` the text encoding of a coded column: every value's length, then the text."""
+    import pyarrow as pa
+
+    offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+    block = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
+    for i in range(0, len(codes), _LENGTHS_BLOCK):
+        part = codes[i : i + _LENGTHS_BLOCK]
+        np.take(lengths, part, out=block[: len(part)])
+        h.update(block[: len(part)].view(np.uint8).data)
+    # the values' bytes a block of rows at a time: Arrow gathers them in C++, and a block's
+    # text is hashed while it is still in cache, never the whole column's text at once
+    rows = _LENGTHS_BLOCK
+    if offset_type is np.int32:  # a block's text must fit 32-bit offsets
+        rows = max(1, min(rows, _INT32_OFFSETS // max(int(lengths.max(initial=0)), 1)))
+    for i in range(0, len(codes), rows):
+        gathered = dictionary.take(pa.array(codes[i : i + rows]))
+        h.update(_text_chunk(gathered, offset_type)[1])
 
 
 def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview]] | None:
@@ -200,7 +294,7 @@ def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview
     not plain text (then the caller encodes value by value, with the same result).
 
     Arrow-backed strings (pandas' ``str`` dtype) are read without a copy; object columns of
-    ``str`` and categoricals of text are converted by Arrow in C++ first.
+    ``str`` are converted by Arrow in C++ first.
     """
     try:
         import pyarrow as pa
@@ -226,14 +320,11 @@ def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview
     offset_type = np.int64 if pa.types.is_large_string(chunked.type) else np.int32
     out: list[tuple[np.ndarray, memoryview]] = []
     for chunk in chunked.chunks:
-        if chunk.null_count:
-            # a missing value is "" in the encoding; Arrow lets a null slot span bytes
-            chunk = pc.fill_null(chunk, "")
-        _validity, offsets_buf, data_buf = chunk.buffers()
-        n = len(chunk)
-        offsets = np.frombuffer(offsets_buf, dtype=offset_type)[chunk.offset : chunk.offset + n + 1]
-        start, end = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
-        text = memoryview(data_buf)[start:end] if data_buf is not None else memoryview(b"")
+        offsets, text = _text_chunk(chunk, offset_type)
+        if chunk.null_count and len(text) != (pc.sum(pc.binary_length(chunk)).as_py() or 0):
+            # a missing value is "" in the encoding; Arrow lets a null slot span bytes (rare:
+            # pandas and Arrow's builders write none), and then the chunk is rebuilt
+            offsets, text = _text_chunk(pc.fill_null(chunk, ""), offset_type)
         out.append((offsets, text))
     return out
 
@@ -281,6 +372,27 @@ def _plain_digest(values: np.ndarray, ltype: str, threads: int) -> str | None:
     return f"column:{_hex(h)}"
 
 
+def _digest(series: Any, ltype: str, threads: int) -> str:
+    """A column's digest by the fastest path that gives the documented encoding."""
+    values = _plain_values(series, ltype)
+    if values is not None:
+        digest = _plain_digest(values, ltype, threads)
+        if digest is not None:
+            return digest
+    return _column_digest(series, ltype, threads)
+
+
+def _hash_cost(series: Any, ltype: str) -> int:
+    """About how many bytes a column's digest goes through (to hand out the longest first)."""
+    if ltype != "string":
+        return int(series.size) * 8
+    categories = getattr(series.dtype, "categories", None)
+    if categories is not None:  # per row: a length, its text, and the text gathered first
+        mean = np.mean(categories.astype(str).str.len()) if len(categories) else 0
+        return int(series.size) * (8 + 3 * int(mean))
+    return int(series.size) * 8 + int(series.memory_usage(index=False, deep=False))
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -289,7 +401,11 @@ def _cpus() -> int:
 
 
 def fingerprint_table(df: Any) -> TableFingerprint:
-    """Fingerprint a pandas DataFrame: schema + one hash per column, independent of file format."""
+    """Fingerprint a pandas DataFrame: schema + one hash per column, independent of file format.
+
+    A big table's columns are hashed in a thread pool, one column per core, the longest
+    first; BLAKE3, NumPy and Arrow release the GIL for the work that counts.
+    """
     import pandas as pd
 
     if isinstance(df, pd.Series):
@@ -305,33 +421,24 @@ def fingerprint_table(df: Any) -> TableFingerprint:
         )
     schema: dict[str, str] = {}
     series: dict[str, Any] = {}
-    plain: dict[str, np.ndarray] = {}
     for name in df.columns:
-        s = df[name]
+        # names equal as strings (1 and "1"): the last column wins, in the first one's place
         key = str(name)
-        schema[key] = logical_type(s)
-        series[key] = s
-        values = _plain_values(s, schema[key])
-        if values is not None:
-            plain[key] = values
-        else:  # names equal as strings (1 and "1"): the last column wins, as it always has
-            plain.pop(key, None)
+        series[key] = df[name]
+        schema[key] = logical_type(series[key])
 
-    # plain numeric columns: one column per core, each hashed single-threaded, when there are
-    # enough of them to keep the cores busy; otherwise one at a time, each on all cores
-    found: dict[str, str | None] = {}
-    workers = min(len(plain), _cpus())
-    if workers > 1 and sum(v.nbytes for v in plain.values()) >= _TABLE_PARALLEL_MIN:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
-            digests = pool.map(lambda k: _plain_digest(plain[k], schema[k], 1), list(plain))
-            found = dict(zip(plain, digests, strict=True))
-    else:
-        found = {k: _plain_digest(v, schema[k], blake3.blake3.AUTO) for k, v in plain.items()}
-
+    costs = {key: _hash_cost(s, schema[key]) for key, s in series.items()}
+    workers = min(len(series), _cpus())
     columns: dict[str, str] = {}
-    for key, s in series.items():
-        digest = found.get(key)
-        columns[key] = digest if digest is not None else _column_digest(s, schema[key])
+    if workers > 1 and sum(costs.values()) >= _TABLE_PARALLEL_MIN:
+        # one column per core, each hashed single-threaded; the longest first, so that no
+        # core is left alone with a long column at the end
+        longest_first = sorted(series, key=lambda k: -costs[k])
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
+            futures = {k: pool.submit(_digest, series[k], schema[k], 1) for k in longest_first}
+            columns = {k: futures[k].result() for k in series}
+    else:  # one at a time, each on all cores
+        columns = {k: _digest(s, schema[k], blake3.blake3.AUTO) for k, s in series.items()}
     h = blake3.blake3()
     h.update(f"table\x00v{ENCODING_VERSION}\x00{len(df)}\x00".encode())
     for name, digest in columns.items():
@@ -562,14 +669,53 @@ def _encode_array(arr: np.ndarray, f: _Feed) -> None:
     f.text(arr.dtype.str)
     f.raw(struct.pack(f"<{arr.ndim + 1}Q", arr.ndim, *arr.shape))
     if arr.dtype.hasobject:
-        for item in arr.ravel(order="C").tolist():
-            _encode_value(item, f)
+        items = arr.ravel(order="C").tolist()
+        if not _encode_strings(items, f):
+            for item in items:
+                _encode_value(item, f)
         return
     if arr.dtype.kind in "fc":
         nan = np.isnan(arr)
         if nan.any():
             arr = np.where(nan, np.array(np.nan, dtype=arr.dtype), arr)
     f.raw(_byte_view(arr))
+
+
+def _encode_strings(items: list[Any], f: _Feed) -> bool:
+    """Feed a long list of ``str`` (predictions, labels) as the per-item encoding would, without
+    a Python call per item; False, feeding nothing, when it is short or holds anything else.
+
+    Arrow converts the strings to UTF-8 in C++; NumPy lays out, a block of items at a time,
+    each item's tag and length (little-endian uint64) followed by its bytes: the same bytes
+    reach the hasher.
+    """
+    if len(items) < _VECTOR_MIN or set(map(type, items)) != {str}:
+        return False
+    import pyarrow as pa
+
+    try:
+        strings = pa.array(items, type=pa.large_string())
+    except (pa.ArrowException, UnicodeError):  # lone surrogates: the per-item path raises
+        return False
+    offsets, text = _text_chunk(strings, np.int64)
+    data = np.frombuffer(text, dtype=np.uint8)
+    offsets = offsets - offsets[0]
+    header = np.arange(9)
+    for i in range(0, len(items), _LENGTHS_BLOCK):
+        o = offsets[i : i + _LENGTHS_BLOCK + 1]
+        n = len(o) - 1
+        lengths = np.diff(o).astype("<u8")
+        out = np.empty(9 * n + int(o[-1] - o[0]), dtype=np.uint8)
+        at = (np.arange(n) * 9 + (o[:-1] - o[0]))[:, None] + header  # each item's 9 bytes
+        heads = np.empty((n, 9), dtype=np.uint8)
+        heads[:, 0] = ord("U")
+        heads[:, 1:] = lengths.view(np.uint8).reshape(n, 8)
+        out[at] = heads
+        is_text = np.ones(out.size, dtype=bool)
+        is_text[at] = False
+        out[is_text] = data[o[0] : o[-1]]
+        f.h.update(out.data)
+    return True
 
 
 def _is_estimator(obj: Any) -> bool:

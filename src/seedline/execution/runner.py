@@ -131,6 +131,24 @@ def _noop(_msg: str, _i: int, _n: int) -> None:
     return None
 
 
+def _strata(y: Any) -> Any:
+    """The target as scikit-learn's stratified splitters see it, made cheap for text labels.
+
+    They sort the classes (``np.unique``) and draw from each row's class number: text labels
+    are replaced by their class numbers in sorted order (``pd.factorize(sort=True)``, a hash
+    pass), so the rows drawn are the same, without a sort of every label as a Python string.
+    Any other target (numbers, missing or mixed values) is handed on unchanged.
+    """
+    import pandas as pd
+
+    if not isinstance(y, pd.Series) or y.dtype.kind in "biufcmM":
+        return y
+    if y.isna().any() or pd.api.types.infer_dtype(y, skipna=False) != "string":
+        return y
+    codes, _classes = pd.factorize(y, sort=True)
+    return codes
+
+
 def _kfold(
     spec: Spec, frame: Any, y: Any, plan: SeedPlan
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
@@ -155,7 +173,9 @@ def _kfold(
         elif s.n_repeats is not None and s.n_repeats > 1:
             cls = RepeatedStratifiedKFold if s.stratify else RepeatedKFold
             splits = list(
-                cls(n_splits=s.n_splits, n_repeats=s.n_repeats, random_state=seed).split(idx, y)
+                cls(n_splits=s.n_splits, n_repeats=s.n_repeats, random_state=seed).split(
+                    idx, _strata(y) if s.stratify else y
+                )
             )
         elif s.groups is not None:
             if s.groups not in frame.columns:
@@ -169,7 +189,9 @@ def _kfold(
             )
         elif s.stratify:
             splits = list(
-                StratifiedKFold(n_splits=s.n_splits, shuffle=True, random_state=seed).split(idx, y)
+                StratifiedKFold(n_splits=s.n_splits, shuffle=True, random_state=seed).split(
+                    idx, _strata(y)
+                )
             )
         else:
             splits = list(KFold(n_splits=s.n_splits, shuffle=True, random_state=seed).split(idx))
@@ -282,7 +304,7 @@ def _split(
                 idx,
                 test_size=s.test_size,
                 random_state=seed,
-                stratify=y if s.stratify else None,
+                stratify=_strata(y) if s.stratify else None,
             )
         except ValueError as exc:
             raise SpecError(f"split: {exc}", path="split") from exc
