@@ -99,6 +99,19 @@ def fsspec_options(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def _spool(fd: int, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks`` to the open temporary file ``fd`` (synced when asked), hashing them; the hex digest."""
+    h = blake3.blake3()
+    with os.fdopen(fd, "wb") as out:
+        for chunk in chunks:
+            h.update(chunk)
+            out.write(chunk)
+        if _FSYNC:
+            out.flush()
+            os.fsync(out.fileno())
+    return str(h.hexdigest())
+
+
 @dataclass(frozen=True)
 class PartialObject:
     """A temporary file a writer left behind when it was killed mid-write (``.tmp-*.part``)."""
@@ -313,15 +326,8 @@ class LocalObjectStore(ObjectStore):
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".part")
         try:
-            h = blake3.blake3()
-            with os.fdopen(fd, "wb") as out, source() as src:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                if _FSYNC:
-                    out.flush()
-                    os.fsync(out.fileno())
-            address = h.hexdigest()
+            with source() as src:
+                address = _spool(fd, iter(lambda: src.read(CHUNK), b""))
             final = self._path(address)
             if final.exists():
                 Path(tmp).unlink()
@@ -343,15 +349,7 @@ class LocalObjectStore(ObjectStore):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".part")
         try:
-            h = blake3.blake3()
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    h.update(chunk)
-                    out.write(chunk)
-                if _FSYNC:
-                    out.flush()
-                    os.fsync(out.fileno())
-            found = h.hexdigest()
+            found = _spool(fd, chunks)
             if found != address:
                 raise CorruptObjectError(address, found)
             os.chmod(tmp, 0o444)
