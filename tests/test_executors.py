@@ -374,6 +374,9 @@ from seedline.execution.executors import make_executor
 from tests.test_executors import sleep_and_record
 
 kind, folder = sys.argv[1], Path(tempfile.mkdtemp())
+# a shell's background job starts with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: give this script a terminal's Ctrl-C whatever started it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def interrupt_when_running():
     deadline = time.monotonic() + 60

@@ -291,3 +291,38 @@ def test_plot_confusion_matrix_is_scikit_learns_for_text_labels() -> None:
     assert counts == confusion_matrix(y, pred, labels=labels).tolist()
     numbers = classifier_plots(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), None, [0, 1, 2])
     assert numbers["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_a_run_imports_its_own_module_not_one_another_project_imported_in_this_process(
+    tmp_path: Path,
+) -> None:
+    """Two projects with a shadowmod.py, run one after the other in one process: each run uses and records its own."""
+    import sys
+
+    from seedline.execution.runner import prepare
+
+    spec = (
+        "name: shadow\nseed: 3\ndata: {source: 'sklearn:load_iris', target: target}\n"
+        "pipeline:\n  - {name: mark, class: shadowmod.Marker}\n"
+        "  - {name: clf, class: sklearn.linear_model.LogisticRegression}\n"
+        "metrics: [accuracy]\n"
+    )
+    marker = (
+        "from sklearn.preprocessing import FunctionTransformer\n\n"
+        "class Marker(FunctionTransformer):\n    PROJECT = {name!r}\n"
+    )
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "seedline.yaml").write_text(spec)
+        (tmp_path / name / "shadowmod.py").write_text(marker.format(name=name))
+    try:
+        for name in ("a", "b"):
+            p = prepare(tmp_path / name / "seedline.yaml")
+            found = type(p.pipeline.named_steps["mark"]).PROJECT
+            assert found == name
+            assert Path(sys.modules["shadowmod"].__file__ or "").parent == tmp_path / name
+    finally:
+        sys.modules.pop("shadowmod", None)
+        for name in ("a", "b"):
+            if str(tmp_path / name) in sys.path:
+                sys.path.remove(str(tmp_path / name))

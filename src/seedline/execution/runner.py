@@ -408,6 +408,29 @@ class Prepared:
     w_test: Any = None
 
 
+def forget_shadowed_modules(root: Path) -> None:
+    """Forget modules this project provides that this process imported from another folder.
+
+    In a long-lived process (a notebook, a test session) a run of project B after project A
+    would otherwise get A's ``features`` module for B's ``features.X``: not what ``python -m``
+    in B imports, and the run would neither record nor store B's source. Only modules from
+    user folders are forgotten, never the standard library's or an installed package's.
+    """
+    here = root.resolve()
+    provided = {p.stem for p in here.glob("*.py")} | {
+        p.parent.name for p in here.glob("*/__init__.py")
+    }
+    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in provided:
+            continue
+        file = getattr(module, "__file__", None)
+        if not file or "site-packages" in file or file.startswith(installed):
+            continue
+        if not Path(file).resolve().is_relative_to(here):
+            del sys.modules[name]
+
+
 def prepare(
     spec: Spec | str | Path,
     *,
@@ -429,6 +452,7 @@ def prepare(
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
+    forget_shadowed_modules(root)
     loaded = loaded or load_data(spec_obj.data, root)
     if spec_obj.data.sample_weight is not None and not loaded.frame.index.is_unique:
         # weights follow the split's rows by index label
