@@ -417,9 +417,11 @@ def forget_shadowed_modules(root: Path) -> None:
     user folders are forgotten, never the standard library's or an installed package's.
     """
     here = root.resolve()
-    provided = {p.stem for p in here.glob("*.py")} | {
-        p.parent.name for p in here.glob("*/__init__.py")
-    }
+    try:
+        provided = {p.stem for p in here.glob("*.py")}
+        provided |= {p.parent.name for p in here.glob("*/__init__.py")}
+    except OSError:  # a worker that may not read the project folder has none of its modules
+        return
     installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] not in provided:
