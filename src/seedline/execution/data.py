@@ -9,6 +9,7 @@ the others by the content of the table they give.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -367,12 +368,17 @@ def loader_modules(sources: list[dict[str, Any]]) -> set[str]:
     return {str(s["module"]) for s in sources if s.get("kind") == "python" and s.get("module")}
 
 
+def read_table(data: bytes | Path) -> pd.DataFrame:
+    """A table snapshot (Parquet bytes or file) read back."""
+    return pd.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data, engine="pyarrow")
+
+
 def read_table_snapshot(
     path: Path, recorded: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A source read from its table snapshot (Parquet), checked against the run's record of it."""
     try:
-        frame = pd.read_parquet(path, engine="pyarrow")
+        frame = read_table(path)
     except Exception as exc:
         raise DataError(f"cannot read the table snapshot of {recorded['uri']!r}: {exc}") from exc
     digest = fingerprint_table(frame).digest

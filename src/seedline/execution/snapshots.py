@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from seedline.core.errors import DataError
-from seedline.execution.data import FILE_KINDS
+from seedline.execution.data import FILE_KINDS, read_table
 from seedline.records.tracking import Store
 
 # a run refuses to snapshot a file larger than this unless told otherwise
@@ -95,11 +95,6 @@ def table_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False, engine="pyarrow")
     return buffer.getvalue()
-
-
-def read_table(data: bytes | Path) -> pd.DataFrame:
-    """A table snapshot read back."""
-    return pd.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data, engine="pyarrow")
 
 
 def _keep_table(
