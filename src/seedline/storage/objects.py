@@ -16,11 +16,13 @@ Both read in bounded memory when asked to stream (``put_file``, ``iter_chunks``,
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
 import tempfile
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -97,6 +99,16 @@ def fsspec_options(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
             client["endpoint_url"] = endpoint
             opts["client_kwargs"] = client
     return opts
+
+
+def _crc32(data: bytes) -> str:
+    """The CRC32 of ``data`` as S3's ``x-amz-checksum-crc32`` header carries it (base64, big-endian).
+
+    The server checks each part against it, as botocore's own checksum would have it do; given
+    whole, it spares botocore's default of re-framing the body as ``aws-chunked`` with a
+    trailing checksum computed as it streams, which cost a fifth of a 256 MiB upload's time.
+    """
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 def _spool(fd: int, chunks: Iterable[bytes]) -> str:
@@ -598,7 +610,13 @@ class FsspecObjectStore(ObjectStore):
             found = h.hexdigest()
             if upload_id is None:
                 if found == expected:
-                    self.fs.call_s3("put_object", Bucket=bucket, Key=object_key, Body=first)
+                    self.fs.call_s3(
+                        "put_object",
+                        Bucket=bucket,
+                        Key=object_key,
+                        Body=first,
+                        ChecksumCRC32=_crc32(first),
+                    )
                 return found
             if found != expected:
                 self.fs.call_s3(
@@ -632,7 +650,13 @@ class FsspecObjectStore(ObjectStore):
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes
     ) -> dict[str, Any]:
         out = self.fs.call_s3(
-            "upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            "upload_part",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumCRC32=_crc32(data),
         )
         return {"PartNumber": number, "ETag": out["ETag"]}
 
