@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import seedline
-from seedline.execution.cache import prune, referenced_objects, usage
-from seedline.records.cache_index import CacheIndex
+from seedline.execution.cache import prune, referenced_objects
+from seedline.records.cache_index import CacheIndex, usage
 from seedline.records.tracking import Store
 
 from .conftest import clean_env, git, run_cli, run_json

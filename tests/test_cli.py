@@ -166,6 +166,28 @@ def test_help_does_not_import_scikit_learn() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_listing_commands_do_not_import_numpy_pandas_or_scikit_learn(tmp_path: Path) -> None:
+    """runs, sweeps, models, cache ls and cache du read the store without the numerical stack."""
+    from seedline.records.tracking import Store
+
+    Store.open(tmp_path).close()
+    code = (
+        "import sys\nfrom seedline.cli.main import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('sklearn', 'numpy', 'pandas', 'scipy') if m in sys.modules))"
+    )
+    for command in (["runs"], ["sweeps"], ["models"], ["cache", "ls"], ["cache", "du"]):
+        out = subprocess.run(
+            [sys.executable, "-c", code, *command],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(),
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "[]", (command, out.stdout)
+
+
 def test_version() -> None:
     import seedline
 

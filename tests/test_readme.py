@@ -196,8 +196,8 @@ class Session:
 
     def _newest(self, what: str, n: int) -> list[str]:
         """The newest run or sweep ids, as ``seedline runs|sweeps --json`` lists them (read here)."""
+        from seedline.records.sweeps import list_sweeps
         from seedline.records.tracking import Store
-        from seedline.workflow.sweep import list_sweeps
 
         store = Store.find(self.cwd)
         if what == "runs":

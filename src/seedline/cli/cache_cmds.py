@@ -53,7 +53,7 @@ def cache_ls(
     """List cache entries, most recently used first."""
     from seedline.cli.main import _console, _fail
     from seedline.core.errors import SeedlineError
-    from seedline.execution.cache import list_entries
+    from seedline.records.cache_index import list_entries
     from seedline.records.tracking import Store
 
     try:
@@ -90,7 +90,7 @@ def cache_du(
     """How many entries the cache holds, and their size."""
     from seedline.cli.main import _fail
     from seedline.core.errors import SeedlineError
-    from seedline.execution.cache import usage
+    from seedline.records.cache_index import usage
     from seedline.records.tracking import Store
 
     try:

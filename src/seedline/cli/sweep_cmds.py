@@ -140,8 +140,8 @@ def sweeps_cmd(
     """List the sweeps in this project's store."""
     from seedline.cli.main import _console, _echo_json, _fail
     from seedline.core.errors import SeedlineError
+    from seedline.records.sweeps import list_sweeps
     from seedline.records.tracking import Store
-    from seedline.workflow.sweep import list_sweeps
 
     try:
         rows = list_sweeps(Store.find())

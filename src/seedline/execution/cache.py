@@ -29,7 +29,7 @@ from seedline.core.deeplearning import framework_versions
 from seedline.core.environment import distinct_pools, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
-from seedline.records.cache_index import CacheEntry, CacheIndex
+from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
 from seedline.records.tracking import Store
 from seedline.storage.metadata import now_iso
 
@@ -259,15 +259,6 @@ class StepCache:
 
 
 # -- maintenance: ls, du, prune ------------------------------------------------------------------
-def list_entries(store: Store) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in CacheIndex(store).entries()]
-
-
-def usage(store: Store) -> dict[str, int]:
-    count, size = CacheIndex(store).usage()
-    return {"entries": count, "bytes": size}
-
-
 def referenced_objects(store: Store, unreadable: list[dict[str, str]] | None = None) -> set[str]:
     """Objects that stored runs and registered models need: prune never removes them.
 

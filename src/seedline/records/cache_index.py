@@ -136,3 +136,14 @@ class CacheIndex:
 
 
 __all__ = ["CacheEntry", "CacheIndex"]
+
+
+def list_entries(store: Store) -> list[dict[str, Any]]:
+    """Every step-cache entry of ``store`` as a dict, most recently used first."""
+    return [e.to_dict() for e in CacheIndex(store).entries()]
+
+
+def usage(store: Store) -> dict[str, int]:
+    """How many step-cache entries ``store`` holds and their total size in bytes."""
+    count, size = CacheIndex(store).usage()
+    return {"entries": count, "bytes": size}

@@ -122,3 +122,8 @@ class SweepIndex:
 
 
 __all__ = ["SweepIndex", "SweepRecord"]
+
+
+def list_sweeps(store: Store) -> list[dict[str, Any]]:
+    """Every sweep of ``store`` as a dict (what ``seedline sweeps --json`` prints), newest first."""
+    return [r.to_dict() for r in SweepIndex(store).all()]

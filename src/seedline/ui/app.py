@@ -25,11 +25,11 @@ from fastapi.responses import (
 
 from seedline.core.errors import RunNotFoundError, SeedlineError
 from seedline.core.version import __version__
+from seedline.records.sweeps import list_sweeps
 from seedline.records.tracking import Store
 from seedline.serving.app import check_bind
 from seedline.ui.pages import ASSETS, STATIC, plotly_js_path, render
 from seedline.workflow import browse
-from seedline.workflow.sweep import list_sweeps
 
 TOKEN_COOKIE = "seedline_ui_token"
 # assets change only with the installed package: browsers may keep them for an hour

@@ -414,7 +414,3 @@ def sweep_info(store: Store, ref: str) -> dict[str, Any]:
             hint="'seedline sweeps' lists the sweeps",
         )
     return found[0].to_dict()
-
-
-def list_sweeps(store: Store) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in SweepIndex(store).all()]
