@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seedline.records.manifest import CVRecord, Manifest
 from seedline.records.tracking import RunSummary
+
+if TYPE_CHECKING:  # annotations only: listing runs needs no pydantic model
+    from seedline.records.manifest import CVRecord, Manifest
 
 
 def short(fp: str | None, n: int = 12) -> str:

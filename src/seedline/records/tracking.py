@@ -11,14 +11,13 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from seedline.core.errors import RunNotFoundError, StoreError
-from seedline.records.manifest import Manifest
 from seedline.storage.config import CONFIG_FILENAME, DATABASE_ENV, OBJECTS_ENV, resolve_store
 from seedline.storage.metadata import (
     MetricRow,
@@ -28,6 +27,9 @@ from seedline.storage.metadata import (
     open_engine,
 )
 from seedline.storage.objects import ObjectStore, open_object_store
+
+if TYPE_CHECKING:  # pydantic's models load when a manifest is read, not to list runs
+    from seedline.records.manifest import Manifest
 from seedline.storage.urls import normalise_database_url, redact_url
 
 STORE_DIRNAME = ".seedline"
@@ -395,6 +397,8 @@ class Store:
                 if status != "running"
                 else "wait for it to finish",
             )
+        from seedline.records.manifest import Manifest
+
         return Manifest.from_json(self.objects.get(address))
 
     def run_objects(self) -> list[RunObjects]:

@@ -7,7 +7,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -262,7 +261,11 @@ def open_engine(url: str) -> Engine:
 
 def _migrate_once(engine: Engine, url: str) -> None:
     if engine.dialect.name == "sqlite":
+        if current_revision(engine) == HEAD_REVISION:
+            return  # the common case: nothing to migrate, no lock to take
         path = sqlite_path(url)
+        from filelock import FileLock  # asyncio with it: only when a database may need creating
+
         lock = FileLock(str(path) + ".lock") if path is not None else None
         with lock if lock is not None else contextlib.nullcontext():
             # another process may have migrated while this one waited for the lock
