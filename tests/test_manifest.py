@@ -62,3 +62,28 @@ def test_typed_sections_write_back_exactly_what_was_stored(digits: Path) -> None
     assert back.environment.fingerprint is None and back.code.commit is None
     assert back.settings.cache is None and back.probe.predictions is None
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_installed_packages_are_read_as_importlib_metadata_reads_them(tmp_path: Path) -> None:
+    """The header-only read gives every distribution's name and version exactly as
+    ``Distribution.metadata`` does, long descriptions and CRLF files included."""
+    import importlib.metadata
+    import re
+
+    from seedline.core.environment import _name_and_version, installed_distributions
+
+    expected = {
+        re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"]
+    }
+    assert installed_distributions() == expected
+    info = tmp_path / "odd_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_bytes(
+        b"Metadata-Version: 2.1\r\nName: Odd.Pkg\r\nSummary: a\r\n  folded line\r\n"
+        b"Version: 1.0.post2\r\n\r\nVersion: 9 (the description, not a header)\r\n"
+    )
+    dist = importlib.metadata.PathDistribution(info)
+    assert _name_and_version(dist) == (dist.metadata["Name"], dist.version)
+    assert _name_and_version(dist) == ("Odd.Pkg", "1.0.post2")
