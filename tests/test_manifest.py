@@ -87,3 +87,31 @@ def test_installed_packages_are_read_as_importlib_metadata_reads_them(tmp_path: 
     dist = importlib.metadata.PathDistribution(info)
     assert _name_and_version(dist) == (dist.metadata["Name"], dist.version)
     assert _name_and_version(dist) == ("Odd.Pkg", "1.0.post2")
+
+
+def test_top_level_modules_are_mapped_to_distributions_as_importlib_metadata_does(
+    tmp_path: Path,
+) -> None:
+    """The step cache's code versions name the same distributions as the library would."""
+    import importlib.metadata
+
+    from seedline.core.environment import _inferred_top_level, packages_distributions
+
+    assert packages_distributions() == importlib.metadata.packages_distributions()
+    # RECORD paths of every shape: nested, top-level module, data, absolute, dotted, quoted
+    info = tmp_path / "shapes-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shapes\nVersion: 1.0\n")
+    (info / "RECORD").write_text(
+        "pkg/__init__.py,sha256=x,1\nsolo.py,,\npkg/data.json,,\n/abs/lib/mod.py,,\n"
+        "./dotted/x.py,,\n.py,,\nodd//double.py,,\n"
+        '"comma,name/y.py",,\nshapes-1.0.dist-info/RECORD,,\n'
+    )
+    dist = importlib.metadata.PathDistribution(info)
+    expected = {
+        f.parts[0] if len(f.parts) > 1 else f.with_suffix("").name
+        for f in dist.files or []
+        if f.suffix == ".py"
+    }
+    assert _inferred_top_level(dist) == expected
+    assert expected >= {"pkg", "solo", "/", "dotted", "odd", "comma,name"}
