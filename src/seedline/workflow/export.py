@@ -19,7 +19,8 @@ again after it is written, on the same probe set:
 
 Requirements name seedline and every distribution the model's classes come from (found
 with ``importlib.metadata.packages_distributions``' mapping, as ``core.environment`` reads
-it: scikit-learn, xgboost, the user's own installed library...), pinned at the versions the run recorded; pip resolves the rest.
+it: scikit-learn, xgboost, the user's own installed library...), pinned at the versions the
+run recorded; pip resolves the rest.
 
 Outputs are built in a temporary folder (or file) beside the target and renamed into
 place at the end: a failed export leaves nothing behind. ``--force`` replaces only an
