@@ -450,7 +450,9 @@ def bench_serve(tmp: Path, trials: int) -> list[Row]:
     cases = {
         "serve": serve_once,
         "predict": lambda: fresh(
-            seedline_cmd("predict", "penguins@1", str(tmp / "probe.csv"), "-o", str(tmp / "o.csv")),
+            seedline_cmd(
+                "predict", "penguins@1", str(tmp / "probe.csv"), "-o", str(tmp / "o.csv"), "--force"
+            ),
             root,
         ),
         "plain": lambda: fresh(

@@ -62,3 +62,60 @@ def test_typed_sections_write_back_exactly_what_was_stored(digits: Path) -> None
     assert back.environment.fingerprint is None and back.code.commit is None
     assert back.settings.cache is None and back.probe.predictions is None
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_installed_packages_are_read_as_importlib_metadata_reads_them(tmp_path: Path) -> None:
+    """The header-only read gives every distribution's name and version exactly as
+    ``Distribution.metadata`` does, long descriptions and CRLF files included."""
+    import importlib.metadata
+    import re
+
+    from seedline.core.environment import _name_and_version, installed_distributions
+
+    def stock() -> dict[str, str]:
+        return {
+            re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+            for d in importlib.metadata.distributions()
+            if d.metadata["Name"]
+        }
+
+    # the shared environment may be installing a package meanwhile: read both back to back
+    assert any(installed_distributions() == stock() for _ in range(3))
+    info = tmp_path / "odd_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_bytes(
+        b"Metadata-Version: 2.1\r\nName: Odd.Pkg\r\nSummary: a\r\n  folded line\r\n"
+        b"Version: 1.0.post2\r\n\r\nVersion: 9 (the description, not a header)\r\n"
+    )
+    dist = importlib.metadata.PathDistribution(info)
+    assert _name_and_version(dist) == (dist.metadata["Name"], dist.version)
+    assert _name_and_version(dist) == ("Odd.Pkg", "1.0.post2")
+
+
+def test_top_level_modules_are_mapped_to_distributions_as_importlib_metadata_does(
+    tmp_path: Path,
+) -> None:
+    """The step cache's code versions name the same distributions as the library would."""
+    import importlib.metadata
+
+    from seedline.core.environment import _inferred_top_level, packages_distributions
+
+    uncached = packages_distributions.__wrapped__
+    assert any(uncached() == importlib.metadata.packages_distributions() for _ in range(3))
+    # RECORD paths of every shape: nested, top-level module, data, absolute, dotted, quoted
+    info = tmp_path / "shapes-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shapes\nVersion: 1.0\n")
+    (info / "RECORD").write_text(
+        "pkg/__init__.py,sha256=x,1\nsolo.py,,\npkg/data.json,,\n/abs/lib/mod.py,,\n"
+        "./dotted/x.py,,\n.py,,\nodd//double.py,,\n"
+        '"comma,name/y.py",,\nshapes-1.0.dist-info/RECORD,,\n'
+    )
+    dist = importlib.metadata.PathDistribution(info)
+    expected = {
+        f.parts[0] if len(f.parts) > 1 else f.with_suffix("").name
+        for f in dist.files or []
+        if f.suffix == ".py"
+    }
+    assert _inferred_top_level(dist) == expected
+    assert expected >= {"pkg", "solo", "/", "dotted", "odd", "comma,name"}

@@ -81,3 +81,93 @@ def test_listed_estimators_match_scikit_learns_own_list() -> None:
     names = [f"{c.__module__}.{c.__name__}" for _, c in all_estimators()]
     names = [n for n in names if n.startswith("sklearn.")]
     assert names and [n for n in names if not is_listed_estimator(n)] == []
+
+
+def test_the_fast_module_lookup_answers_as_skops_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_module_of`` (used while skops imports) names the same module as skops' own scan."""
+    import types
+
+    import scipy.special
+    from skops.io import _trusted_types
+    from skops.io._utils import whichmodule
+
+    from seedline.execution.persist import skops_io
+    from seedline.execution.skops_types import _module_of
+
+    skops_io()
+    assert whichmodule.__module__ == "skops.io._utils"  # skops' own lookup is back in place
+    ufuncs = [
+        getattr(scipy.special, n)
+        for n in sorted(dir(scipy.special))
+        if isinstance(getattr(scipy.special, n), np.ufunc)
+    ][:25]
+    assert ufuncs
+    # a module that answers through __getattr__, and a module subclass, earlier than SciPy's
+    lazy = types.ModuleType("seedline_test_lazy")
+    lazy.__getattr__ = lambda name: ufuncs[0] if name == ufuncs[0].__name__ else None  # type: ignore[attr-defined]
+
+    class Odd(types.ModuleType):
+        def __getattribute__(self, name: str) -> object:
+            return ufuncs[1] if name == ufuncs[1].__name__ else super().__getattribute__(name)
+
+    odd = Odd("seedline_test_odd")
+    # both lookups read sys.modules by name; the import system keeps its own reference
+    monkeypatch.setattr(
+        sys, "modules", {"seedline_test_lazy": lazy, "seedline_test_odd": odd, **sys.modules}
+    )
+    for f in ufuncs:
+        assert _module_of(f, f.__name__, whichmodule) == whichmodule(f, f.__name__)
+    assert _module_of(ufuncs[0], ufuncs[0].__name__, whichmodule) == "seedline_test_lazy"
+    assert _module_of(ufuncs[1], ufuncs[1].__name__, whichmodule) == "seedline_test_odd"
+    monkeypatch.undo()
+    assert _module_of(object(), "nowhere_at_all", whichmodule) == "__main__"
+    # the trusted ufunc names skops computed at import are those its own scan gives
+    sample = {f"{whichmodule(f, f.__name__)}.{f.__name__}" for f in ufuncs}
+    listed = set(_trusted_types.SCIPY_UFUNC_TYPE_NAMES)
+    assert {n for n in sample if n.startswith("scipy")} <= listed
+
+
+def test_an_own_model_loads_with_the_types_its_schema_names() -> None:
+    """``trusted_own`` loads take the file's types from its schema, not from a second walk of
+    skops' tree: a superset of what skops checks, so the same models load, and the same way."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+    from skops.io import get_untrusted_types
+
+    from seedline.execution import persist
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X["kind"] = pd.Series(np.where(y > 0, "a", "b"), dtype=object)
+    prep = ColumnTransformer(
+        [
+            ("num", FunctionTransformer(np.log1p), ["sepal length (cm)"]),
+            ("cat", OneHotEncoder(), ["kind"]),
+        ]
+    )
+    models = [
+        make_pipeline(prep, LogisticRegression(max_iter=300)),
+        make_pipeline(prep, HistGradientBoostingClassifier(max_iter=5, random_state=0)),
+        RandomForestClassifier(n_estimators=2, random_state=np.random.RandomState(0)),
+    ]
+    for model in models:
+        frame = X if hasattr(model, "steps") else X.drop(columns="kind")
+        model.fit(frame, y)
+        data = dump_model(model)
+        assert set(get_untrusted_types(data=data)) <= set(persist._schema_types(data))
+        again = load_model(data, trusted_own=True)
+        np.testing.assert_array_equal(again.predict_proba(frame), model.predict_proba(frame))
+
+
+def test_an_own_model_whose_schema_misses_a_type_is_walked_for_the_exact_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from seedline.execution import persist
+
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(2, random_state=0)).fit(X, y)
+    data = dump_model(model)
+    monkeypatch.setattr(persist, "_schema_types", lambda data: [])
+    np.testing.assert_array_equal(load_model(data, trusted_own=True).predict(X), model.predict(X))

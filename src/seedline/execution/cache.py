@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import functools
 import importlib.metadata
 import inspect
 import io
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from seedline.core.deeplearning import framework_versions
-from seedline.core.environment import distinct_pools, source_fingerprint
+from seedline.core.environment import distinct_pools, packages_distributions, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.persist import dump_model, load_model
 from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
@@ -36,9 +35,8 @@ from seedline.storage.metadata import now_iso
 CACHE_VERSION = 1
 
 
-@functools.cache
-def _distributions() -> dict[str, list[str]]:
-    return dict(importlib.metadata.packages_distributions())
+def _distributions() -> dict[str, list[str | None]]:
+    return packages_distributions()
 
 
 def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
@@ -84,8 +82,8 @@ def class_version(cls: Any, root: Path) -> str:
         and "site-packages" not in mfile
         and root.resolve() in Path(mfile).resolve().parents
     )
-    if dists and not is_local:
-        name = dists[0]
+    name = dists[0] if dists else None
+    if name and not is_local:
         return f"{name} {importlib.metadata.version(name)}"
     try:
         source = inspect.getsource(cls)

@@ -333,12 +333,16 @@ def load_model(
     zf = _archive(data)
     try:
         if zf is None:
-            model = sio.loads(data, trusted=model_types(data))
+            model = _load_own(data) if trusted_own else sio.loads(data, trusted=model_types(data))
         else:
             with zf:
                 header = _header(zf)
                 inner = zf.read(header["skops"])
-                payload = sio.loads(inner, trusted=_skops_untrusted(inner))
+                payload = (
+                    _load_own(inner)
+                    if trusted_own
+                    else sio.loads(inner, trusted=_skops_untrusted(inner))
+                )
                 model = _restore(zf, header, payload)
     except (SeedlineError, LocalCodeError):
         raise
@@ -347,6 +351,43 @@ def load_model(
     # a crafted file can hold tree nodes that point out of range: refuse it before first use
     check_model_structure(model, where)
     return model
+
+
+def _schema_types(data: bytes) -> list[str]:
+    """Every ``module.Class`` named in a skops file's schema: all the types skops checks, and more.
+
+    Read from the schema's JSON, without building skops' tree of nodes (which reads every
+    array): for a file seedline wrote itself, where every type is trusted anyway.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        stack: list[Any] = [json.loads(zf.read("schema.json"))]
+    found: set[str] = set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, name = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
+
+
+def _load_own(data: bytes) -> Any:
+    """Load skops bytes seedline wrote and verified itself (``trusted_own``: every type in them).
+
+    skops only loads with its list of the file's types in hand; the types the schema names
+    are taken for it, and only if skops still finds one outside them (a type it reaches
+    another way) is the file walked a second time for the exact list.
+    """
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    sio = skops_io()
+    try:
+        return sio.loads(data, trusted=_schema_types(data))
+    except UntrustedTypesFoundException:
+        return sio.loads(data, trusted=model_types(data))
 
 
 def _load_error(exc: Exception, where: str, recorded: Mapping[str, str] | None) -> ModelLoadError:

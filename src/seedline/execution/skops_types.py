@@ -9,6 +9,14 @@ one file at a time, exactly the types of that file that ``all_estimators()`` wou
 listed: public, concrete scikit-learn estimators. Loading checks the same types as before;
 only the modules the model itself uses are imported.
 
+At the same import skops names the module of each SciPy ufunc (they carry no
+``__module__``) by asking every loaded module for it with ``getattr``: hundreds of ufuncs
+times the thousands of modules a seedline command has loaded, most of them misses that
+build and drop an ``AttributeError``, about a second. ``_module_of`` gives the same answer,
+in the same order, reading plain modules' ``__dict__`` and falling back to ``getattr``
+for any module that could answer otherwise (a ``__getattr__``, a module subclass); it
+stands in for skops' lookup only while skops is being imported.
+
 The default list is the one skops keeps (``SKLEARN_ESTIMATOR_TYPE_NAMES``), extended in
 place, so every later ``skops.io.loads`` in the process sees the additions. Code that uses
 skops directly in a process where seedline imported it first sees a shorter default list:
@@ -18,9 +26,14 @@ stricter, never looser.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import sys
 import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -61,10 +74,124 @@ def _import_skops() -> ModuleType:
         real = sklearn.utils.all_estimators
         sklearn.utils.all_estimators = _no_estimators
         try:
-            import skops.io
+            with _fast_module_lookup():
+                import skops.io
         finally:
             sklearn.utils.all_estimators = real
         return skops.io
+
+
+_SKOPS_UTILS = "skops.io._utils"
+_MISSING = object()
+_NO_NAMES: dict[str, Any] = {}
+
+
+class _LoadedModules:
+    """``sys.modules`` in order, each plain module's namespace beside it; rebuilt when it grows."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, str | None] = (-1, None)
+        self.names: list[str] = []
+        self.modules: list[Any] = []
+        self.namespaces: list[dict[str, Any]] = []
+        self.special: list[int] = []  # positions getattr must ask: a module subclass, a non-module
+
+    def current(self) -> _LoadedModules:
+        modules = sys.modules
+        key = (len(modules), next(reversed(modules), None))
+        if key != self.key:
+            self.key = key
+            self.names, self.modules = list(modules), list(modules.values())
+            self.namespaces, self.special = [], []
+            for i, (name, module) in enumerate(zip(self.names, self.modules, strict=True)):
+                skip = name in ("__main__", "__mp_main__") or module is None
+                plain = type(module) is ModuleType and isinstance(module.__dict__, dict)
+                self.namespaces.append(module.__dict__ if plain and not skip else _NO_NAMES)
+                if not plain and not skip:
+                    self.special.append(i)
+        return self
+
+
+_loaded = _LoadedModules()
+
+
+def _module_of(obj: Any, name: str, fallback: Callable[[Any, str], str]) -> str:
+    """What ``skops.io._utils.whichmodule(obj, name)`` answers, without a miss per module.
+
+    The first loaded module (in ``sys.modules`` order, ``__main__`` skipped) whose attribute
+    ``name`` is ``obj``. A plain module answers ``getattr`` from its ``__dict__`` (for a name
+    that is not a dunder, which the module type itself could answer), so the first such
+    module is found by dictionary lookups; any module before it that could answer
+    otherwise (a ``__getattr__``, a module subclass, not a module) is asked as skops asks it.
+    """
+    module_name = getattr(obj, "__module__", None)
+    if module_name is not None:
+        return str(module_name)
+    if "." in name or name.startswith("__"):
+        return fallback(obj, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = _loaded.current()
+        spaces = loaded.namespaces
+        hit = next(
+            (i for i, space in enumerate(spaces) if space.get(name, _MISSING) is obj), len(spaces)
+        )
+        ask = sorted(
+            [i for i in loaded.special if i < hit]
+            + [i for i, space in enumerate(spaces[:hit]) if "__getattr__" in space]
+        )
+        for i in ask:
+            try:
+                if getattr(loaded.modules[i], name, _MISSING) is obj:
+                    return loaded.names[i]
+            except (AttributeError, ImportError):
+                continue
+    return loaded.names[hit] if hit < len(spaces) else "__main__"
+
+
+class _PatchSkopsUtils(importlib.abc.MetaPathFinder):
+    """Finds ``skops.io._utils`` as usual and, once it has run, points its lookup at ``_module_of``."""
+
+    def __init__(self) -> None:
+        self.patched: ModuleType | None = None
+        self.original: Callable[[Any, str], str] | None = None
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != _SKOPS_UTILS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            original = getattr(module, "whichmodule", None)
+            if callable(original):
+                self.patched, self.original = module, original
+                module.whichmodule = lambda obj, name: _module_of(obj, name, original)  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+@contextmanager
+def _fast_module_lookup() -> Iterator[None]:
+    """skops' module lookup is ``_module_of`` while skops imports; skops' own afterwards."""
+    if _SKOPS_UTILS in sys.modules:
+        yield
+        return
+    finder = _PatchSkopsUtils()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        if finder.patched is not None:
+            finder.patched.whichmodule = finder.original  # type: ignore[attr-defined]
 
 
 def is_listed_estimator(type_name: str) -> bool:

@@ -18,8 +18,9 @@ again after it is written, on the same probe set:
   module's source against the hash its run recorded.
 
 Requirements name seedline and every distribution the model's classes come from (found
-with ``importlib.metadata.packages_distributions``: scikit-learn, xgboost, the user's own
-installed library...), pinned at the versions the run recorded; pip resolves the rest.
+with ``importlib.metadata.packages_distributions``' mapping, as ``core.environment`` reads
+it: scikit-learn, xgboost, the user's own installed library...), pinned at the versions the
+run recorded; pip resolves the rest.
 
 Outputs are built in a temporary folder (or file) beside the target and renamed into
 place at the end: a failed export leaves nothing behind. ``--force`` replaces only an
@@ -151,7 +152,9 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
             env_vars = source.manifest.environment.env_vars
             backend = str(env_vars.get("KERAS_BACKEND") or "torch")
             modules |= {"keras", _KERAS_BACKENDS.get(backend, "torch")}
-    providers = importlib.metadata.packages_distributions()
+    from seedline.core.environment import packages_distributions
+
+    providers = packages_distributions()  # importlib.metadata's mapping, read the cheap way
     dists: set[str] = set()
     unprovided: list[str] = []
     for module in sorted(modules):
@@ -164,7 +167,7 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
         if not found:
             unprovided.append(top)
             continue
-        dists.update(_canonical(d) for d in found)
+        dists.update(_canonical(d) for d in found if d)
     return sorted(dists), unprovided
 
 
