@@ -48,7 +48,7 @@ _KEY_LINE = re.compile(r"^\s*([A-Za-z_][\w .()/-]*?):(\s|$)")
 # runs in a fresh interpreter as a user's shell starts it.
 IN_PROCESS = frozenset(
     {"runs", "show", "tag", "diff", "inspect", "cache", "sweeps", "alias", "models"}
-    | {"fsck", "gc", "report"}
+    | {"fsck", "report"}
 )
 
 

@@ -13,7 +13,7 @@ from seedline.cli.main import app
 from seedline.records.tracking import Store
 from seedline.workflow.reproduce import reproduce
 
-from .conftest import clean_env, git, run_cli, run_json
+from .conftest import clean_env, git, run_cli, run_here, run_here_json, run_json
 
 JITTER = '''
 """Adds a tiny offset read from the environment: a stand-in for a platform-dependent last bit."""
@@ -88,10 +88,11 @@ def test_reproduce_is_bitwise_on_the_examples(example: str, request: pytest.Fixt
     assert report["original"] == rid and report["reproduction"] != rid
     assert all(s["fitted_equal"] and s["output_equal"] for s in report["steps"])
     assert isinstance(report["differences"], list)
-    stored = run_json(project, "show", report["reproduction"])
+    stored = run_here_json(project, "show", report["reproduction"])
     assert stored["parent_run"] == rid and stored["reproduction"]["verdict"] == "bitwise"
     assert (
-        stored["fingerprints"]["model"] == run_json(project, "show", rid)["fingerprints"]["model"]
+        stored["fingerprints"]["model"]
+        == run_here_json(project, "show", rid)["fingerprints"]["model"]
     )
     human = run_cli(project, "reproduce", rid).stdout
     assert "BITWISE" in human
@@ -134,7 +135,7 @@ def test_diff_names_a_changed_param_first(penguins: Path) -> None:
     """After a params change, diff puts that key first, then the first divergent step and metrics."""
     a = run_json(penguins, "run")["run_id"]
     b = run_json(penguins, "run", "--set", "pipeline.clf.n_estimators=25")["run_id"]
-    d = run_json(penguins, "diff", a, b)
+    d = run_here_json(penguins, "diff", a, b)
     first = d["differences"][0]
     assert first == {
         "category": "params",
@@ -156,11 +157,11 @@ def test_a_package_recorded_differently_is_named_by_diff_and_reproduce(
 ) -> None:
     """Edit a manifest copy so scikit-learn's version differs: both tools name the package."""
     rid = run_json(digits, "run")["run_id"]
-    manifest = run_json(digits, "show", rid)
+    manifest = run_here_json(digits, "show", rid)
     manifest["environment"]["packages"]["scikit-learn"] = "0.24.2"
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(manifest))
-    d = run_json(digits, "diff", str(edited), rid)
+    d = run_here_json(digits, "diff", str(edited), rid)
     names = [(x["category"], x["name"], x["a"]) for x in d["differences"]]
     assert ("environment", "package scikit-learn", "0.24.2") in names
     report = json.loads(run_cli(digits, "reproduce", str(edited), "--json").stdout)
@@ -173,7 +174,7 @@ def test_a_package_recorded_differently_is_named_by_diff_and_reproduce(
 def test_a_manifest_file_reproduces_on_another_clone(digits: Path, tmp_path: Path) -> None:
     """seedline show --json > run.json on one clone, reproduce run.json on another: same verdict."""
     rid = run_json(digits, "run")["run_id"]
-    (tmp_path / "run.json").write_text(run_cli(digits, "show", rid, "--json").stdout)
+    (tmp_path / "run.json").write_text(run_here(digits, "show", rid, "--json").stdout)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(digits), str(clone))
     assert not (clone / ".seedline").exists()
@@ -201,7 +202,7 @@ def test_at_commit_reproduces_a_run_made_two_commits_ago(digits: Path) -> None:
     at = json.loads(run_cli(digits, "reproduce", rid, "--at-commit", "--json").stdout)
     assert (
         at["verdict"] == "bitwise"
-        and at["at_commit"] == run_json(digits, "show", rid)["code"]["commit"]
+        and at["at_commit"] == run_here_json(digits, "show", rid)["code"]["commit"]
     )
     assert git(digits, "worktree", "list").count("\n") == 1, "the temporary worktree is removed"
 

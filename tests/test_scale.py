@@ -11,19 +11,16 @@ metrics, for a 5-fold cross-validation and for a 6-trial sweep.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from seedline.cli.main import app
 from seedline.core.seeding import SeedPlan
 from seedline.records.tracking import Store
 
-from .conftest import make_project, run_json
+from .conftest import make_project, run_here_json, run_json
 from .conftest_dask import DaskCluster, start_dask_cluster, stop_dask_cluster
 
 CV = [
@@ -95,18 +92,6 @@ def shown(project: Path, run_id: str) -> dict[str, Any]:
         store.close()
 
 
-def listed(project: Path, *args: str) -> Any:
-    """What a read-only listing command prints with --json, run in this process (typer's runner)."""
-    before = Path.cwd()
-    os.chdir(project)
-    try:
-        result = CliRunner().invoke(app, [*args, "--json"], env={"COLUMNS": "160"})
-    finally:
-        os.chdir(before)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def cv_signature(m: dict[str, Any]) -> dict[str, Any]:
     return {
         "folds": [
@@ -172,7 +157,7 @@ def test_a_sweep_is_identical_on_every_executor(project: Path, cluster: DaskClus
             for t in report["trials"]
         ]
         if name == "serial":  # the listing is the store's, the same whichever executor ran it
-            ranked = listed(project, "runs", "--sweep", report["sweep_id"])
+            ranked = run_here_json(project, "runs", "--sweep", report["sweep_id"])
             assert len(ranked) == 6
             assert ranked[0]["run_id"] == report["best"]["run_id"]
             accuracies = [r["metrics"]["accuracy"] for r in ranked]
@@ -189,10 +174,10 @@ def test_random_search_and_promotion(project: Path) -> None:
     pinned one of the first's fresh interpreter: the pick depends on the seed alone.
     """
     a = run_json(project, "sweep", *SWEEP, "--search", "random", "--trials", "3")
-    b = listed(project, "sweep", *SWEEP, "--search", "random", "--trials", "3")
+    b = run_here_json(project, "sweep", *SWEEP, "--search", "random", "--trials", "3")
     assert [t["overrides"] for t in a["trials"]] == [t["overrides"] for t in b["trials"]]
     assert len({tuple(t["overrides"]) for t in a["trials"]}) == 3
     promoted = run_json(project, "promote", a["sweep_id"], "--name", "penguins-best")
     assert promoted["run_id"] == a["best"]["run_id"] and promoted["version"] == 1
-    listing = listed(project, "sweeps")
+    listing = run_json(project, "sweeps")
     assert {s["sweep_id"] for s in listing} >= {a["sweep_id"], b["sweep_id"]}
