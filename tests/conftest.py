@@ -255,6 +255,27 @@ LONGEST_MODULES = (
 )
 
 
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # setup, call and teardown of every test, summed per module (under xdist this runs in
+    # the controller, which receives each worker's reports)
+    module = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The longest modules' seconds, for keeping LONGEST_MODULES in order (shown with --durations)."""
+    if not terminalreporter.config.getoption("durations", None) or not _MODULE_SECONDS:
+        return
+    ranked = sorted(_MODULE_SECONDS.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", "slowest modules (seconds, setup + call + teardown)")
+    for module, seconds in ranked[: len(LONGEST_MODULES)]:
+        listed = "" if module in LONGEST_MODULES else "  (not in LONGEST_MODULES)"
+        terminalreporter.write_line(f"{seconds:8.1f}s  {module}{listed}")
+
+
 def _module_rank(item: pytest.Item) -> int:
     name = item.path.name
     return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
