@@ -118,6 +118,47 @@ def run_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     return json.loads(run_cli(cwd, *args, "--json", env=env).stdout)
 
 
+def run_here(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> CliResult:
+    """``seedline ARGS`` in this process (typer's runner), for commands that only read the store.
+
+    ``run_cli`` starts an interpreter, a second or more of imports, to show a manifest or a
+    listing; tests that check what such a command prints, not how a shell starts it, read it
+    here. ``env`` is a whole environment, as for ``run_cli``: it replaces this process's for the
+    call. Each read-only command keeps a fresh-process test of its own (test_cli.py,
+    test_registry.py, test_tags.py, test_cache.py, test_inspect.py, the README tour).
+    """
+    from typer.testing import CliRunner
+
+    from seedline.cli.main import app
+
+    wanted = env or clean_env()
+    overlay: dict[str, str | None] = {k: v for k, v in wanted.items() if os.environ.get(k) != v}
+    overlay.update({k: None for k in os.environ if k not in wanted})
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), env=overlay, prog_name="seedline")
+    finally:
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    proc = CliResult(
+        ["seedline", *args], result.exit_code, stdout=result.stdout, stderr=result.stderr
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"seedline {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def run_here_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """``run_here`` with ``--json``, parsed."""
+    return json.loads(run_here(cwd, *args, "--json", env=env).stdout)
+
+
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     return run_cli
@@ -212,6 +253,27 @@ LONGEST_MODULES = (
     "test_frozen.py",
     "test_tags.py",
 )
+
+
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # setup, call and teardown of every test, summed per module (under xdist this runs in
+    # the controller, which receives each worker's reports)
+    module = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The longest modules' seconds, for keeping LONGEST_MODULES in order (shown with --durations)."""
+    if not terminalreporter.config.getoption("durations", None) or not _MODULE_SECONDS:
+        return
+    ranked = sorted(_MODULE_SECONDS.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", "slowest modules (seconds, setup + call + teardown)")
+    for module, seconds in ranked[: len(LONGEST_MODULES)]:
+        listed = "" if module in LONGEST_MODULES else "  (not in LONGEST_MODULES)"
+        terminalreporter.write_line(f"{seconds:8.1f}s  {module}{listed}")
 
 
 def _module_rank(item: pytest.Item) -> int:

@@ -230,15 +230,28 @@ def test_mnist_cnn_is_bitwise_under_exec_and_not_without(tmp_path: Path) -> None
         "mnist_cnn.keras",
         "predictions.npy",
     ]
-    runs = [run_json(project, *args, env=env) for _ in range(2)]
-    assert {r["status"] for r in runs} == {"succeeded"}
-    assert runs[0]["outputs"] == runs[1]["outputs"]
-    manifest = Store.open(project).manifest(runs[0]["run_id"])
+    # the second training under seedline is the reproduction: a fresh interpreter that runs
+    # the script again in a copy of the project and is stored as its own run
+    first = run_json(project, *args, env=env)
+    assert first["status"] == "succeeded"
+    report = run_json(project, "reproduce", first["run_id"], env=env)
+    assert report["verdict"] == "bitwise", report
+    store = Store.open(project)
+    manifest, again = (store.manifest(r) for r in (first["run_id"], report["reproduction"]))
+    assert again.status == "succeeded" and again.run_id != manifest.run_id
+    assert {k: v for k, v in again.fingerprints.items() if k.startswith("output")} == {
+        k: v for k, v in manifest.fingerprints.items() if k.startswith("output")
+    }
+    assert manifest.fingerprints["output:mnist_cnn.keras"]
+    assert first["outputs"] == {
+        k.removeprefix("output:"): v
+        for k, v in again.fingerprints.items()
+        if k.startswith("output:")
+    }
     controls = manifest.seeds.globals["deep_learning"] if manifest.seeds else {}
     assert controls["tensorflow"]["op_determinism"] is True
     assert controls["keras"]["backend"] == "tensorflow"
     assert manifest.seeds is not None and manifest.seeds.globals["too_late"] == []
-    assert run_json(project, "reproduce", runs[0]["run_id"], env=env)["verdict"] == "bitwise"
 
     plain = []
     for _ in range(2):

@@ -14,7 +14,7 @@ from seedline.core.errors import SpecError
 from seedline.core.spec import Spec
 from seedline.execution.compile import compile_pipeline
 
-from .conftest import run_cli
+from .conftest import run_cli, run_here
 from .serving_support import free_port, project_with_run
 
 
@@ -69,7 +69,7 @@ def test_reproduce_refuses_a_manifest_whose_spec_was_edited(
 ) -> None:
     """An edited manifest spec fails its own fingerprint; with the fingerprint forged, the estimator rule still holds."""
     root, run_id = penguins_run
-    manifest = json.loads(run_cli(root, "show", run_id, "--json").stdout)
+    manifest = json.loads(run_here(root, "show", run_id, "--json").stdout)
     marker = tmp_path / "ran"
     manifest["spec"]["pipeline"][1] = {"name": "clf", **_popen(marker)}
     evil = tmp_path / "evil.json"
@@ -196,7 +196,7 @@ def test_a_crafted_tree_is_refused_not_a_crash(penguins_run: tuple[Path, str]) -
     run_cli(root, "export", run_id, "--format", "bundle", "-o", "good")
     lines = (root / "data" / "penguins.csv").read_text().splitlines()
     (root / "few.csv").write_text("\n".join(lines[:21]) + "\n")
-    fp = json.loads(run_cli(root, "show", run_id, "--json").stdout)["fingerprints"]["model"]
+    fp = json.loads(run_here(root, "show", run_id, "--json").stdout)["fingerprints"]["model"]
     for field, value in (("left_child", 10**6), ("feature", 4096), ("threshold", float("nan"))):
         bundle = root / f"crafted-{field}"
         shutil.copytree(root / "good", bundle)

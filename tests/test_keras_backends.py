@@ -1,9 +1,9 @@
 """Keras 3 on TensorFlow and JAX, as seedline runs it: the backend chosen, recorded, controlled and proven.
 
 Each backend gets the proof that matters, in fresh processes as a shell starts them: two
-runs of the digits CNN give bit-identical weights per layer and predictions, the manifest
-records the backend and its switches, ``reproduce`` says bitwise, the saved model predicts
-bit for bit from a fresh process on its recorded backend, and the same training
+trainings of the digits CNN (a run and its reproduction) give bit-identical weights per
+layer and predictions, the manifest records the backend and its switches, ``reproduce``
+says bitwise, the saved model predicts bit for bit from a fresh process on its recorded backend, and the same training
 with only NumPy seeded does not repeat itself. Each test starts a few interpreters that
 import TensorFlow or JAX: they are marked slow and sized to a one-epoch training.
 """
@@ -98,18 +98,29 @@ def test_a_spec_cannot_switch_the_backend_of_an_imported_keras(
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", [pytest.param(b, marks=_needs(b)) for b in BACKENDS])
 def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> None:
-    """Two fresh runs on the backend: same per-layer weights and predictions, backend and switches recorded, reproduce bitwise, the saved model predicts bit for bit."""
+    """A fresh run on the backend and its fresh reproduction: same per-layer weights and predictions, backend and switches recorded, reproduce bitwise, the saved model predicts bit for bit.
+
+    The reproduction is the second training (a fresh interpreter fitting again from the
+    manifest, stored as its own run); a second `run` would start a third interpreter that
+    imports the framework to prove nothing more.
+    """
     project = make_project(tmp_path, "digits-cnn")
     args = ["run", "seedline-keras.yaml", "--no-cache", *ONE_EPOCH]
     args += ["--set", f"execution.keras_backend={backend}"]
-    env = clean_env(KERAS_BACKEND=None)
-    runs = [run_json(project, *args, env=env) for _ in range(2)]
-    assert {r["status"] for r in runs} == {"succeeded"}, runs
-    assert runs[0]["fingerprints"]["model"] == runs[1]["fingerprints"]["model"]
-    assert runs[0]["fingerprints"]["predictions"] == runs[1]["fingerprints"]["predictions"]
+    first = run_json(project, *args, env=clean_env(KERAS_BACKEND=None))
+    assert first["status"] == "succeeded", first
+
+    # the shell's KERAS_BACKEND says otherwise: the spec (recorded in the manifest) wins
+    report = run_json(project, "reproduce", first["run_id"], env=clean_env(KERAS_BACKEND="torch"))
+    assert report["verdict"] == "bitwise", report
     store = Store.open(project)
-    a, b = (store.manifest(r["run_id"]) for r in runs)
+    a, b = (store.manifest(r) for r in (first["run_id"], report["reproduction"]))
+    assert b.status == "succeeded" and b.run_id != a.run_id
+    assert a.fingerprints["model"] == b.fingerprints["model"]
+    assert a.fingerprints["predictions"] == b.fingerprints["predictions"]
     assert a.steps[-1].layers and a.steps[-1].layers == b.steps[-1].layers
+    assert b.seeds is not None
+    assert b.seeds.globals["deep_learning"]["keras"]["backend"] == backend
     assert list(a.steps[-1].layers) == ["1:Conv2D", "5:Dense", "6:Dense"]
 
     controls = a.seeds.globals["deep_learning"]
@@ -127,15 +138,11 @@ def test_digits_cnn_is_bitwise_on_each_backend(backend: str, tmp_path: Path) -> 
         assert jax["default_backend"] == "cpu" and jax["prng_impl"] == "threefry2x32"
         assert "--xla_cpu_multi_thread_eigen=false" in a.environment.env_vars["XLA_FLAGS"]
 
-    # the shell's KERAS_BACKEND says otherwise: the spec (recorded in the manifest) wins
-    report = run_json(project, "reproduce", runs[0]["run_id"], env=clean_env(KERAS_BACKEND="torch"))
-    assert report["verdict"] == "bitwise", report
-
     # the saved model (skops + safetensors) loads in a fresh process whose shell names
     # another backend: the archive's recorded backend is used, it predicts bit for bit, the
     # server's app is ready and answers as the model does, and the exported bundle passes
     load = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_PREDICT, runs[0]["run_id"]],
+        [sys.executable, "-c", LOAD_AND_PREDICT, first["run_id"]],
         cwd=project,
         env=clean_env(KERAS_BACKEND="torch"),
         capture_output=True,

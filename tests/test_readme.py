@@ -16,10 +16,12 @@ sense interactively (a server started with ``&``, curl, kill, head, ls) are not 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,16 @@ _HEX = re.compile(r"\b(?:[0-9a-f]{32,}|(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]
 _SWEEP_ID = re.compile(r"\bsweep (" + _ID.pattern[2:-2] + r")\b")
 _BOX = re.compile(r"[┏┓┗┛┃━┳┻╋┣┫┡┩╇│─┬┴┼├┤└┘┌┐╭╮╰╯]")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][\w .()/-]*?):(\s|$)")
+
+
+# Commands that only read or label what is stored: replayed in this process, which spares an
+# interpreter start (a second or more of imports) each. Whatever computes (run, reproduce,
+# sweep, check, serve, predict, export, register, promote, init) or starts early (--version)
+# runs in a fresh interpreter as a user's shell starts it.
+IN_PROCESS = frozenset(
+    {"runs", "show", "tag", "diff", "inspect", "cache", "sweeps", "alias", "models"}
+    | {"fsck", "report"}
+)
 
 
 @dataclass
@@ -184,6 +196,8 @@ class Session:
         self.env = clean_env(PYTHONUNBUFFERED="1", COLUMNS="160")
 
     def run(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        if argv[1] in IN_PROCESS:
+            return self._run_here(argv, cwd)
         return subprocess.run(
             [sys.executable, "-m", "seedline", *argv[1:]],
             cwd=cwd,
@@ -193,6 +207,24 @@ class Session:
             text=True,
             timeout=600,
         )
+
+    def _run_here(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        """The command in this process (typer's runner), stdout and stderr together as a pipe has them."""
+        from typer.testing import CliRunner
+
+        from seedline.cli.main import app
+
+        before = Path.cwd()
+        os.chdir(cwd)
+        try:
+            env = {"COLUMNS": "160", "LINES": None, "PYTHONUNBUFFERED": "1"}
+            result = CliRunner().invoke(app, argv[1:], env=env, prog_name="seedline")
+        finally:
+            os.chdir(before)
+        output = result.output
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            output += "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess(argv, result.exit_code, stdout=output)
 
     def _newest(self, what: str, n: int) -> list[str]:
         """The newest run or sweep ids, as ``seedline runs|sweeps --json`` lists them (read here)."""

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import seedline
+from seedline.cli.main import app
 from seedline.records.tracking import Store
 from seedline.workflow.reproduce import reproduce
 
-from .conftest import clean_env, git, run_cli, run_json
+from .conftest import clean_env, git, run_cli, run_here, run_here_json, run_json
 
 JITTER = '''
 """Adds a tiny offset read from the environment: a stand-in for a platform-dependent last bit."""
@@ -86,10 +88,11 @@ def test_reproduce_is_bitwise_on_the_examples(example: str, request: pytest.Fixt
     assert report["original"] == rid and report["reproduction"] != rid
     assert all(s["fitted_equal"] and s["output_equal"] for s in report["steps"])
     assert isinstance(report["differences"], list)
-    stored = run_json(project, "show", report["reproduction"])
+    stored = run_here_json(project, "show", report["reproduction"])
     assert stored["parent_run"] == rid and stored["reproduction"]["verdict"] == "bitwise"
     assert (
-        stored["fingerprints"]["model"] == run_json(project, "show", rid)["fingerprints"]["model"]
+        stored["fingerprints"]["model"]
+        == run_here_json(project, "show", rid)["fingerprints"]["model"]
     )
     human = run_cli(project, "reproduce", rid).stdout
     assert "BITWISE" in human
@@ -132,7 +135,7 @@ def test_diff_names_a_changed_param_first(penguins: Path) -> None:
     """After a params change, diff puts that key first, then the first divergent step and metrics."""
     a = run_json(penguins, "run")["run_id"]
     b = run_json(penguins, "run", "--set", "pipeline.clf.n_estimators=25")["run_id"]
-    d = run_json(penguins, "diff", a, b)
+    d = run_here_json(penguins, "diff", a, b)
     first = d["differences"][0]
     assert first == {
         "category": "params",
@@ -154,11 +157,11 @@ def test_a_package_recorded_differently_is_named_by_diff_and_reproduce(
 ) -> None:
     """Edit a manifest copy so scikit-learn's version differs: both tools name the package."""
     rid = run_json(digits, "run")["run_id"]
-    manifest = run_json(digits, "show", rid)
+    manifest = run_here_json(digits, "show", rid)
     manifest["environment"]["packages"]["scikit-learn"] = "0.24.2"
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(manifest))
-    d = run_json(digits, "diff", str(edited), rid)
+    d = run_here_json(digits, "diff", str(edited), rid)
     names = [(x["category"], x["name"], x["a"]) for x in d["differences"]]
     assert ("environment", "package scikit-learn", "0.24.2") in names
     report = json.loads(run_cli(digits, "reproduce", str(edited), "--json").stdout)
@@ -171,7 +174,7 @@ def test_a_package_recorded_differently_is_named_by_diff_and_reproduce(
 def test_a_manifest_file_reproduces_on_another_clone(digits: Path, tmp_path: Path) -> None:
     """seedline show --json > run.json on one clone, reproduce run.json on another: same verdict."""
     rid = run_json(digits, "run")["run_id"]
-    (tmp_path / "run.json").write_text(run_cli(digits, "show", rid, "--json").stdout)
+    (tmp_path / "run.json").write_text(run_here(digits, "show", rid, "--json").stdout)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(digits), str(clone))
     assert not (clone / ".seedline").exists()
@@ -199,16 +202,19 @@ def test_at_commit_reproduces_a_run_made_two_commits_ago(digits: Path) -> None:
     at = json.loads(run_cli(digits, "reproduce", rid, "--at-commit", "--json").stdout)
     assert (
         at["verdict"] == "bitwise"
-        and at["at_commit"] == run_json(digits, "show", rid)["code"]["commit"]
+        and at["at_commit"] == run_here_json(digits, "show", rid)["code"]["commit"]
     )
     assert git(digits, "worktree", "list").count("\n") == 1, "the temporary worktree is removed"
 
 
 @pytest.mark.slow
-def test_small_deviations_give_a_tolerance_verdict_with_the_cause(digits: Path) -> None:
+def test_small_deviations_give_a_tolerance_verdict_with_the_cause(
+    digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A last-bit-sized change: verdict tolerance (exit 0, or 1 with --strict), the step and the variable named."""
     add_step(digits, "jitter", JITTER, "Jitter")
     rid = run_json(digits, "run", env=clean_env(SEEDLINE_TEST_JITTER="0"))["run_id"]
+    # the run and its first reproduction are fresh processes, as a user's shell starts them
     env = clean_env(SEEDLINE_TEST_JITTER="1e-13")
     proc = run_cli(digits, "reproduce", rid, "--json", env=env)
     report = json.loads(proc.stdout)
@@ -218,24 +224,23 @@ def test_small_deviations_give_a_tolerance_verdict_with_the_cause(digits: Path) 
     jitter = next(s for s in report["steps"] if s["name"] == "jitter")
     assert 0 < jitter["output_deviation"]["max_abs"] < 1e-12
     assert report["tolerance"] == {"rtol": 1e-6, "atol": 1e-9}
-    assert run_cli(digits, "reproduce", rid, "--strict", env=env, check=False).returncode == 1
-    big = run_cli(
-        digits, "reproduce", rid, "--json", env=clean_env(SEEDLINE_TEST_JITTER="0.5"), check=False
+
+    # the options' exit codes and verdicts: the same command in this process (typer's
+    # runner, the variable set for the call), which spares three interpreter starts
+    monkeypatch.chdir(digits)
+    runner = CliRunner()
+    strict = runner.invoke(
+        app, ["reproduce", rid, "--strict"], env={"SEEDLINE_TEST_JITTER": "1e-13"}
     )
-    assert big.returncode == 1 and json.loads(big.stdout)["verdict"] == "failed"
-    loose = json.loads(
-        run_cli(
-            digits,
-            "reproduce",
-            rid,
-            "--json",
-            "--atol",
-            "1",
-            env=clean_env(SEEDLINE_TEST_JITTER="0.5"),
-            check=False,
-        ).stdout
+    assert strict.exit_code == 1, strict.output
+    big = runner.invoke(app, ["reproduce", rid, "--json"], env={"SEEDLINE_TEST_JITTER": "0.5"})
+    assert big.exit_code == 1 and json.loads(big.stdout)["verdict"] == "failed"
+    loose = runner.invoke(
+        app, ["reproduce", rid, "--json", "--atol", "1"], env={"SEEDLINE_TEST_JITTER": "0.5"}
     )
-    assert loose["tolerance"]["atol"] == 1.0
+    assert loose.exit_code == 0, loose.output
+    assert json.loads(loose.stdout)["tolerance"]["atol"] == 1.0
+    assert json.loads(loose.stdout)["verdict"] == "tolerance"
 
 
 def test_unexplained_divergence_is_blamed_on_the_step(digits: Path) -> None:

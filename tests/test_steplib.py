@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EXAMPLES, clean_env, make_project, run_json
+from .conftest import EXAMPLES, clean_env, make_project, run_here_json, run_json
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_a_step_from_an_installed_package_is_versioned_by_its_distribution(tmp_p
 
     first = run_json(project, "run", env=env)
     assert first["status"] == "succeeded", first.get("error")
-    shown = run_json(project, "show", first["run_id"], env=env)
+    shown = run_here_json(project, "show", first["run_id"], env=env)
     assert shown["environment"]["packages"]["penguin-steps"] == "1.0.0"
     clip = next(s for s in shown["steps"] if s["name"] == "clip")
     assert clip["class"] == "penguin_steps.clipping.ClipStd" and clip["cache"] == "miss"
@@ -62,12 +62,12 @@ def test_a_step_from_an_installed_package_is_versioned_by_its_distribution(tmp_p
     second = run_json(project, "run", env=env)
     assert cache_of(project, second["run_id"], env) == "miss"
     assert second["fingerprints"]["model"] == first["fingerprints"]["model"]  # same code, same fit
-    diff = run_json(project, "diff", first["run_id"], second["run_id"], env=env)
+    diff = run_here_json(project, "diff", first["run_id"], second["run_id"], env=env)
     package_rows = [d for d in diff["differences"] if d["name"] == "package penguin-steps"]
     assert package_rows and (package_rows[0]["a"], package_rows[0]["b"]) == ("1.0.0", "1.1.0")
 
 
 def cache_of(project: Path, run_id: str, env: dict[str, str]) -> str:
     """The step cache's answer for the library's step in that run."""
-    shown = run_json(project, "show", run_id, env=env)
+    shown = run_here_json(project, "show", run_id, env=env)
     return str(next(s for s in shown["steps"] if s["name"] == "clip")["cache"])
