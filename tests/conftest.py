@@ -107,6 +107,11 @@ def run_cli(
         text=True,
         timeout=600,
     )
+    return _checked(proc, args, check)
+
+
+def _checked(proc: CliResult, args: tuple[str, ...], check: bool) -> CliResult:
+    """``proc``, or an AssertionError with its output when ``check`` and it exited non-zero."""
     if check and proc.returncode != 0:
         raise AssertionError(
             f"seedline {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -147,11 +152,7 @@ def run_here(
     proc = CliResult(
         ["seedline", *args], result.exit_code, stdout=result.stdout, stderr=result.stderr
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"seedline {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
+    return _checked(proc, args, check)
 
 
 def run_here_json(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:

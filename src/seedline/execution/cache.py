@@ -35,10 +35,6 @@ from seedline.storage.metadata import now_iso
 CACHE_VERSION = 1
 
 
-def _distributions() -> dict[str, list[str | None]]:
-    return packages_distributions()
-
-
 def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
     """Source hashes of the project's own modules that ``module`` imports (transitively)."""
     out: dict[str, str] = {}
@@ -74,7 +70,7 @@ def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
 def class_version(cls: Any, root: Path) -> str:
     """'scikit-learn 1.9.1' for library classes (and functions); a source fingerprint for the project's own."""
     top = cls.__module__.split(".")[0]
-    dists = _distributions().get(top)
+    dists = packages_distributions().get(top)
     module = sys.modules.get(cls.__module__)
     mfile = getattr(module, "__file__", "") or ""
     is_local = (

@@ -135,9 +135,6 @@ class CacheIndex:
         return rows
 
 
-__all__ = ["CacheEntry", "CacheIndex"]
-
-
 def list_entries(store: Store) -> list[dict[str, Any]]:
     """Every step-cache entry of ``store`` as a dict, most recently used first."""
     return [e.to_dict() for e in CacheIndex(store).entries()]
@@ -147,3 +144,6 @@ def usage(store: Store) -> dict[str, int]:
     """How many step-cache entries ``store`` holds and their total size in bytes."""
     count, size = CacheIndex(store).usage()
     return {"entries": count, "bytes": size}
+
+
+__all__ = ["CacheEntry", "CacheIndex", "list_entries", "usage"]

@@ -121,9 +121,9 @@ class SweepIndex:
             return [_record(r) for r in s.scalars(select(SweepRow).order_by(SweepRow.id.desc()))]
 
 
-__all__ = ["SweepIndex", "SweepRecord"]
-
-
 def list_sweeps(store: Store) -> list[dict[str, Any]]:
     """Every sweep of ``store`` as a dict (what ``seedline sweeps --json`` prints), newest first."""
     return [r.to_dict() for r in SweepIndex(store).all()]
+
+
+__all__ = ["SweepIndex", "SweepRecord", "list_sweeps"]

@@ -27,10 +27,10 @@ from seedline.storage.metadata import (
     open_engine,
 )
 from seedline.storage.objects import ObjectStore, open_object_store
+from seedline.storage.urls import normalise_database_url, redact_url
 
 if TYPE_CHECKING:  # pydantic's models load when a manifest is read, not to list runs
     from seedline.records.manifest import Manifest
-from seedline.storage.urls import normalise_database_url, redact_url
 
 STORE_DIRNAME = ".seedline"
 # functions naming objects that must survive maintenance (the registry adds one)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from seedline.core.environment import packages_distributions
 from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
 from seedline.execution.persist import model_types
@@ -152,8 +153,6 @@ def model_distributions(model: Any, source: ModelSource) -> tuple[list[str], lis
             env_vars = source.manifest.environment.env_vars
             backend = str(env_vars.get("KERAS_BACKEND") or "torch")
             modules |= {"keras", _KERAS_BACKENDS.get(backend, "torch")}
-    from seedline.core.environment import packages_distributions
-
     providers = packages_distributions()  # importlib.metadata's mapping, read the cheap way
     dists: set[str] = set()
     unprovided: list[str] = []
