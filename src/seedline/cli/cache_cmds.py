@@ -28,14 +28,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cache_app, name="cache")
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def parse_size(text: str) -> int:
     """'500MB' -> 500000000; '2GiB' -> 2147483648."""
     t = text.strip().upper()
@@ -63,24 +55,9 @@ def cache_ls(
     if as_json:
         typer.echo(json.dumps(entries, indent=2))
         return
-    if not entries:
-        _console().print("the step cache is empty")
-        return
-    from rich.table import Table
+    from seedline.cli.render import render_cache_entries
 
-    t = Table(header_style="bold")
-    for col in ("key", "step", "class", "size", "hits", "last used (UTC)"):
-        t.add_column(col, justify="right" if col in ("size", "hits") else "left")
-    for e in entries:
-        t.add_row(
-            e["key"].partition(":")[2][:12],
-            e["step"],
-            e["class"].rsplit(".", 1)[-1],
-            human_size(e["size_bytes"]),
-            str(e["hits"]),
-            e["last_used_at"][:19].replace("T", " "),
-        )
-    _console().print(t)
+    render_cache_entries(_console(), entries)
 
 
 @cache_app.command("du")
@@ -89,6 +66,7 @@ def cache_du(
 ) -> None:
     """How many entries the cache holds, and their size."""
     from seedline.cli.main import _fail
+    from seedline.cli.render import human_size
     from seedline.core.errors import SeedlineError
     from seedline.records.cache_index import usage
     from seedline.records.tracking import Store
@@ -118,6 +96,7 @@ def cache_prune(
 ) -> None:
     """Remove cache entries by age or size; objects a stored run or registered model needs are kept."""
     from seedline.cli.main import _fail
+    from seedline.cli.render import human_size
     from seedline.core.errors import SeedlineError
     from seedline.execution.cache import prune
     from seedline.records.tracking import Store

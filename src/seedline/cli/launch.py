@@ -66,6 +66,10 @@ def pin_hash_seed_early(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry point."""
     pin_hash_seed_early(sys.argv)
+    from seedline.cli.listing import answer
+
+    if answer(sys.argv):
+        return
     from seedline.cli.main import main as cli_main
 
     cli_main()

@@ -36,17 +36,16 @@ _PINNED_FLAG = "_SEEDLINE_HASH_SEED_PINNED"
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from seedline.cli.render import console
 
-    stream = sys.stderr if stderr else sys.stdout
-    # piped output is read by people in logs and by tests: don't squeeze tables into 80 columns
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    return console(stderr)
 
 
 def _echo_json(data: Any) -> None:
     """What a command prints with --json: one document, keys sorted, indented."""
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    from seedline.cli.render import json_document
+
+    typer.echo(json_document(data))
 
 
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:

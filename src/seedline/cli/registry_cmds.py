@@ -164,25 +164,9 @@ def models_cmd(
     if as_json:
         _echo_json(rows)
         return
-    from rich.table import Table
+    from seedline.cli.render import render_models
 
-    out = _console()
-    if not rows:
-        out.print("no registered models yet: [bold]seedline register RUN --name NAME[/]")
-        return
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "latest", "versions", "aliases", "latest run", "registered"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["name"],
-            str(r["latest_version"]),
-            str(r["versions"]),
-            ", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items())),
-            r["latest_run"],
-            r["updated_at"],
-        )
-    out.print(table)
+    render_models(_console(), rows)
 
 
 @models_app.command("show")

@@ -28,7 +28,7 @@ def parse_age(text: str) -> float:
 
 
 def _human(n: float) -> str:
-    from seedline.cli.cache_cmds import human_size
+    from seedline.cli.render import human_size
 
     return human_size(n)
 

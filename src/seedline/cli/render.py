@@ -1,17 +1,45 @@
-"""Rich rendering of runs and manifests for people (scripts use --json)."""
+"""Rich rendering of runs and manifests for people (scripts use --json).
+
+The typer commands and the quick listing path (cli/listing.py) print through these same
+functions, so both print the same bytes.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seedline.records.tracking import RunSummary
+from seedline.records.reading import RunSummary
 
 if TYPE_CHECKING:  # annotations only: listing runs needs no pydantic model
     from seedline.records.manifest import CVRecord, Manifest
+
+
+def console(stderr: bool = False) -> Console:
+    """Where a command prints: stdout (or stderr), no highlighting, long lines kept whole."""
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output is read by people in logs and by tests: don't squeeze tables into 80 columns
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def json_document(data: Any) -> str:
+    """What a command prints with --json: one document, keys sorted, indented."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def short(fp: str | None, n: int = 12) -> str:
@@ -145,6 +173,74 @@ def render_runs(out: Console, rows: list[RunSummary]) -> None:
             short(r.model_fingerprint, 10),
             short(r.predictions_fingerprint, 10),
             *([" ".join(f"{k}={v}" for k, v in r.tags.items())] if tagged else []),
+        )
+    out.print(t)
+
+
+def render_models(out: Console, rows: list[dict[str, Any]]) -> None:
+    """``seedline models``: one line per registered name."""
+    if not rows:
+        out.print("no registered models yet: [bold]seedline register RUN --name NAME[/]")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "latest", "versions", "aliases", "latest run", "registered"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            str(r["latest_version"]),
+            str(r["versions"]),
+            ", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items())),
+            r["latest_run"],
+            r["updated_at"],
+        )
+    out.print(table)
+
+
+def render_sweeps(out: Console, rows: list[dict[str, Any]]) -> None:
+    """``seedline sweeps``: one line per sweep (``SweepRecord.to_dict()``)."""
+    t = Table(header_style="bold")
+    for col in (
+        "sweep",
+        "spec",
+        "search",
+        "trials",
+        "metric",
+        "best run",
+        "executor",
+        "created (UTC)",
+    ):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r["sweep_id"],
+            r["spec"],
+            r["search"],
+            str(r["trials"]),
+            r["metric"],
+            r["best_run"] or "-",
+            f"{r['settings']['executor']} x{r['settings']['workers']}",
+            r["created_at"][:19].replace("T", " "),
+        )
+    out.print(t if rows else "no sweeps yet: 'seedline sweep --param ...' runs one")
+
+
+def render_cache_entries(out: Console, entries: list[dict[str, Any]]) -> None:
+    """``seedline cache ls``: one line per entry (``CacheEntry.to_dict()``)."""
+    if not entries:
+        out.print("the step cache is empty")
+        return
+    t = Table(header_style="bold")
+    for col in ("key", "step", "class", "size", "hits", "last used (UTC)"):
+        t.add_column(col, justify="right" if col in ("size", "hits") else "left")
+    for e in entries:
+        t.add_row(
+            e["key"].partition(":")[2][:12],
+            e["step"],
+            e["class"].rsplit(".", 1)[-1],
+            human_size(e["size_bytes"]),
+            str(e["hits"]),
+            e["last_used_at"][:19].replace("T", " "),
         )
     out.print(t)
 

@@ -150,32 +150,9 @@ def sweeps_cmd(
     if as_json:
         _echo_json(rows)
         return
-    from rich.table import Table
+    from seedline.cli.render import render_sweeps
 
-    t = Table(header_style="bold")
-    for col in (
-        "sweep",
-        "spec",
-        "search",
-        "trials",
-        "metric",
-        "best run",
-        "executor",
-        "created (UTC)",
-    ):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(
-            r["sweep_id"],
-            r["spec"],
-            r["search"],
-            str(r["trials"]),
-            r["metric"],
-            r["best_run"] or "-",
-            f"{r['settings']['executor']} x{r['settings']['workers']}",
-            r["created_at"][:19].replace("T", " "),
-        )
-    _console().print(t if rows else "no sweeps yet: 'seedline sweep --param ...' runs one")
+    render_sweeps(_console(), rows)
 
 
 def promote_cmd(

@@ -11,13 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from seedline.core.errors import SeedlineError
 from seedline.records.manifest import Manifest
-from seedline.records.tags import read_tags, tag_filter
-from seedline.records.tracking import RunSummary, Store, new_run_id, row_summary
+from seedline.records.reading import metrics_of, read_tags, tag_conditions
+from seedline.records.tracking import RunSummary, Store, new_run_id, row_summary, session_rows
 from seedline.storage.metadata import CheckReportRow, MetricRow, RunParamRow, RunRow, now_iso
 
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "~"]
@@ -156,7 +156,9 @@ def query_runs(store: Store, q: RunQuery) -> tuple[list[RunSummary], int]:
         where.append(RunRow.parent_run.is_not(None))
     elif q.kind == "run":
         where.append(and_(RunRow.sweep_id.is_(None), RunRow.parent_run.is_(None)))
-    stmt = tag_filter(select(RunRow), q.tags)
+    stmt = select(RunRow)
+    for cond, params in tag_conditions(q.tags):
+        stmt = stmt.where(text(cond).bindparams(**params))
     for i, c in enumerate(q.params):
         p = aliased(RunParamRow, name=f"p{i}")
         number = _number(c.value)
@@ -207,11 +209,9 @@ def query_runs(store: Store, q: RunQuery) -> tuple[list[RunSummary], int]:
     with store._session() as s:
         total = int(s.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
         rows = list(s.scalars(stmt.offset(max(0, q.offset)).limit(max(1, q.limit))))
-        metrics: dict[str, dict[str, float]] = {}
         ids = [r.id for r in rows]
-        for row in s.scalars(select(MetricRow).where(MetricRow.run_id.in_(ids))):
-            metrics.setdefault(row.run_id, {})[row.name] = row.value
-        tags = read_tags(s, ids)
+        metrics = metrics_of(session_rows(s), ids)
+        tags = read_tags(session_rows(s), ids)
     return [row_summary(r, metrics.get(r.id, {}), tags.get(r.id)) for r in rows], total
 
 
@@ -262,9 +262,7 @@ def children_of(store: Store, run_ids: list[str]) -> list[RunSummary]:
         rows = list(
             s.scalars(select(RunRow).where(RunRow.parent_run.in_(run_ids)).order_by(RunRow.id))
         )
-        metrics: dict[str, dict[str, float]] = {}
-        for m in s.scalars(select(MetricRow).where(MetricRow.run_id.in_([r.id for r in rows]))):
-            metrics.setdefault(m.run_id, {})[m.name] = m.value
+        metrics = metrics_of(session_rows(s), [r.id for r in rows])
     return [row_summary(r, metrics.get(r.id, {})) for r in rows]
 
 

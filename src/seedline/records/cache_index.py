@@ -7,66 +7,18 @@ query returns plain :class:`CacheEntry` values, never a database session.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from seedline.records.reading import CACHE_COLUMNS, CacheEntry, list_cache_entries
 from seedline.records.tracking import Store
 from seedline.storage.metadata import CacheRow, now_iso
 
 
-@dataclass(frozen=True)
-class CacheEntry:
-    """One cached step: its key, the objects holding its fitted state and output, and its use."""
-
-    key: str
-    step: str
-    cls: str
-    fitted_object: str
-    output_object: str | None
-    fitted_fingerprint: str
-    output_fingerprint: str | None
-    output_shape: str | None
-    size_bytes: int
-    created_at: str
-    last_used_at: str
-    hits: int = 0
-
-    @property
-    def objects(self) -> list[str]:
-        return [x for x in (self.fitted_object, self.output_object) if x]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields ``seedline cache ls --json`` shows."""
-        return {
-            "key": self.key,
-            "step": self.step,
-            "class": self.cls,
-            "size_bytes": self.size_bytes,
-            "hits": self.hits,
-            "created_at": self.created_at,
-            "last_used_at": self.last_used_at,
-            "output_shape": self.output_shape,
-        }
-
-
 def _entry(r: CacheRow) -> CacheEntry:
-    return CacheEntry(
-        key=r.key,
-        step=r.step,
-        cls=r.cls,
-        fitted_object=r.fitted_object,
-        output_object=r.output_object,
-        fitted_fingerprint=r.fitted_fingerprint,
-        output_fingerprint=r.output_fingerprint,
-        output_shape=r.output_shape,
-        size_bytes=int(r.size_bytes),
-        created_at=r.created_at,
-        last_used_at=r.last_used_at,
-        hits=int(r.hits or 0),
-    )
+    return CacheEntry.from_row([getattr(r, c) for c in CACHE_COLUMNS])
 
 
 class CacheIndex:
@@ -100,9 +52,8 @@ class CacheIndex:
 
     def entries(self) -> list[CacheEntry]:
         """All entries, most recently used first."""
-        with self.store._session() as s:
-            rows = list(s.scalars(select(CacheRow).order_by(CacheRow.last_used_at.desc())))
-            return [_entry(r) for r in rows]
+        with self.store._reader() as rows:
+            return list_cache_entries(rows)
 
     def usage(self) -> tuple[int, int]:
         """(number of entries, total bytes)."""

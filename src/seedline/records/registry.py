@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from seedline.core.errors import SeedlineError, did_you_mean
 from seedline.records import tracking
+from seedline.records.reading import list_models
 from seedline.records.tracking import Store
 from seedline.storage.metadata import (
     ModelAliasRow,
@@ -358,21 +359,8 @@ class Registry:
 
     def list_models(self) -> list[dict[str, Any]]:
         """One entry per name: latest version, number of versions, aliases, latest run."""
-        out: list[dict[str, Any]] = []
-        for name in self.names():
-            versions = self.versions(name)
-            latest = versions[-1]
-            out.append(
-                {
-                    "name": name,
-                    "latest_version": latest.version,
-                    "versions": len(versions),
-                    "aliases": {a: v.version for v in versions for a in v.aliases},
-                    "latest_run": latest.run_id,
-                    "updated_at": latest.created_at,
-                }
-            )
-        return out
+        with self.store._reader() as rows:
+            return list_models(rows)
 
     def parity_history(self, *, run_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         with self.store._session() as s:

@@ -3,62 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
 
+from seedline.records.reading import SWEEP_COLUMNS, SweepRecord
+from seedline.records.reading import list_sweeps as list_sweep_records
 from seedline.records.tracking import Store
 from seedline.storage.metadata import SweepRow, now_iso
 
 
-@dataclass(frozen=True)
-class SweepRecord:
-    """A stored sweep."""
-
-    sweep_id: str
-    spec_name: str
-    created_at: str
-    finished_at: str | None
-    search: str
-    metric: str
-    params: dict[str, Any]
-    settings: dict[str, Any]
-    status: str
-    trials: int
-    best_run: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The shape ``seedline sweeps --json`` prints."""
-        return {
-            "sweep_id": self.sweep_id,
-            "spec": self.spec_name,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "search": self.search,
-            "metric": self.metric,
-            "params": self.params,
-            "settings": self.settings,
-            "status": self.status,
-            "trials": self.trials,
-            "best_run": self.best_run,
-        }
-
-
 def _record(r: SweepRow) -> SweepRecord:
-    return SweepRecord(
-        sweep_id=r.id,
-        spec_name=r.spec_name,
-        created_at=r.created_at,
-        finished_at=r.finished_at,
-        search=r.search,
-        metric=r.metric,
-        params=json.loads(r.params),
-        settings=json.loads(r.settings),
-        status=r.status,
-        trials=int(r.trials),
-        best_run=r.best_run,
-    )
+    return SweepRecord.from_row([getattr(r, c) for c in SWEEP_COLUMNS])
 
 
 class SweepIndex:
@@ -117,8 +73,8 @@ class SweepIndex:
 
     def all(self) -> list[SweepRecord]:
         """Every sweep, newest first."""
-        with self.store._session() as s:
-            return [_record(r) for r in s.scalars(select(SweepRow).order_by(SweepRow.id.desc()))]
+        with self.store._reader() as rows:
+            return list_sweep_records(rows)
 
 
 def list_sweeps(store: Store) -> list[dict[str, Any]]:

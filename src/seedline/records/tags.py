@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from sqlalchemy import and_, delete, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from seedline.core.errors import SeedlineError, did_you_mean
+from seedline.records.reading import read_tags
 from seedline.records.tracking import Store
-from seedline.storage.metadata import RunRow, RunTagRow
+from seedline.storage.metadata import RunTagRow
 
 MAX_KEY_LENGTH = 100
 MAX_VALUE_LENGTH = 1000
@@ -112,15 +112,6 @@ def parse_tag_filter(text: str) -> tuple[str, str | None]:
     return check_key(text.strip()), None
 
 
-def tag_filter(stmt: Any, tags: Mapping[str, str | None]) -> Any:
-    """``stmt`` (a select over runs) narrowed to runs having every tag; a None value matches any."""
-    for i, (key, value) in enumerate(sorted(tags.items())):
-        t = aliased(RunTagRow, name=f"tag{i}")
-        test = and_(t.run_id == RunRow.id, t.key == key)
-        stmt = stmt.join(t, test if value is None else and_(test, t.value == value))
-    return stmt
-
-
 def add_tags(session: Session, run_id: str, tags: Mapping[str, str]) -> None:
     """Set tags of a run inside a transaction that already holds it (records layer only)."""
     for key, value in tags.items():
@@ -156,17 +147,8 @@ def delete_tags(store: Store, ref: str, keys: Iterable[str]) -> dict[str, str]:
 
 def tags_of(store: Store, run_ids: list[str]) -> dict[str, dict[str, str]]:
     """Run id -> its tags (sorted by key), for the given runs."""
-    with store._session() as s:
-        return read_tags(s, run_ids)
-
-
-def read_tags(session: Session, run_ids: list[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {r: {} for r in run_ids}
-    if run_ids:
-        q = select(RunTagRow).where(RunTagRow.run_id.in_(run_ids)).order_by(RunTagRow.key)
-        for t in session.scalars(q):
-            out.setdefault(t.run_id, {})[t.key] = t.value
-    return out
+    with store._reader() as rows:
+        return read_tags(rows, run_ids)
 
 
 def tag_keys(store: Store) -> list[str]:
@@ -189,7 +171,6 @@ __all__ = [
     "parse_tags",
     "read_tags",
     "set_tags",
-    "tag_filter",
     "tag_keys",
     "tags_of",
 ]

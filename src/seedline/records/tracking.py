@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from seedline.core.errors import RunNotFoundError, StoreError
-from seedline.storage.config import CONFIG_FILENAME, DATABASE_ENV, OBJECTS_ENV, resolve_store
+from seedline.core.errors import StoreError
+from seedline.records import reading
+from seedline.records.reading import RunSummary, error_column, process_alive
+from seedline.storage.config import resolve_store
+from seedline.storage.embedded import (
+    CONFIG_FILENAME,
+    DATABASE_ENV,
+    OBJECTS_ENV,
+    STORE_DIRNAME,
+    find_project,
+)
 from seedline.storage.metadata import (
     MetricRow,
     RunRow,
@@ -32,7 +41,6 @@ from seedline.storage.urls import normalise_database_url, redact_url
 if TYPE_CHECKING:  # pydantic's models load when a manifest is read, not to list runs
     from seedline.records.manifest import Manifest
 
-STORE_DIRNAME = ".seedline"
 # functions naming objects that must survive maintenance (the registry adds one)
 _REFERENCE_HOOKS: list[Callable[[Store], set[str]]] = []
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -64,52 +72,6 @@ def new_run_id() -> str:
     head = "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in reversed(range(9)))
     tail = "".join(_CROCKFORD[(counter >> (5 * i)) & 31] for i in reversed(range(4)))
     return head + tail
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One row of ``seedline runs``."""
-
-    run_id: str
-    spec_name: str
-    status: str
-    created_at: str
-    duration_s: float | None
-    metrics: dict[str, float]
-    model_fingerprint: str | None
-    predictions_fingerprint: str | None
-    parent_run: str | None
-    # the same object as the manifest's error, less the traceback: {phase, type, message}
-    error: dict[str, Any] | None
-    sweep_id: str | None = None
-    # KEY=VALUE labels (records/tags.py): not part of the manifest
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-_ERROR_KEYS = ("phase", "type", "message")
-
-
-def _error_column(error: dict[str, Any] | None) -> str | None:
-    """A run's error as stored in its row: JSON of phase, type and message (no traceback)."""
-    if not error:
-        return None
-    return json.dumps({k: error.get(k) for k in _ERROR_KEYS}, sort_keys=True)
-
-
-def _error_object(text: str | None) -> dict[str, Any] | None:
-    """The stored error column back as an object; rows written before it was JSON hold the message only."""
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if isinstance(value, dict):
-        return {k: value.get(k) for k in _ERROR_KEYS}
-    return {"phase": None, "type": None, "message": text}
 
 
 class Store:
@@ -164,12 +126,10 @@ class Store:
         written into ``start`` then.
         """
         here = Path(start).resolve()
-        for d in (here, *here.parents):
-            if (d / STORE_DIRNAME).is_dir():
-                return cls(d / STORE_DIRNAME)
-            if (d / CONFIG_FILENAME).is_file():
-                _make_store_dir(d / STORE_DIRNAME)
-                return cls(d / STORE_DIRNAME)
+        project = find_project(here)
+        if project is not None:
+            _make_store_dir(project / STORE_DIRNAME)  # a clone with only seedline.toml gets one
+            return cls(project / STORE_DIRNAME)
         given = [v for v in (DATABASE_ENV, OBJECTS_ENV) if os.environ.get(v)]
         if len(given) == 2:
             return cls(here / STORE_DIRNAME, project_root=here)
@@ -185,6 +145,12 @@ class Store:
                 f"{DATABASE_ENV} and {OBJECTS_ENV} to use a team store from any folder"
             ),
         )
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[reading.Rows]:
+        """The shared read queries' way in (records/reading.py): one session for all they read."""
+        with self._sessions() as s:
+            yield session_rows(s)
 
     def _session(self) -> Session:
         """A read session on the metadata database (records layer only)."""
@@ -245,7 +211,7 @@ class Store:
             row.predictions_fingerprint = manifest.fingerprints.get("predictions")
             row.manifest_object = address
             row.model_object = manifest.artifacts.get("model")
-            row.error = _error_column(manifest.error)
+            row.error = error_column(manifest.error)
             row.sweep_id = (manifest.sweep or {}).get("id")
             for name, value in manifest.metrics.items():
                 s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
@@ -263,15 +229,9 @@ class Store:
         looks, or until it is removed with ``remove_interrupted_runs(older_than_s=...)``.
         """
         host = socket.gethostname()
-        with self._sessions() as s:
-            rows = list(
-                s.execute(
-                    select(RunRow.id, RunRow.pid, RunRow.process_started).where(
-                        RunRow.status == "running", RunRow.host == host, RunRow.pid.is_not(None)
-                    )
-                )
-            )
-        gone = [rid for rid, pid, started in rows if pid and not _process_alive(pid, started)]
+        with self._reader() as rows:
+            running = reading.running_on(rows, host)
+        gone = [rid for rid, pid, started in running if pid and not process_alive(pid, started)]
         if gone:
             with self._sessions.begin() as s:
                 for rid in gone:
@@ -279,7 +239,7 @@ class Store:
                     # a finish_run that raced this check wins: only a still-running row changes
                     if row is not None and row.status == "running":
                         row.status = "interrupted"
-                        row.error = _error_column(
+                        row.error = error_column(
                             {
                                 "phase": "run",
                                 "type": "Interrupted",
@@ -315,26 +275,8 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
         """A full run id from an id or a unique prefix, as in git."""
-        ref = ref.strip().lower()
-        if not ref:
-            raise RunNotFoundError("empty run id")
-        with self._sessions() as s:
-            ids = list(
-                s.scalars(
-                    select(RunRow.id).where(RunRow.id.startswith(ref, autoescape=True)).limit(11)
-                )
-            )
-        if len(ids) == 1:
-            return ids[0]
-        if not ids:
-            raise RunNotFoundError(
-                f"no run matches {ref!r}", hint="'seedline runs' lists the runs in this store"
-            )
-        raise RunNotFoundError(
-            f"run prefix {ref!r} is ambiguous: it matches {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}",
-            candidates=ids,
-            hint="type more characters of the id",
-        )
+        with self._reader() as rows:
+            return reading.resolve(rows, ref)
 
     def list_runs(
         self,
@@ -343,46 +285,21 @@ class Store:
         tags: Mapping[str, str | None] | None = None,
     ) -> list[RunSummary]:
         """Runs, newest first; ``tags`` keeps runs having every tag (a None value: any value)."""
-        from seedline.records.tags import read_tags, tag_filter
-
         self.mark_interrupted()
-        with self._sessions() as s:
-            q = select(RunRow).order_by(RunRow.id.desc())
-            if sweep is not None:
-                q = q.where(RunRow.sweep_id == sweep)
-            q = tag_filter(q, tags or {})
-            if limit:
-                q = q.limit(limit)
-            rows = list(s.scalars(q))
-            metrics: dict[str, dict[str, float]] = {}
-            for m in s.scalars(select(MetricRow).where(MetricRow.run_id.in_([r.id for r in rows]))):
-                metrics.setdefault(m.run_id, {})[m.name] = m.value
-            tagged = read_tags(s, [r.id for r in rows])
-        return [row_summary(r, metrics.get(r.id, {}), tagged.get(r.id)) for r in rows]
+        with self._reader() as rows:
+            return reading.list_runs(rows, limit=limit, sweep=sweep, tags=tags)
 
     def run_summary(self, ref: str) -> RunSummary:
         """One run's row (also for runs that have no manifest: running or interrupted)."""
         run_id = self.resolve(ref)
         self.mark_interrupted()
-        with self._sessions() as s:
-            row = s.get(RunRow, run_id)
-            assert row is not None
-            metrics = {
-                m.name: m.value
-                for m in s.scalars(select(MetricRow).where(MetricRow.run_id == run_id))
-            }
-            from seedline.records.tags import read_tags
-
-            tags = read_tags(s, [run_id])[run_id]
-        return row_summary(row, metrics, tags)
+        with self._reader() as rows:
+            return reading.run_summary(rows, run_id)
 
     def manifest(self, ref: str) -> Manifest:
         run_id = self.resolve(ref)
-        with self._sessions() as s:
-            row = s.get(RunRow, run_id)
-            assert row is not None
-            address = row.manifest_object
-            status = row.status
+        with self._reader() as rows:
+            address, status = reading.manifest_object(rows, run_id)
         if address is None:
             if status == "running" and run_id in self.mark_interrupted():
                 status = "interrupted"
@@ -455,24 +372,16 @@ class RunObjects:
     model_object: str | None
 
 
+def session_rows(session: Session) -> reading.Rows:
+    """records/reading.py's queries run through ``session`` (records layer only)."""
+    return lambda sql, params: [tuple(row) for row in session.execute(text(sql), params)]
+
+
 def row_summary(
     r: RunRow, metrics: dict[str, float], tags: dict[str, str] | None = None
 ) -> RunSummary:
     """A run's row, metrics and tags as a RunSummary (records layer only)."""
-    return RunSummary(
-        run_id=r.id,
-        spec_name=r.spec_name,
-        status=r.status,
-        created_at=r.created_at,
-        duration_s=r.duration_s,
-        metrics=metrics,
-        model_fingerprint=r.model_fingerprint,
-        predictions_fingerprint=r.predictions_fingerprint,
-        parent_run=r.parent_run,
-        error=_error_object(r.error),
-        sweep_id=r.sweep_id,
-        tags=dict(tags or {}),
-    )
+    return reading.summary_of([getattr(r, c) for c in reading.RUN_COLUMNS], metrics, tags)
 
 
 def _this_process() -> tuple[str, int, float | None]:
@@ -481,19 +390,6 @@ def _this_process() -> tuple[str, int, float | None]:
     except psutil.Error:
         started = None
     return socket.gethostname(), os.getpid(), started
-
-
-def _process_alive(pid: int, started: float | None) -> bool:
-    """Whether the process that began a run still runs (a reused pid has another start time)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True  # cannot tell (e.g. no permission): never call a live run interrupted
 
 
 def _iso_before(seconds: float) -> str:

@@ -34,11 +34,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from seedline.core.errors import StoreError, did_you_mean
+from seedline.storage.embedded import (
+    CONFIG_FILENAME,
+    DATABASE_ENV,
+    DATABASE_FILENAME,
+    OBJECTS_DIRNAME,
+    OBJECTS_ENV,
+)
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
-CONFIG_FILENAME = "seedline.toml"
-DATABASE_ENV = "SEEDLINE_DATABASE_URL"
-OBJECTS_ENV = "SEEDLINE_OBJECTS_URL"
 REMOTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -183,9 +187,9 @@ def resolve_store(store_dir: str | Path, project_root: str | Path | None = None)
     elif cfg.objects:
         objects, sources["objects"] = anchor_url(cfg.objects, root), CONFIG_FILENAME
     if database is None:
-        database, sources["database"] = f"sqlite:///{store_dir / 'metadata.db'}", "embedded"
+        database, sources["database"] = f"sqlite:///{store_dir / DATABASE_FILENAME}", "embedded"
     if objects is None:
-        objects, sources["objects"] = str(store_dir / "objects"), "embedded"
+        objects, sources["objects"] = str(store_dir / OBJECTS_DIRNAME), "embedded"
     return ResolvedStore(
         database_url=normalise_database_url(database),
         objects_url=objects,

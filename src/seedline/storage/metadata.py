@@ -27,9 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from seedline.core.errors import StoreError
+from seedline.storage.embedded import HEAD_REVISION, SQLITE_BUSY_TIMEOUT_MS
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
-HEAD_REVISION = "0008"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -208,7 +208,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-SQLITE_BUSY_TIMEOUT_MS = 30000
 # any constant works: it names seedline's migration lock among the database's advisory locks
 _PG_MIGRATION_LOCK = 0x5EED_11E0
 

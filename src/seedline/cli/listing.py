@@ -1,0 +1,169 @@
+"""The listing commands, answered without typer, SQLAlchemy or pydantic where nothing needs them.
+
+``seedline runs``, ``show RUN``, ``models``, ``sweeps`` and ``cache ls`` read a few rows and
+print them. Through typer (which builds pydantic adapters for its options) and the
+SQLAlchemy store, most of their time is imports. :func:`answer` handles the plain forms
+(``--json``; ``runs`` also ``-n/--limit N``) on an embedded store whose schema is current,
+reading it with :mod:`sqlite3` in read-only mode (``storage.embedded``).
+
+Anything else returns False before printing a byte, and the full command line answers with
+its own errors and hints: another option or argument, a team store or ``seedline.toml``,
+a database to create or migrate, a run whose process is gone (its record must be marked
+interrupted, a write), a run prefix that matches no run or several, a run without a
+manifest, any error at all. Both paths run the records layer's shared queries
+(``records.reading``) and print through the same renderers (``cli.render``), so their
+output is the same; tests compare them byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from seedline.core.errors import SeedlineError
+from seedline.records import reading
+from seedline.storage.embedded import EmbeddedStore, open_embedded
+
+
+def parse(args: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """The command and options of a plain listing command line (``argv[1:]``), or None."""
+    if not args:
+        return None
+    command, rest = args[0], list(args[1:])
+    if command == "cache":
+        if not rest or rest[0] != "ls":
+            return None
+        command, rest = "cache ls", rest[1:]
+    if command not in ("runs", "show", "models", "sweeps", "cache ls"):
+        return None
+    options: dict[str, Any] = {"as_json": False}
+    positional: list[str] = []
+    items = iter(rest)
+    for arg in items:
+        if arg == "--json":
+            options["as_json"] = True
+        elif (command == "runs" and arg in ("-n", "--limit")) or arg.startswith("--limit="):
+            value = arg.partition("=")[2] if "=" in arg else next(items, "")
+            if not value.isdigit():
+                return None
+            options["limit"] = int(value)
+        elif arg.startswith("-"):
+            return None  # --help, another option: the full command line says
+        else:
+            positional.append(arg)
+    if command == "show":
+        if len(positional) != 1:
+            return None
+        options["ref"] = positional[0]
+    elif positional:
+        return None
+    return command, options
+
+
+def answer(argv: Sequence[str]) -> bool:
+    """Print what a plain listing command prints and return True, or return False having printed nothing."""
+    parsed = parse(argv[1:])
+    if parsed is None:
+        return False
+    store = open_embedded()
+    if store is None:
+        return False
+    try:
+        emit = _COMMANDS[parsed[0]](store, **parsed[1])
+    except (SeedlineError, sqlite3.Error):
+        return False
+    finally:
+        store.connection.close()
+    if emit is None:
+        return False
+    emit()
+    return True
+
+
+def _rows(store: EmbeddedStore) -> reading.Rows:
+    return lambda sql, params: store.connection.execute(sql, params).fetchall()
+
+
+Emit = Callable[[], None]
+
+
+def _print_json(data: Any, text: str | None = None) -> Emit:
+    from seedline.cli.render import json_document
+
+    body = text if text is not None else json_document(data)
+    return lambda: print(body)
+
+
+def _runs(store: EmbeddedStore, as_json: bool, limit: int = 50) -> Emit | None:
+    rows = _rows(store)
+    running = reading.running_on(rows, socket.gethostname())
+    if any(not reading.process_alive(pid, started) for _, pid, started in running):
+        return None  # marking them interrupted is a write: the full path does it
+    found = reading.list_runs(rows, limit=limit)
+    if as_json:
+        return _print_json([r.to_dict() for r in found])
+    from seedline.cli.render import console, render_runs
+
+    return lambda: render_runs(console(), found)
+
+
+def _show(store: EmbeddedStore, as_json: bool, ref: str) -> Emit | None:
+    rows = _rows(store)
+    run_id = reading.resolve(rows, ref)
+    address, _ = reading.manifest_object(rows, run_id)
+    if address is None:
+        return None  # running or interrupted: the full path explains which
+    from seedline.records.manifest import Manifest
+    from seedline.storage.objects import LocalObjectStore
+
+    manifest = Manifest.from_json(LocalObjectStore(store.objects_dir).get(address))
+    tags = reading.read_tags(rows, [run_id])[run_id]
+    if as_json:
+        # what `seedline show --json` prints: the manifest with the run's tags under 'tags'
+        return _print_json(None, json.dumps({**manifest.to_dict(), "tags": tags}, indent=2))
+    from seedline.cli.render import console, render_manifest
+
+    return lambda: render_manifest(console(), manifest, tags)
+
+
+def _models(store: EmbeddedStore, as_json: bool) -> Emit:
+    found = reading.list_models(_rows(store))
+    if as_json:
+        return _print_json(found)
+    from seedline.cli.render import console, render_models
+
+    return lambda: render_models(console(), found)
+
+
+def _sweeps(store: EmbeddedStore, as_json: bool) -> Emit:
+    found = [r.to_dict() for r in reading.list_sweeps(_rows(store))]
+    if as_json:
+        return _print_json(found)
+    from seedline.cli.render import console, render_sweeps
+
+    return lambda: render_sweeps(console(), found)
+
+
+def _cache_ls(store: EmbeddedStore, as_json: bool) -> Emit:
+    found = [e.to_dict() for e in reading.list_cache_entries(_rows(store))]
+    if as_json:
+        # `seedline cache ls --json` keeps the entries' own key order
+        return _print_json(None, json.dumps(found, indent=2))
+    from seedline.cli.render import console, render_cache_entries
+
+    return lambda: render_cache_entries(console(), found)
+
+
+_COMMANDS: Mapping[str, Callable[..., Emit | None]] = {
+    "runs": _runs,
+    "show": _show,
+    "models": _models,
+    "sweeps": _sweeps,
+    "cache ls": _cache_ls,
+}
+
+
+__all__ = ["answer", "parse"]

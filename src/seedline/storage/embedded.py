@@ -1,0 +1,93 @@
+"""The embedded store's names and layout, and a read-only way into it with the standard library alone.
+
+A project's store is ``.seedline/`` (``metadata.db`` + ``objects/``) unless ``seedline.toml``
+or the environment put it elsewhere. The commands that only list (``seedline runs``,
+``show``, ``models``, ``sweeps``, ``cache ls``) print a few rows; importing SQLAlchemy and
+pydantic to read them costs more than everything else they do. :func:`open_embedded`
+finds the project as :meth:`records.tracking.Store.find` does and opens its database with
+:mod:`sqlite3`, read-only, when nothing could make the full path answer differently: no
+``seedline.toml``, no store in the environment, a database file that exists and whose
+schema is already at :data:`HEAD_REVISION`. Otherwise it answers None, and the caller takes
+the full path (which creates or migrates the database, or explains what is wrong).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+STORE_DIRNAME = ".seedline"
+CONFIG_FILENAME = "seedline.toml"
+DATABASE_ENV = "SEEDLINE_DATABASE_URL"
+OBJECTS_ENV = "SEEDLINE_OBJECTS_URL"
+DATABASE_FILENAME = "metadata.db"
+OBJECTS_DIRNAME = "objects"
+# the schema revision this code reads and writes (the last Alembic migration in storage/migrations)
+HEAD_REVISION = "0008"
+SQLITE_BUSY_TIMEOUT_MS = 30000
+
+
+def find_project(start: str | Path = ".") -> Path | None:
+    """The nearest folder at or above ``start`` holding ``.seedline/`` or ``seedline.toml``, or None."""
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / STORE_DIRNAME).is_dir() or (d / CONFIG_FILENAME).is_file():
+            return d
+    return None
+
+
+@dataclass(frozen=True)
+class EmbeddedStore:
+    """An embedded store opened for reading: its database connection and its objects folder."""
+
+    connection: sqlite3.Connection
+    objects_dir: Path
+
+
+def open_embedded(start: str | Path = ".") -> EmbeddedStore | None:
+    """The project's embedded store opened read-only, or None where the full path must answer."""
+    if os.environ.get(DATABASE_ENV) or os.environ.get(OBJECTS_ENV):
+        return None
+    project = find_project(start)
+    if project is None or (project / CONFIG_FILENAME).exists():
+        return None
+    store = project / STORE_DIRNAME
+    database = store / DATABASE_FILENAME
+    if not database.is_file():
+        return None
+    try:
+        # mode=ro: this connection can never write, whatever a query says
+        conn = sqlite3.connect(
+            f"file:{quote(str(database))}?mode=ro",
+            uri=True,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        row = None
+    if row is None or row[0] != HEAD_REVISION:
+        conn.close()
+        return None
+    return EmbeddedStore(conn, store / OBJECTS_DIRNAME)
+
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "DATABASE_ENV",
+    "DATABASE_FILENAME",
+    "HEAD_REVISION",
+    "OBJECTS_DIRNAME",
+    "OBJECTS_ENV",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "STORE_DIRNAME",
+    "EmbeddedStore",
+    "find_project",
+    "open_embedded",
+]
