@@ -196,3 +196,28 @@ def test_a_run_whose_process_is_gone_is_left_to_the_full_path_which_marks_it(
     with contextlib.chdir(copy):
         answered, out = quick(capsys, "runs", "--json")
     assert answered and out == run_here(copy, "runs", "--json").stdout
+
+
+def test_a_reader_that_stops_early_ends_the_listing_quietly(project: Path, tmp_path: Path) -> None:
+    """`seedline runs | head -1` on a big store: no BrokenPipeError traceback, exit 0 (as the full path)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    conn = sqlite3.connect(copy / ".seedline" / "metadata.db")
+    with conn:
+        row = list(conn.execute("SELECT * FROM runs LIMIT 1").fetchone())
+        marks = ", ".join("?" * len(row))
+        for i in range(3000):  # about 2 MB of JSON: far more than a pipe holds
+            conn.execute(f"INSERT INTO runs VALUES ({marks})", [f"0{i:012d}", *row[1:]])
+    conn.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seedline", "runs", "-n", "0", "--json"],
+        cwd=copy,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip() == b"["
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err

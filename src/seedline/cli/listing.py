@@ -18,12 +18,12 @@ output is the same; tests compare them byte for byte.
 from __future__ import annotations
 
 import json
+import os
 import socket
-import sqlite3
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from seedline.core.errors import SeedlineError
 from seedline.records import reading
 from seedline.storage.embedded import EmbeddedStore, open_embedded
 
@@ -73,13 +73,18 @@ def answer(argv: Sequence[str]) -> bool:
         return False
     try:
         emit = _COMMANDS[parsed[0]](store, **parsed[1])
-    except (SeedlineError, sqlite3.Error):
+    except Exception:  # whatever it is, the full path reports it properly
         return False
     finally:
         store.connection.close()
     if emit is None:
         return False
-    emit()
+    try:
+        emit()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `seedline runs | head`: the reader left; end quietly, as the full command line does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return True
 
 
