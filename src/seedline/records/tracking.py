@@ -128,7 +128,8 @@ class Store:
         here = Path(start).resolve()
         project = find_project(here)
         if project is not None:
-            _make_store_dir(project / STORE_DIRNAME)  # a clone with only seedline.toml gets one
+            if not (project / STORE_DIRNAME).is_dir():
+                _make_store_dir(project / STORE_DIRNAME)  # a clone with only seedline.toml
             return cls(project / STORE_DIRNAME)
         given = [v for v in (DATABASE_ENV, OBJECTS_ENV) if os.environ.get(v)]
         if len(given) == 2:
