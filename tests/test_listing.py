@@ -143,6 +143,13 @@ def test_anything_else_steps_aside_having_printed_nothing(
     assert not answered and out == ""
 
 
+def test_the_entry_point_tries_the_quick_path_for_the_listing_commands_only() -> None:
+    from seedline.cli.launch import LISTING_COMMANDS
+    from seedline.cli.listing import _COMMANDS
+
+    assert {name.split()[0] for name in _COMMANDS} == LISTING_COMMANDS
+
+
 def test_parse_reads_only_the_plain_forms() -> None:
     assert parse(["runs", "-n", "3", "--json"]) == ("runs", {"as_json": True, "limit": 3})
     assert parse(["cache", "ls"]) == ("cache ls", {"as_json": False})

@@ -17,6 +17,8 @@ PINNED_FLAG = "_SEEDLINE_HASH_SEED_PINNED"
 # options of `seedline run` that take a value (see cli.main.run_cmd)
 _RUN_VALUE_OPTIONS = frozenset({"--set", "--executor", "--workers", "--address"})
 _RUN_FLAGS = frozenset({"--json", "--no-cache"})
+# commands the quick listing path (cli/listing.py) may answer; every other one skips it unread
+LISTING_COMMANDS = frozenset({"runs", "show", "models", "sweeps", "cache"})
 
 
 def run_arguments(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -66,10 +68,11 @@ def pin_hash_seed_early(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry point."""
     pin_hash_seed_early(sys.argv)
-    from seedline.cli.listing import answer
+    if sys.argv[1:2] and sys.argv[1] in LISTING_COMMANDS:
+        from seedline.cli.listing import answer
 
-    if answer(sys.argv):
-        return
+        if answer(sys.argv):
+            return
     from seedline.cli.main import main as cli_main
 
     cli_main()
