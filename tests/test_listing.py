@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -47,7 +48,13 @@ def here(project: Path) -> Iterator[Path]:
 def quick(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[bool, str]:
     """What the quick path does with ``seedline ARGS`` in the current folder: (answered, stdout)."""
     capsys.readouterr()
-    answered = answer(["seedline", *args])
+    wanted = clean_env()  # the environment run_here and run_cli give the full path
+    with pytest.MonkeyPatch.context() as env:
+        for name in set(os.environ) - set(wanted):
+            env.delenv(name)
+        for name, value in wanted.items():
+            env.setenv(name, value)
+        answered = answer(["seedline", *args])
     return answered, capsys.readouterr().out
 
 

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, aliased
 
 from seedline.core.errors import SeedlineError
 from seedline.records.manifest import Manifest
-from seedline.records.reading import metrics_of, read_tags, tag_conditions
-from seedline.records.tracking import RunSummary, Store, new_run_id, row_summary, session_rows
+from seedline.records.reading import summaries, tag_conditions
+from seedline.records.tracking import RunSummary, Store, new_run_id, run_columns, session_rows
 from seedline.storage.metadata import CheckReportRow, MetricRow, RunParamRow, RunRow, now_iso
 
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "~"]
@@ -209,10 +209,7 @@ def query_runs(store: Store, q: RunQuery) -> tuple[list[RunSummary], int]:
     with store._session() as s:
         total = int(s.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
         rows = list(s.scalars(stmt.offset(max(0, q.offset)).limit(max(1, q.limit))))
-        ids = [r.id for r in rows]
-        metrics = metrics_of(session_rows(s), ids)
-        tags = read_tags(session_rows(s), ids)
-    return [row_summary(r, metrics.get(r.id, {}), tags.get(r.id)) for r in rows], total
+        return summaries(session_rows(s), [run_columns(r) for r in rows]), total
 
 
 def run_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, str | None]]:
@@ -262,8 +259,7 @@ def children_of(store: Store, run_ids: list[str]) -> list[RunSummary]:
         rows = list(
             s.scalars(select(RunRow).where(RunRow.parent_run.in_(run_ids)).order_by(RunRow.id))
         )
-        metrics = metrics_of(session_rows(s), [r.id for r in rows])
-    return [row_summary(r, metrics.get(r.id, {})) for r in rows]
+        return summaries(session_rows(s), [run_columns(r) for r in rows])
 
 
 # -- check reports -------------------------------------------------------------------------------

@@ -378,11 +378,9 @@ def session_rows(session: Session) -> reading.Rows:
     return lambda sql, params: [tuple(row) for row in session.execute(text(sql), params)]
 
 
-def row_summary(
-    r: RunRow, metrics: dict[str, float], tags: dict[str, str] | None = None
-) -> RunSummary:
-    """A run's row, metrics and tags as a RunSummary (records layer only)."""
-    return reading.summary_of([getattr(r, c) for c in reading.RUN_COLUMNS], metrics, tags)
+def run_columns(r: RunRow) -> list[Any]:
+    """A run's row as the shared queries read it (``reading.RUN_COLUMNS``; records layer only)."""
+    return [getattr(r, c) for c in reading.RUN_COLUMNS]
 
 
 def _this_process() -> tuple[str, int, float | None]:
