@@ -210,19 +210,24 @@ def _bench_example(
         )
     fits: dict[str, list[float]] = {"plain": [], "hit": []}
 
-    def plain_once() -> None:
-        fits["plain"].append(json.loads(fresh([PY, "plain.py", cfg], root)[2])["fit"])
+    def plain_once() -> float:
+        wall, _, text = fresh([PY, "plain.py", cfg], root)
+        fits["plain"].append(json.loads(text)["fit"])
+        return wall
 
-    def run_once(*flags: str, wipe: bool = False) -> Callable[[], None]:
-        def once() -> None:
+    def run_once(*flags: str, wipe: bool = False) -> Callable[[], float]:
+        # only the run is timed: the wipe before it and the manifest read after it are not
+        def once() -> float:
             if wipe:  # a miss that writes: no entries to find
                 fresh(seedline_cmd("cache", "prune", "--all"), root)
-            out = json.loads(fresh(seedline_cmd("run", "--json", *flags), root)[2])
+            wall, _, text = fresh(seedline_cmd("run", "--json", *flags), root)
+            out = json.loads(text)
             if not flags and not wipe:
                 m = _manifest(root, out["run_id"])
                 fits["hit"].append(float(m["timings"]["fit"]))
                 if any(s.get("cache") != "hit" for s in m["steps"]):
                     notes.append(f"{example}: a step missed the cache in a hit trial")
+            return wall
 
         return once
 
@@ -567,11 +572,13 @@ def _growth(root: Path, n: int, trials: int, trees: int) -> list[Row]:
     cfg = plain_config(root, _manifest(root, out["run_id"]), "data/big.parquet", trees)
     rss: dict[str, list[int]] = {"plain": [], "no-cache": [], "cache write": []}
 
-    def once(case: str, cmd: list[str], wipe: bool = False) -> Callable[[], None]:
-        def go() -> None:
+    def once(case: str, cmd: list[str], wipe: bool = False) -> Callable[[], float]:
+        def go() -> float:  # only the command is timed, not the wipe before it
             if wipe:
                 fresh(seedline_cmd("cache", "prune", "--all"), root)
-            rss[case].append(fresh(cmd, root)[1])
+            wall, peak, _ = fresh(cmd, root)
+            rss[case].append(peak)
+            return wall
 
         return go
 
