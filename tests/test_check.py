@@ -21,7 +21,7 @@ import pytest
 from seedline.workflow.check import check, compare_fits
 from seedline.workflow.probe import StepResult
 
-from .conftest import CliResult, clean_env, git
+from .conftest import CliResult, clean_env, git, make_project
 
 BADSTEPS = '''
 """Deliberately bad transformers: each hides a kind of nondeterminism seedline check must catch."""
@@ -315,14 +315,27 @@ def test_several_bad_steps_are_each_blamed_for_their_own_kind(digits: Path) -> N
 
 
 # -- clean examples, output contract, errors ---------------------------------------------------
+@pytest.fixture(scope="module")
+def penguins_checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The unmodified penguins example and its ``check --json --sample 100`` report.
+
+    Read by the clean-examples test and the output-contract test: one check (a fresh
+    interpreter and its probes, about 20 s of CPU) serves both.
+    """
+    project = make_project(tmp_path_factory.mktemp("checked"), "penguins")
+    return project, check_json(project, "--sample", "100", expect=0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["penguins", "digits"])
 def test_the_unmodified_examples_have_no_nondeterministic_step(
     example: str, request: pytest.FixtureRequest
 ) -> None:
     """The shipped examples exit 0: nothing nondeterministic or hash-seed sensitive, clean tree, no RNG hygiene."""
-    project: Path = request.getfixturevalue(example)
-    report = check_json(project, expect=0)
+    if example == "penguins":
+        report = request.getfixturevalue("penguins_checked")[1]
+    else:
+        report = check_json(request.getfixturevalue(example), expect=0)
     v = verdicts(report)
     if example == "penguins":
         assert set(v.values()) == {"deterministic"}
@@ -335,9 +348,9 @@ def test_the_unmodified_examples_have_no_nondeterministic_step(
 
 
 @pytest.mark.slow
-def test_json_output_has_the_documented_keys(penguins: Path) -> None:
+def test_json_output_has_the_documented_keys(penguins_checked: tuple[Path, Any]) -> None:
     """--json prints spec, sample_rows, steps, hygiene, comparisons and seconds; --sample is honoured."""
-    report = check_json(penguins, "--sample", "100", expect=0)
+    penguins, report = penguins_checked
     assert set(report) == {"spec", "sample_rows", "steps", "hygiene", "comparisons", "seconds"}
     assert report["spec"] == "penguins" and report["sample_rows"] == 100
     assert [s["name"] for s in report["steps"]] == ["prep", "clf"]
