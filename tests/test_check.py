@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from seedline.workflow.check import check, compare_fits
 from seedline.workflow.probe import StepResult
 
-from .conftest import CliResult, clean_env, git
+from .conftest import CliResult, clean_env, git, make_project
 
 BADSTEPS = '''
 """Deliberately bad transformers: each hides a kind of nondeterminism seedline check must catch."""
@@ -160,6 +161,20 @@ def add_bad_steps(project: Path, steps: list[tuple[str, str]], before: str = "pc
     git(project, "commit", "-q", "-m", "bad steps")
 
 
+def stored_report(project: Path, human_output: str) -> Any:
+    """The report a ``check`` stored, by the id its human output names: the dict --json prints."""
+    from seedline.records.browsing import check_report
+    from seedline.records.tracking import Store
+
+    found = re.search(r"stored as check report (\w+)", human_output)
+    assert found, human_output
+    store = Store.open(project, create=False)
+    try:
+        return check_report(store, found.group(1))["report"]
+    finally:
+        store.close()
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["verdict"] for s in report["steps"]}
 
@@ -223,7 +238,12 @@ def test_a_step_drawing_from_the_global_rng_is_nondeterministic_and_a_hygiene_fi
 ) -> None:
     """Noise from np.random in fit: verdict nondeterministic, exit 1, and a global_rng hygiene finding."""
     add_bad_steps(digits, [("noise", "GlobalNoise")])
-    report = check_json(digits, expect=1)
+    # one check, shown to a person; the report it stored is what --json prints (to_dict)
+    human = run_check(digits)
+    assert human.returncode == 1
+    assert "nondeterministic" in human.stdout and "noise" in human.stdout
+    assert "global_rng" in human.stdout
+    report = stored_report(digits, human.stdout)
     assert verdicts(report)["noise"] == "nondeterministic"
     assert "global RNG" in reasons(report, "noise")
     assert "random_state" in next(s for s in report["steps"] if s["name"] == "noise")["advice"]
@@ -232,10 +252,6 @@ def test_a_step_drawing_from_the_global_rng_is_nondeterministic_and_a_hygiene_fi
     assert verdicts(report)["scale"] == "deterministic"
     rng = [h for h in report["hygiene"] if h["kind"] == "global_rng"]
     assert len(rng) == 1 and "'noise'" in rng[0]["message"]
-    human = run_check(digits)
-    assert human.returncode == 1
-    assert "nondeterministic" in human.stdout and "noise" in human.stdout
-    assert "global_rng" in human.stdout
 
 
 @pytest.mark.slow
@@ -315,14 +331,27 @@ def test_several_bad_steps_are_each_blamed_for_their_own_kind(digits: Path) -> N
 
 
 # -- clean examples, output contract, errors ---------------------------------------------------
+@pytest.fixture(scope="module")
+def penguins_checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The unmodified penguins example and its ``check --json --sample 100`` report.
+
+    Read by the clean-examples test and the output-contract test: one check (a fresh
+    interpreter and its probes, about 20 s of CPU) serves both.
+    """
+    project = make_project(tmp_path_factory.mktemp("checked"), "penguins")
+    return project, check_json(project, "--sample", "100", expect=0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["penguins", "digits"])
 def test_the_unmodified_examples_have_no_nondeterministic_step(
     example: str, request: pytest.FixtureRequest
 ) -> None:
     """The shipped examples exit 0: nothing nondeterministic or hash-seed sensitive, clean tree, no RNG hygiene."""
-    project: Path = request.getfixturevalue(example)
-    report = check_json(project, expect=0)
+    if example == "penguins":
+        report = request.getfixturevalue("penguins_checked")[1]
+    else:
+        report = check_json(request.getfixturevalue(example), expect=0)
     v = verdicts(report)
     if example == "penguins":
         assert set(v.values()) == {"deterministic"}
@@ -335,9 +364,9 @@ def test_the_unmodified_examples_have_no_nondeterministic_step(
 
 
 @pytest.mark.slow
-def test_json_output_has_the_documented_keys(penguins: Path) -> None:
+def test_json_output_has_the_documented_keys(penguins_checked: tuple[Path, Any]) -> None:
     """--json prints spec, sample_rows, steps, hygiene, comparisons and seconds; --sample is honoured."""
-    report = check_json(penguins, "--sample", "100", expect=0)
+    penguins, report = penguins_checked
     assert set(report) == {"spec", "sample_rows", "steps", "hygiene", "comparisons", "seconds"}
     assert report["spec"] == "penguins" and report["sample_rows"] == 100
     assert [s["name"] for s in report["steps"]] == ["prep", "clf"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import clean_env, git, run_cli, run_json
+from .conftest import clean_env, git, run_cli, run_here_json, run_json
 
 HASHY = '''
 """A transformer whose output order depends on string hashing (iterates a set of names)."""
@@ -88,7 +88,8 @@ def test_the_cli_pins_the_hash_seed_so_hash_sensitive_steps_reproduce(digits: Pa
 @pytest.mark.slow
 def test_editing_one_data_cell_changes_that_columns_hash_only(penguins: Path) -> None:
     """After one value of one column changes, the table digest and that column's hash change, no other."""
-    first = run_json(penguins, "show", run_json(penguins, "run")["run_id"])
+    # the manifests are read in this process: what is tested is what each run recorded
+    first = run_here_json(penguins, "show", run_json(penguins, "run")["run_id"])
     csv = penguins / "data" / "penguins.csv"
     lines = csv.read_text().splitlines()
     cells = lines[1].split(",")
@@ -96,7 +97,7 @@ def test_editing_one_data_cell_changes_that_columns_hash_only(penguins: Path) ->
     cells[2] = "39.2"  # bill_length_mm of the first penguin
     lines[1] = ",".join(cells)
     csv.write_text("\n".join(lines) + "\n")
-    second = run_json(penguins, "show", run_json(penguins, "run")["run_id"])
+    second = run_here_json(penguins, "show", run_json(penguins, "run")["run_id"])
     a, b = first["data"]["table"], second["data"]["table"]
     assert a["digest"] != b["digest"]
     assert [c for c in a["columns"] if a["columns"][c] != b["columns"][c]] == ["bill_length_mm"]
@@ -110,7 +111,7 @@ def test_set_overrides_are_applied_and_recorded(penguins: Path) -> None:
     out = run_json(
         penguins, "run", "--set", "pipeline.clf.n_estimators=20", "--set", "split.test_size=0.3"
     )
-    m = run_json(penguins, "show", out["run_id"])
+    m = run_here_json(penguins, "show", out["run_id"])
     assert m["overrides"] == ["pipeline.clf.n_estimators=20", "split.test_size=0.3"]
     assert m["spec"]["pipeline"][1]["params"]["n_estimators"] == 20
     assert m["data"]["split"]["test_rows"] == 104

@@ -94,8 +94,11 @@ def test_reproduce_is_bitwise_on_the_examples(example: str, request: pytest.Fixt
         stored["fingerprints"]["model"]
         == run_here_json(project, "show", rid)["fingerprints"]["model"]
     )
-    human = run_cli(project, "reproduce", rid).stdout
-    assert "BITWISE" in human
+    if example == "penguins":
+        # the human verdict is the same words for every example: one more reproduction (a
+        # fresh interpreter fitting again) for digits would prove nothing the JSON did not
+        human = run_cli(project, "reproduce", rid).stdout
+        assert "BITWISE" in human
 
 
 @pytest.mark.slow
