@@ -250,6 +250,7 @@ LONGEST_MODULES = (
     "test_predict.py",  # 52
     "test_workers_anywhere.py",  # 44
     "test_export.py",  # 42
+    "test_listing.py",  # new on 30 Nov: about 40 (one sweep, one run, fresh listings)
     "test_crash.py",  # 38
     "test_steplib.py",  # 34
     "test_remote.py",  # 32
