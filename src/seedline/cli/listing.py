@@ -95,11 +95,15 @@ def _rows(store: EmbeddedStore) -> reading.Rows:
 Emit = Callable[[], None]
 
 
-def _print_json(data: Any, text: str | None = None) -> Emit:
+def _print(text: str) -> Emit:
+    return lambda: print(text)
+
+
+def _document(data: Any) -> str:
+    """What ``--json`` prints for most commands (cli.main._echo_json)."""
     from seedline.cli.render import json_document
 
-    body = text if text is not None else json_document(data)
-    return lambda: print(body)
+    return json_document(data)
 
 
 def _runs(store: EmbeddedStore, as_json: bool, limit: int = 50) -> Emit | None:
@@ -109,7 +113,7 @@ def _runs(store: EmbeddedStore, as_json: bool, limit: int = 50) -> Emit | None:
         return None  # marking them interrupted is a write: the full path does it
     found = reading.list_runs(rows, limit=limit)
     if as_json:
-        return _print_json([r.to_dict() for r in found])
+        return _print(_document([r.to_dict() for r in found]))
     from seedline.cli.render import console, render_runs
 
     return lambda: render_runs(console(), found)
@@ -128,7 +132,7 @@ def _show(store: EmbeddedStore, as_json: bool, ref: str) -> Emit | None:
     tags = reading.read_tags(rows, [run_id])[run_id]
     if as_json:
         # what `seedline show --json` prints: the manifest with the run's tags under 'tags'
-        return _print_json(None, json.dumps({**manifest.to_dict(), "tags": tags}, indent=2))
+        return _print(json.dumps({**manifest.to_dict(), "tags": tags}, indent=2))
     from seedline.cli.render import console, render_manifest
 
     return lambda: render_manifest(console(), manifest, tags)
@@ -137,7 +141,7 @@ def _show(store: EmbeddedStore, as_json: bool, ref: str) -> Emit | None:
 def _models(store: EmbeddedStore, as_json: bool) -> Emit:
     found = reading.list_models(_rows(store))
     if as_json:
-        return _print_json(found)
+        return _print(_document(found))
     from seedline.cli.render import console, render_models
 
     return lambda: render_models(console(), found)
@@ -146,7 +150,7 @@ def _models(store: EmbeddedStore, as_json: bool) -> Emit:
 def _sweeps(store: EmbeddedStore, as_json: bool) -> Emit:
     found = [r.to_dict() for r in reading.list_sweeps(_rows(store))]
     if as_json:
-        return _print_json(found)
+        return _print(_document(found))
     from seedline.cli.render import console, render_sweeps
 
     return lambda: render_sweeps(console(), found)
@@ -156,7 +160,7 @@ def _cache_ls(store: EmbeddedStore, as_json: bool) -> Emit:
     found = [e.to_dict() for e in reading.list_cache_entries(_rows(store))]
     if as_json:
         # `seedline cache ls --json` keeps the entries' own key order
-        return _print_json(None, json.dumps(found, indent=2))
+        return _print(json.dumps(found, indent=2))
     from seedline.cli.render import console, render_cache_entries
 
     return lambda: render_cache_entries(console(), found)
