@@ -228,36 +228,38 @@ def _calls_slow(func: Any, depth: int = 0) -> bool:
 # run is not one worker finishing a long module alone (longest-first list scheduling). Figures
 # come from `pytest --durations`; the order only changes when the suite takes, not what it tests.
 LONGEST_MODULES = (
-    # seconds in the last CI run (27 min, load 2.3 to 2.8), before the cuts of 30 Nov evening
-    "test_cli.py",  # 244
-    "test_deeplearning.py",  # 233
-    "test_check.py",  # 233
-    "test_keras_backends.py",  # 228
-    "test_reproduce.py",  # 227
-    "test_scale.py",  # 205
-    "test_readme.py",  # 183, one test
-    "test_serving.py",  # 173
-    "test_executors.py",  # 148
-    "test_two_users.py",  # 131
-    "test_team_store.py",  # 125
-    "test_exec.py",  # 117
-    "test_cache.py",  # 93
-    "test_portable_code.py",  # 87
-    "test_ui.py",  # 84
-    "test_hostile_input.py",  # 82
-    "test_ecosystem.py",  # 69
-    "test_registry.py",  # 60
-    "test_predict.py",  # 52
-    "test_workers_anywhere.py",  # 44
-    "test_export.py",  # 42
-    "test_listing.py",  # new on 30 Nov: about 40 (one sweep, one run, fresh listings)
-    "test_crash.py",  # 38
-    "test_steplib.py",  # 34
-    "test_remote.py",  # 32
-    "test_run.py",  # 28
+    # seconds in the last CI run (30 Nov 18:07 UTC: pytest 22 min 27 s, load about 4)
+    "test_reproduce.py",  # 222
+    "test_keras_backends.py",  # 218
+    "test_executors.py",  # 192
+    "test_scale.py",  # 180
+    "test_readme.py",  # 179
+    "test_check.py",  # 150
+    "test_deeplearning.py",  # 134
+    "test_team_store.py",  # 131
+    "test_two_users.py",  # 121
+    "test_cli.py",  # 120
+    "test_exec.py",  # 112
+    "test_serving.py",  # 108
+    "test_portable_code.py",  # 78
+    "test_hostile_input.py",  # 72
+    "test_cache.py",  # 66
+    "test_ecosystem.py",  # 55
+    "test_ui.py",  # 51
+    "test_registry.py",  # 48
+    "test_predict.py",  # 44
+    "test_workers_anywhere.py",  # 35
+    "test_crash.py",  # 35
+    "test_export.py",  # 34
+    "test_sweep.py",  # 26
+    "test_remote.py",  # 26
+    "test_steplib.py",  # 25
+    "test_run.py",  # 24
+    "test_store_conformance.py",  # 22
+    "test_listing.py",  # 15
+    "test_tags.py",  # 15
     "test_sources.py",
     "test_frozen.py",
-    "test_tags.py",
 )
 
 
