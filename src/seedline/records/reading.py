@@ -249,9 +249,10 @@ def list_models(rows: Rows) -> list[dict[str, Any]]:
     sql = "SELECT name, version, run_id, created_at FROM model_versions ORDER BY name, version"
     for name, version, run_id, created in rows(sql, {}):
         versions.setdefault(name, []).append((int(version), run_id, created))
+    numbers = {name: {v for v, _, _ in vs} for name, vs in versions.items()}
     aliases: dict[str, dict[str, int]] = {}
     for name, alias, version in rows("SELECT name, alias, version FROM model_aliases", {}):
-        if any(v == version for v, _, _ in versions.get(name, [])):
+        if int(version) in numbers.get(name, set()):  # an alias of an existing version only
             aliases.setdefault(name, {})[alias] = int(version)
     return [
         {

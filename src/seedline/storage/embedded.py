@@ -64,7 +64,6 @@ def open_embedded(start: str | Path = ".") -> EmbeddedStore | None:
             f"file:{quote(str(database))}?mode=ro",
             uri=True,
             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-            check_same_thread=False,
         )
     except sqlite3.Error:
         return None

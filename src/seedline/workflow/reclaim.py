@@ -29,7 +29,8 @@ from typing import Any
 
 from seedline.core.errors import StoreError
 from seedline.records.references import collect
-from seedline.records.tracking import STORE_DIRNAME, Store
+from seedline.records.tracking import Store
+from seedline.storage.embedded import OBJECTS_DIRNAME, STORE_DIRNAME
 
 DEFAULT_MIN_AGE_S = 3600.0
 # tempfile.mkstemp/mkdtemp's random part: 8 characters of this alphabet
@@ -68,7 +69,7 @@ def _remove(path: Path) -> None:
 def staged_outputs(root: Path) -> list[Path]:
     """Partial ``predict``/``export``/snapshot outputs under ``root`` (the object store excluded)."""
     found: list[Path] = []
-    objects = (root / STORE_DIRNAME / "objects").resolve()
+    objects = (root / STORE_DIRNAME / OBJECTS_DIRNAME).resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         kept = []
