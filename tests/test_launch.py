@@ -1,4 +1,5 @@
-"""`seedline run` pins its hash seed before importing anything heavy, to the same value as before."""
+"""`seedline run` pins its hash seed before importing anything heavy, to the same value as before;
+commands end without the interpreter's module teardown, but with everything else exit does."""
 
 from __future__ import annotations
 
@@ -99,3 +100,92 @@ def test_the_restart_happens_before_numpy_is_imported(tmp_path: Path) -> None:
     heavy = {"numpy", "pydantic", "typer", "sklearn", "pandas", "yaml"}
     assert heavy.isdisjoint(before_restart)
     assert out.returncode != 0 and "missing.csv" in out.stderr
+
+
+LEAVING = """
+import atexit, sys, threading, time
+from seedline.cli.launch import leave
+
+def log(line):
+    with open(sys.argv[1], "a") as f:
+        f.write(line + "\\n")
+
+def late():
+    time.sleep(0.3)
+    log("thread finished")
+
+class Noisy:
+    def __del__(self):
+        log("teardown")
+
+kept = Noisy()
+threading.Thread(target=late).start()  # not a daemon: exit waits for it
+threading._register_atexit(lambda: log("threading exit callback"))
+atexit.register(lambda: log("atexit callback"))
+print("buffered, not flushed", end="")
+leave(eval(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "stderr"),
+    [("None", 0, ""), ("3", 3, ""), ("'error: no such run'", 1, "error: no such run\n")],
+)
+def test_leave_does_what_exit_does_but_the_teardown(
+    tmp_path: Path, code: str, status: int, stderr: str
+) -> None:
+    """Threads joined, exit callbacks in the interpreter's order, output flushed, sys.exit's status."""
+    log = tmp_path / "log.txt"
+    out = subprocess.run(
+        [sys.executable, "-c", LEAVING, str(log), code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (status, "buffered, not flushed", stderr)
+    # the object's __del__ is what the teardown would have run: it is the one thing skipped
+    assert log.read_text().splitlines() == [
+        "threading exit callback",
+        "thread finished",
+        "atexit callback",
+    ]
+
+
+def test_a_command_leaves_the_database_closed(tmp_path: Path) -> None:
+    """The store's connections close at exit: no write-ahead log is left for the next opener."""
+    (tmp_path / "seedline.yaml").write_text(SPEC.format(seed=5))
+    out = subprocess.run(
+        [sys.executable, "-m", "seedline", "run", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"status": "succeeded"' in out.stdout
+    store = tmp_path / ".seedline"
+    assert (store / "metadata.db").exists()
+    assert not (store / "metadata.db-wal").exists()
+    assert not (store / "metadata.db-shm").exists()
+
+
+def test_a_profiled_command_exits_the_ordinary_way(tmp_path: Path) -> None:
+    """`python -m cProfile -o FILE -m seedline ...` writes its file after the command returns."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            str(tmp_path / "p.prof"),
+            "-m",
+            "seedline",
+            "--version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("seedline ")
+    assert (tmp_path / "p.prof").stat().st_size > 0

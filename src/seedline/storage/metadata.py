@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,22 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+# every engine open_engine made that is still alive; closed at exit (see _close_open_engines)
+_OPEN_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    """Close the pooled connections of every engine still open when the process exits.
+
+    A process that ends without freeing its objects (``cli.launch.leave``) would otherwise
+    leave SQLite's write-ahead log beside the database, uncheckpointed, for the next
+    opener to recover; a PostgreSQL server would see its connections drop.
+    """
+    for engine in list(_OPEN_ENGINES):
+        engine.dispose()
+
+
 def open_engine(url: str) -> Engine:
     """Connect, and bring the schema to the head revision with Alembic when it is behind.
 
@@ -242,6 +260,7 @@ def open_engine(url: str) -> Engine:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             event.listen(engine, "connect", _sqlite_pragmas)
+        _OPEN_ENGINES.add(engine)
         if current_revision(engine) != HEAD_REVISION:
             _migrate_once(engine, url)
     except ModuleNotFoundError as exc:
