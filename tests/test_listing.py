@@ -93,10 +93,11 @@ def test_a_listing_in_a_fresh_process_imports_no_sqlalchemy_typer_pydantic_or_nu
     project: Path,
 ) -> None:
     code = (
-        "import sys\nsys.argv = ['seedline', *sys.argv[1:]]\n"
-        "from seedline.cli.launch import main\nmain()\n"
+        "import atexit, sys\nsys.argv = ['seedline', *sys.argv[1:]]\n"
         "heavy = ('sqlalchemy', 'typer', 'click', 'pydantic', 'numpy', 'pandas', 'sklearn')\n"
-        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+        # the command ends the process (cli.launch.leave): what it imported is read at exit
+        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))\n"
+        "from seedline.cli.launch import main\nmain()\n"
     )
     for command in (["runs"], ["models"], ["sweeps"], ["cache", "ls"], ["runs", "--json"]):
         proc = subprocess.run(

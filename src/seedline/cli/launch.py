@@ -80,7 +80,7 @@ def main() -> None:
         from seedline.cli.listing import answer
 
         if answer(sys.argv):
-            return
+            leave(0)
     from seedline.cli.main import main as cli_main
 
     try:
