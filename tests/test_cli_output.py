@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -36,9 +37,9 @@ def tiny(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _shown(m: seedline.Manifest) -> str:
+def _shown(m: seedline.Manifest | dict[str, Any]) -> str:
     out = Console(record=True, width=160, color_system=None)
-    render_manifest(out, m)
+    render_manifest(out, m.to_dict() if isinstance(m, seedline.Manifest) else m)
     return out.export_text()
 
 
@@ -54,6 +55,23 @@ def test_show_prints_folds_spread_and_no_python_none(tiny: Path) -> None:
     lines = text.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["fold", "train", "test"])
     assert [ln.split()[0] for ln in lines[header + 1 : header + 4]] == ["0", "1", "2"]
+
+
+def test_show_reads_an_absent_key_as_the_models_default(tiny: Path) -> None:
+    """`show` renders the stored JSON as it is (the quick path has no model): a manifest without
+    the optional keys (as an older seedline wrote it) prints what the model's defaults print."""
+    full = seedline.run(tiny).manifest.to_dict()
+    optional = {k for k, f in seedline.Manifest.model_fields.items() if not f.is_required()}
+    step_optional = {"output_shape", "resolved_columns", "cache", "layers", "frozen_from"}
+    for keep in ({"schema_version", "steps", "metrics", "cv"}, {"schema_version"}):
+        bare = {k: v for k, v in full.items() if k not in optional or k in keep}
+        if "steps" in bare:
+            bare["steps"] = [
+                {k: v for k, v in s.items() if k not in step_optional} for s in bare["steps"]
+            ]
+        filled = seedline.Manifest.from_json(json.dumps(bare)).to_dict()
+        assert filled != bare  # the model did fill defaults in
+        assert _shown(bare) == _shown(filled)
 
 
 def test_runs_json_gives_the_error_as_the_same_object_as_run_json(tiny: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -16,11 +17,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from seedline.cli.listing import answer, parse
 from seedline.storage.embedded import DATABASE_ENV, open_embedded
+from seedline.storage.objects import LocalObjectStore
 
 from .conftest import clean_env, make_project, run_cli, run_here, run_here_json
 
@@ -99,7 +102,15 @@ def test_a_listing_in_a_fresh_process_imports_no_sqlalchemy_typer_pydantic_or_nu
         "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))\n"
         "from seedline.cli.launch import main\nmain()\n"
     )
-    for command in (["runs"], ["models"], ["sweeps"], ["cache", "ls"], ["runs", "--json"]):
+    run_id = run_here_json(project, "runs")[0]["run_id"]
+    for command in (
+        ["runs"],
+        ["models"],
+        ["sweeps"],
+        ["cache", "ls"],
+        ["runs", "--json"],
+        ["show", run_id],
+    ):
         proc = subprocess.run(
             [sys.executable, "-c", code, *command],
             cwd=project,
@@ -188,6 +199,44 @@ def test_a_team_store_a_config_file_or_an_older_schema_take_the_full_path(
         conn.close()
         assert open_embedded(copy) is None
         assert quick(capsys, "runs") == (False, "")
+
+
+@pytest.mark.parametrize(
+    ("change", "full_path_says"),
+    [
+        ({"schema_version": 2}, "newer than this seedline understands"),
+        ({"metrics": {"accuracy": "high"}}, "not a seedline manifest"),
+    ],
+    ids=["a newer format", "a document the model refuses"],
+)
+def test_show_steps_aside_from_a_manifest_it_cannot_read(
+    project: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, Any],
+    full_path_says: str,
+) -> None:
+    """`show` renders the stored JSON without the model; what the model would refuse, it leaves
+    to the full path (which says why), having printed nothing."""
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    run_id = run_here_json(copy, "runs")[0]["run_id"]
+    objects = LocalObjectStore(copy / ".seedline" / "objects")
+    conn = sqlite3.connect(copy / ".seedline" / "metadata.db")
+    with conn:
+        (address,) = conn.execute(
+            "SELECT manifest_object FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        document = {**json.loads(objects.get(address)), **change}
+        conn.execute(
+            "UPDATE runs SET manifest_object = ? WHERE id = ?",
+            (objects.put(json.dumps(document).encode()), run_id),
+        )
+    conn.close()
+    with contextlib.chdir(copy):
+        assert quick(capsys, "show", run_id) == (False, "")
+    refused = run_here(copy, "show", run_id, check=False)
+    assert refused.returncode != 0 and full_path_says in refused.stderr
 
 
 def test_a_run_whose_process_is_gone_is_left_to_the_full_path_which_marks_it(

@@ -99,6 +99,13 @@ def _print(text: str) -> Emit:
     return lambda: print(text)
 
 
+def _write(text: str) -> Emit:
+    def emit() -> None:
+        sys.stdout.write(text)
+
+    return emit
+
+
 def _document(data: Any) -> str:
     """What ``--json`` prints for most commands (cli.main._echo_json)."""
     from seedline.cli.render import json_document
@@ -125,17 +132,29 @@ def _show(store: EmbeddedStore, as_json: bool, ref: str) -> Emit | None:
     address, _ = reading.manifest_object(rows, run_id)
     if address is None:
         return None  # running or interrupted: the full path explains which
-    from seedline.records.manifest import Manifest
     from seedline.storage.objects import LocalObjectStore
 
-    manifest = Manifest.from_json(LocalObjectStore(store.objects_dir).get(address))
+    # the object store checks the bytes against their address: they are what seedline wrote
+    stored = LocalObjectStore(store.objects_dir).get(address)
     tags = reading.read_tags(rows, [run_id])[run_id]
     if as_json:
-        # what `seedline show --json` prints: the manifest with the run's tags under 'tags'
-        return _print(json.dumps({**manifest.to_dict(), "tags": tags}, indent=2))
+        # what `seedline show --json` prints: the manifest with every default filled in (the
+        # model's dump), then the run's tags under 'tags'
+        from seedline.records.manifest import Manifest
+
+        manifest = Manifest.from_json(stored).to_dict()
+        return _print(json.dumps({**manifest, "tags": tags}, indent=2))
+    document = json.loads(stored)
+    if document.get("schema_version") != reading.MANIFEST_SCHEMA_VERSION:
+        return None  # another format: the full path reads it or says why not
     from seedline.cli.render import console, render_manifest
 
-    return lambda: render_manifest(console(), manifest, tags)
+    # rendered whole before anything is printed: a document this renderer cannot read (the
+    # full path's model would refuse it) makes the quick path step aside, having printed nothing
+    out = console()
+    with out.capture() as captured:
+        render_manifest(out, document, tags)
+    return _write(captured.get())
 
 
 def _models(store: EmbeddedStore, as_json: bool) -> Emit:

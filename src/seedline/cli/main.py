@@ -255,7 +255,7 @@ def run_cmd(
         return
     from seedline.cli.render import render_run
 
-    render_run(_console(), result.manifest)
+    render_run(_console(), result.manifest.to_dict())
 
 
 def _run_with_progress(spec: Path, overrides: list[str], *, use_cache: bool, **where: Any) -> Any:
@@ -373,7 +373,7 @@ def show(
         return
     from seedline.cli.render import render_manifest
 
-    render_manifest(_console(), manifest, tags)
+    render_manifest(_console(), manifest.to_dict(), tags)
 
 
 @app.command("tag")

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from seedline.records.reading import RunSummary
-
-if TYPE_CHECKING:  # annotations only: listing runs needs no pydantic model
-    from seedline.records.manifest import CVRecord, Manifest
 
 
 def console(stderr: bool = False) -> Console:
@@ -54,65 +52,76 @@ def _status(status: str) -> str:
     return f"[{colour}]{status}[/]"
 
 
-def render_run(out: Console, m: Manifest) -> None:
+def render_run(out: Console, m: Mapping[str, Any]) -> None:
+    """A run's headline: metrics, steps, fingerprints; ``m`` is the manifest's JSON form.
+
+    The JSON form (``Manifest.to_dict()``, or the stored document as it is) rather than the
+    model, so that ``show`` can print a stored manifest without importing pydantic. An
+    absent key reads as the model's default.
+    """
+    spec, timings = m.get("spec") or {}, m.get("timings") or {}
     out.print(
-        f"run [bold]{m.run_id}[/]  {_status(m.status)}  spec [bold]{m.spec.get('name')}[/]  seed {m.spec.get('seed')}  ({m.timings.get('total', 0):.2f}s)"
+        f"run [bold]{m.get('run_id')}[/]  {_status(str(m.get('status')))}  spec [bold]{spec.get('name')}[/]  seed {spec.get('seed')}  ({timings.get('total', 0):.2f}s)"
     )
-    std = m.cv.std if m.cv else {}
-    if m.metrics:
+    cv = m.get("cv")
+    std = (cv.get("std") or {}) if cv is not None else {}
+    metrics = m.get("metrics") or {}
+    if metrics:
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         t.add_column("metric")
         # k-fold: the headline value is the mean over the folds, and its spread matters
         t.add_column("mean of folds" if std else "value", justify="right")
         if std:
             t.add_column("std", justify="right")
-        for k, v in m.metrics.items():
+        for k, v in metrics.items():
             t.add_row(k, f"{v:.6f}", *([f"{std[k]:.6f}"] if k in std else ["-"] if std else []))
         out.print(t)
-    if m.cv and m.cv.folds:
-        render_folds(out, m.cv)
+    if cv is not None and cv.get("folds"):
+        render_folds(out, cv["folds"])
+    steps = m.get("steps") or []
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=None)
     t.add_column("step")
     t.add_column("fitted state")
     t.add_column("output on train")
     t.add_column("fit s", justify="right")
-    for s in m.steps:
-        t.add_row(s.name, short(s.fitted), short(s.output), f"{s.fit_seconds:.3f}")
+    for s in steps:
+        t.add_row(s["name"], short(s["fitted"]), short(s.get("output")), f"{s['fit_seconds']:.3f}")
     out.print(t)
-    for s in m.steps:
-        if s.frozen_from is not None:
-            src = s.frozen_from
+    for s in steps:
+        src = s.get("frozen_from")
+        if src is not None:
             out.print(
-                f"  step {s.name}: taken fitted from {src.ref} (run {src.run_id}"
-                + (f", {src.model}" if src.model else "")
+                f"  step {s['name']}: taken fitted from {src['ref']} (run {src['run_id']}"
+                + (f", {src['model']}" if src.get("model") else "")
                 + "), not refitted",
                 highlight=False,
                 markup=False,
             )
-    out.print(f"model       {m.fingerprints.get('model')}")
-    out.print(f"predictions {m.fingerprints.get('predictions')}")
-    if m.code.dirty:
+    fingerprints = m.get("fingerprints") or {}
+    out.print(f"model       {fingerprints.get('model')}")
+    out.print(f"predictions {fingerprints.get('predictions')}")
+    if (m.get("code") or {}).get("dirty"):
         out.print(
             "[yellow]note:[/] the git working tree was dirty; the uncommitted diff is stored with the run"
         )
-    for w in m.warnings:
+    for w in m.get("warnings") or []:
         out.print(f"[yellow]warning:[/] {escape(w)}", markup=True, highlight=False)
 
 
-def render_folds(out: Console, cv: CVRecord) -> None:
+def render_folds(out: Console, folds: list[Mapping[str, Any]]) -> None:
     """One row per fold: its rows, each metric and the fold's model fingerprint."""
-    folds = cv.folds
-    names = list(folds[0].metrics) if folds else []
+    names = list(folds[0].get("metrics") or {}) if folds else []
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("fold", "train", "test", *names, "model"):
         t.add_column(col, justify="left" if col in ("fold", "model") else "right")
     for f in folds:
+        metrics = f.get("metrics") or {}
         t.add_row(
-            str(f.fold),
-            str(f.train_rows),
-            str(f.test_rows),
-            *[f"{f.metrics[n]:.6f}" if n in f.metrics else "-" for n in names],
-            short(f.model),
+            str(f["fold"]),
+            str(f["train_rows"]),
+            str(f["test_rows"]),
+            *[f"{metrics[n]:.6f}" if n in metrics else "-" for n in names],
+            short(f.get("model")),
         )
     out.print(t)
 
@@ -260,68 +269,77 @@ def _kv(out: Console, title: str, items: dict[str, Any]) -> None:
         out.print(f"  {k}: {_value(v)}", markup=False, highlight=False)
 
 
-def render_manifest(out: Console, m: Manifest, tags: dict[str, str] | None = None) -> None:
+def render_manifest(out: Console, m: Mapping[str, Any], tags: dict[str, str] | None = None) -> None:
+    """Everything ``show`` prints about a run; ``m`` is the manifest's JSON form (see render_run)."""
     render_run(out, m)
     if tags:
         _kv(out, "tags", tags)
-    if m.error:
-        out.print(f"\n[bold red]error[/] in phase {m.error.get('phase')}: {m.error.get('message')}")
-        out.print(m.error.get("traceback", ""), markup=False)
-    if m.overrides:
-        _kv(out, "overrides", {str(i): o for i, o in enumerate(m.overrides)})
-    if m.data:
+    error = m.get("error")
+    if error:
+        out.print(f"\n[bold red]error[/] in phase {error.get('phase')}: {error.get('message')}")
+        out.print(error.get("traceback", ""), markup=False)
+    if m.get("overrides"):
+        _kv(out, "overrides", {str(i): o for i, o in enumerate(m["overrides"])})
+    data = m.get("data")
+    if data is not None:
         _kv(
             out,
             "data",
             {
-                **{s.uri: f"{s.fingerprint} ({s.rows} rows)" for s in m.data.sources},
-                "table": m.data.table.get("digest"),
-                "target": m.data.target,
-                "split": split_text(m.data.split),
+                **{s["uri"]: f"{s['fingerprint']} ({s['rows']} rows)" for s in data["sources"]},
+                "table": data["table"].get("digest"),
+                "target": data["target"],
+                "split": split_text(data["split"]),
             },
         )
-    if m.seeds:
+    seeds = m.get("seeds")
+    if seeds is not None:
         _kv(
             out,
             "seeds",
             {
-                "master": m.seeds.master,
-                "PYTHONHASHSEED": m.seeds.hash_seed.get("PYTHONHASHSEED"),
-                **{f"filled {k}": v["seed"] for k, v in m.seeds.random_states.items()},
+                "master": seeds["master"],
+                "PYTHONHASHSEED": seeds["hash_seed"].get("PYTHONHASHSEED"),
+                **{f"filled {k}": v["seed"] for k, v in seeds["random_states"].items()},
             },
         )
-    env = m.environment
-    if env.fingerprint:
+    env = m.get("environment") or {}
+    if env.get("fingerprint"):
+        python, packages = env.get("python") or {}, env.get("packages") or {}
         pools = ", ".join(
             " ".join(str(x) for x in (p.get("internal_api"), p.get("version")) if x is not None)
             + f" x{p.get('num_threads')}"
-            for p in env.thread_pools
+            for p in env.get("thread_pools") or []
         )
         _kv(
             out,
             "environment",
             {
-                "python": f"{env.python.implementation} {env.python.version}",
-                "platform": env.platform.platform,
-                "cpu": env.cpu.model,
-                "packages": f"{len(env.packages)} installed (scikit-learn {env.packages.get('scikit-learn')}, numpy {env.packages.get('numpy')})",
+                "python": f"{python.get('implementation', '')} {python.get('version', '')}",
+                "platform": (env.get("platform") or {}).get("platform", ""),
+                "cpu": (env.get("cpu") or {}).get("model"),
+                "packages": f"{len(packages)} installed (scikit-learn {packages.get('scikit-learn')}, numpy {packages.get('numpy')})",
                 "thread pools": pools,
-                "fingerprint": env.fingerprint,
+                "fingerprint": env["fingerprint"],
             },
         )
-    code = m.code
-    if code.model_fields_set:
+    code = m.get("code") or {}
+    if code:
         _kv(
             out,
             "code",
             (
-                {"commit": code.commit, "dirty": code.dirty, "diff": code.diff}
-                if code.repository
-                else {"git": code.reason}
+                {
+                    "commit": code.get("commit"),
+                    "dirty": code.get("dirty", False),
+                    "diff": code.get("diff"),
+                }
+                if code.get("repository")
+                else {"git": code.get("reason")}
             )
-            | {"local modules": ", ".join(code.local_modules)},
+            | {"local modules": ", ".join(code.get("local_modules") or {})},
         )
-    _kv(out, "settings", m.settings.as_dict())
+    _kv(out, "settings", dict(m.get("settings") or {}))
 
 
 _VERDICT_STYLE = {"bitwise": "bold green", "tolerance": "bold yellow", "failed": "bold red"}

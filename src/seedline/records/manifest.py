@@ -18,7 +18,9 @@ from pydantic import (
     model_serializer,
 )
 
-SCHEMA_VERSION = 1
+from seedline.records.reading import MANIFEST_SCHEMA_VERSION
+
+SCHEMA_VERSION = MANIFEST_SCHEMA_VERSION
 
 
 class _M(BaseModel):

@@ -17,6 +17,9 @@ from typing import Any
 
 from seedline.core.errors import RunNotFoundError
 
+# the manifest format this seedline writes and reads (records.manifest.Manifest.schema_version)
+MANIFEST_SCHEMA_VERSION = 1
+
 # SQL text with :name parameters -> the rows it selects
 Rows = Callable[[str, Mapping[str, Any]], Sequence[Sequence[Any]]]
 
