@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,26 @@ def test_help_shows_names_not_python_types() -> None:
     promote = _help("promote")
     assert "--alias" in promote and "Usage: python -m seedline promote [OPTIONS] SWEEP" in promote
     assert "SWEEP" in _help("runs")
+    run = _help("run")
+    assert "--set" in run and " SET " in run and "SET_" not in run
+
+
+def test_the_commands_annotations_are_objects_not_strings() -> None:
+    """typer reads every command's signature at each start; strings it would compile and evaluate."""
+    import typer
+
+    from seedline.cli.main import app
+
+    def commands(group: Any) -> Iterator[Any]:
+        for command in getattr(group, "commands", {}).values():
+            yield command
+            yield from commands(command)
+
+    callbacks = [c.callback for c in commands(typer.main.get_command(app)) if c.callback]
+    assert len(callbacks) > 20
+    for callback in callbacks:
+        annotations = inspect.get_annotations(inspect.unwrap(callback))
+        assert annotations and not any(isinstance(a, str) for a in annotations.values()), callback
 
 
 def test_an_unknown_sweep_points_at_a_command_that_exists(tiny: Path) -> None:

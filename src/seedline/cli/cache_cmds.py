@@ -1,7 +1,5 @@
 """``seedline cache ls|du|prune``: inspect and prune the step cache."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

@@ -5,8 +5,6 @@ standard library are imported here at module level, so ``seedline --help`` stays
 the check itself (``seedline.workflow.check``) is imported when the command runs.
 """
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from pathlib import Path

@@ -5,8 +5,6 @@ The script's own arguments pass through untouched; seedline's options (``--outpu
 before a ``--``, after which everything goes to the script.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import typer

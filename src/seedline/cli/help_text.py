@@ -12,8 +12,8 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import click
 from typer.core import TyperArgument, TyperOption
+from typer.models import Context
 
 _TYPE_NAMES = {int: "N", float: "NUMBER", Path: "PATH"}
 
@@ -42,14 +42,15 @@ def _value_name(option: TyperOption) -> str:
     for kind, label in _TYPE_NAMES.items():
         if annotation is kind or (isinstance(annotation, type) and issubclass(annotation, kind)):
             return label
-    return (option.name or "value").upper()
+    # a parameter named after a builtin (``set_``) is shown without its trailing underscore
+    return (option.name or "value").rstrip("_").upper()
 
 
 def plain_placeholders(command: Any) -> None:
     """Give every parameter of ``command`` and its subcommands the plain placeholders above."""
     # --help is made (and cached) on first use; make it now so that it is swapped too
     with contextlib.suppress(Exception):
-        command.get_help_option(click.Context(command))
+        command.get_help_option(Context(command))
     params = [*getattr(command, "params", []), getattr(command, "_help_option", None)]
     for param in params:
         if type(param) is TyperArgument:

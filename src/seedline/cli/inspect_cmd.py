@@ -4,8 +4,6 @@ Registered in ``cli/main.py`` with ``app.command("inspect")(inspect_cmd)``; the 
 done by ``seedline.workflow.inspection``, imported when the command runs.
 """
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from typing import Annotated, Any

@@ -4,8 +4,6 @@ Only typer and the standard library are imported here at module level; each comm
 imports what it needs when it runs, so ``seedline --help`` stays fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path

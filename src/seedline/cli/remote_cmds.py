@@ -1,7 +1,5 @@
 """``seedline push|pull|fsck|gc``: move runs between stores, verify a store, reclaim leftovers."""
 
-from __future__ import annotations
-
 import re
 import sys
 from typing import Annotated, Any

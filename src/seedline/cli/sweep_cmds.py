@@ -1,7 +1,5 @@
 """``seedline sweep``, ``seedline sweeps`` and ``seedline promote``: searches over spec values."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """``seedline ui`` and ``seedline report``: browse the store in a browser, or write one HTML file."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
