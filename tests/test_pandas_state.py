@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -81,9 +82,9 @@ def test_a_table_entry_that_is_not_the_declared_type_is_refused() -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         entries = {n: zf.read(n) for n in zf.namelist()}
     schema = entries["schema.json"].decode()
-    entries["schema.json"] = schema.replace(
-        '"__class__": "Series"', '"__class__": "DataFrame"'
-    ).encode()
+    crafted_schema = re.sub(r'"__class__":\s*"Series"', '"__class__":"DataFrame"', schema)
+    assert crafted_schema != schema
+    entries["schema.json"] = crafted_schema.encode()
     crafted = io.BytesIO()
     with zipfile.ZipFile(crafted, "w") as zf:
         for name, content in entries.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -171,3 +172,47 @@ def test_an_own_model_whose_schema_misses_a_type_is_walked_for_the_exact_list(
     data = dump_model(model)
     monkeypatch.setattr(persist, "_schema_types", lambda data: [])
     np.testing.assert_array_equal(load_model(data, trusted_own=True).predict(X), model.predict(X))
+
+
+def _skops_content(data: bytes) -> tuple[Any, list[bytes]]:
+    """A skops file's schema with each array's file name replaced by the array's bytes and each
+    object's ``__id__`` by its order of appearance; and the arrays' bytes.
+
+    skops names objects and array files after their ``id()``, which differs from dump to dump.
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        arrays = {n: zf.read(n) for n in zf.namelist() if n != "schema.json"}
+        raw = zf.read("schema.json")
+
+    order: dict[Any, int] = {}
+
+    def named(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: order.setdefault(v, len(order)) if k == "__id__" else named(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [named(v) for v in node]
+        return arrays.get(node, node) if isinstance(node, str) else node
+
+    return named(json.loads(raw)), sorted(arrays.values())
+
+
+def test_the_compact_dump_is_skops_own_with_the_schema_unindented() -> None:
+    """skops_dumps writes what skops.io.dumps writes (the same arrays, the same schema as data)
+    with the schema on one line: smaller, and skops reads it back."""
+    from seedline.execution.skops_types import skops_dumps, skops_io
+
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0))
+    model.fit(X, y)
+    ours, theirs = skops_dumps(model), bytes(skops_io().dumps(model))
+    assert len(ours) < len(theirs)
+    assert _skops_content(ours) == _skops_content(theirs)
+    assert dump_model(model).startswith(b"PK") and b'{"__class__"' in dump_model(model)
+    loaded = load_model(ours, trusted_own=True)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -47,7 +47,7 @@ from seedline.core.deeplearning import DeepLearningError
 from seedline.core.errors import SeedlineError
 from seedline.execution.localcode import LocalCode, LocalCodeError
 from seedline.execution.model_checks import check_model_structure
-from seedline.execution.skops_types import skops_io
+from seedline.execution.skops_types import skops_dumps, skops_io
 from seedline.execution.skops_types import untrusted_types as _skops_untrusted
 
 # Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
@@ -151,17 +151,14 @@ def _has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
 
 def dump_model(model: Any) -> bytes:
     """Serialise a fitted estimator or pipeline (skops format; an archive with safetensors weights when it holds networks; never pickle)."""
-    sio = skops_io()
     networks = _has_networks(model)
     if not networks:
-        return bytes(sio.dumps(model))
+        return skops_dumps(model)
     return _dump_archive(model, networks)
 
 
 def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> bytes:
     from seedline.core.deeplearning import export_step, state_json
-
-    sio = skops_io()
 
     skeleton: Any = None
     if networks[0][0] is not None:
@@ -204,7 +201,7 @@ def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> by
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         members = {
             ARCHIVE_MARKER: json.dumps(header, indent=2, sort_keys=True).encode(),
-            _SKOPS_NAME: bytes(sio.dumps(payload)),
+            _SKOPS_NAME: skops_dumps(payload),
             **files,
         }
         for member, data in members.items():

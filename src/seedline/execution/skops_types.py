@@ -194,6 +194,36 @@ def _fast_module_lookup() -> Iterator[None]:
             finder.patched.whichmodule = finder.original  # type: ignore[attr-defined]
 
 
+def skops_dumps(obj: Any) -> bytes:
+    """``skops.io.dumps(obj)``, with the schema written without indentation.
+
+    skops writes its ``schema.json`` with ``json.dumps(state, indent=2)``, and the standard
+    library only encodes in C without an indent: a forest of 200 trees has a schema of
+    hundreds of thousands of values, which the pure-Python encoder takes about 0.2 s to
+    write (0.45 s to 0.27 s for the whole dump, 4.3 MB to 2.6 MB). This writes the same zip
+    as ``dumps`` (the arrays through skops' own ``get_state``, the same members, the same
+    schema as JSON data; a test compares the two) with the schema compact; ``skops.io.loads``
+    reads either.
+    """
+    import json
+    import zipfile
+    from io import BytesIO
+
+    skops_io()  # imported the seedline way, with seedline's types registered
+    import skops
+    from skops.io._utils import SaveContext, get_state
+
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zip_file:
+        context = SaveContext(zip_file=zip_file)
+        state = get_state(obj, context)
+        context.clear_memo()
+        state["protocol"] = context.protocol
+        state["_skops_version"] = skops.__version__
+        zip_file.writestr("schema.json", json.dumps(state, separators=(",", ":")))
+    return buffer.getvalue()
+
+
 def is_listed_estimator(type_name: str) -> bool:
     """Would ``sklearn.utils.all_estimators()`` list this type (``module.ClassName``)?
 
