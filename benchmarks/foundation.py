@@ -88,7 +88,7 @@ class Row:
     figure: float
     baseline_name: str
     baseline: float
-    target: str
+    target: str  # empty: a row for comparison, with no target of its own
     passed: bool
     trials: int
     figure_range: tuple[float, float] = (0.0, 0.0)
@@ -566,7 +566,7 @@ def print_table(rows: list[Row]) -> None:
             fmt(r.baseline, r.unit),
             f"{r.ratio:.2f}x",
             r.target,
-            "PASS" if r.passed else "FAIL",
+            "-" if not r.target else "PASS" if r.passed else "FAIL",
             "?" if r.others_cores is None else f"{r.others_cores:.1f} cores",
         )
         for r in rows

@@ -95,15 +95,8 @@ def _rows(store: EmbeddedStore) -> reading.Rows:
 Emit = Callable[[], None]
 
 
-def _print(text: str) -> Emit:
-    return lambda: print(text)
-
-
-def _write(text: str) -> Emit:
-    def emit() -> None:
-        sys.stdout.write(text)
-
-    return emit
+def _print(text: str, end: str = "\n") -> Emit:
+    return lambda: print(text, end=end)
 
 
 def _document(data: Any) -> str:
@@ -154,7 +147,7 @@ def _show(store: EmbeddedStore, as_json: bool, ref: str) -> Emit | None:
     out = console()
     with out.capture() as captured:
         render_manifest(out, document, tags)
-    return _write(captured.get())
+    return _print(captured.get(), end="")
 
 
 def _models(store: EmbeddedStore, as_json: bool) -> Emit:

@@ -56,12 +56,13 @@ def render_run(out: Console, m: Mapping[str, Any]) -> None:
     """A run's headline: metrics, steps, fingerprints; ``m`` is the manifest's JSON form.
 
     The JSON form (``Manifest.to_dict()``, or the stored document as it is) rather than the
-    model, so that ``show`` can print a stored manifest without importing pydantic. An
-    absent key reads as the model's default.
+    model, so that ``show`` can print a stored manifest without importing pydantic. A key
+    the model requires is read as required (a document without it raises); an absent
+    optional key reads as the model's default.
     """
-    spec, timings = m.get("spec") or {}, m.get("timings") or {}
+    spec, timings = m["spec"], m.get("timings") or {}
     out.print(
-        f"run [bold]{m.get('run_id')}[/]  {_status(str(m.get('status')))}  spec [bold]{spec.get('name')}[/]  seed {spec.get('seed')}  ({timings.get('total', 0):.2f}s)"
+        f"run [bold]{m['run_id']}[/]  {_status(m['status'])}  spec [bold]{spec.get('name')}[/]  seed {spec.get('seed')}  ({timings.get('total', 0):.2f}s)"
     )
     cv = m.get("cv")
     std = (cv.get("std") or {}) if cv is not None else {}
