@@ -1,4 +1,4 @@
-"""Importing skops without crawling scikit-learn, and the estimator types skops trusts.
+"""Importing skops without crawling scikit-learn, the estimator types skops trusts, and writing skops files.
 
 ``import skops.io`` builds its default trusted list by calling scikit-learn's
 ``all_estimators()``, which imports every module of scikit-learn and, through the
@@ -21,6 +21,9 @@ The default list is the one skops keeps (``SKLEARN_ESTIMATOR_TYPE_NAMES``), exte
 place, so every later ``skops.io.loads`` in the process sees the additions. Code that uses
 skops directly in a process where seedline imported it first sees a shorter default list:
 stricter, never looser.
+
+``skops_dumps`` writes what ``skops.io.dumps`` writes, with the schema on one line (see
+there for why).
 """
 
 from __future__ import annotations
