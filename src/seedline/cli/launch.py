@@ -118,8 +118,9 @@ def leave(code: str | int | None) -> NoReturn:
     elif isinstance(code, int):
         status = code
     else:  # sys.exit("message"): the message goes to standard error, the status is 1
-        print(code, file=sys.stderr)
         status = 1
+        with contextlib.suppress(OSError, ValueError):  # standard error closed: nothing to say
+            print(code, file=sys.stderr)
     for stream in (sys.stdout, sys.stderr):
         # a closed pipe (`seedline runs | head`) or stream: nothing left to say
         with contextlib.suppress(OSError, ValueError):
