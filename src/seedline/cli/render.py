@@ -64,8 +64,8 @@ def render_run(out: Console, m: Mapping[str, Any]) -> None:
     out.print(
         f"run [bold]{m['run_id']}[/]  {_status(m['status'])}  spec [bold]{spec.get('name')}[/]  seed {spec.get('seed')}  ({timings.get('total', 0):.2f}s)"
     )
-    cv = m.get("cv")
-    std = (cv.get("std") or {}) if cv is not None else {}
+    cv = m.get("cv") or {}
+    std = cv.get("std") or {}
     metrics = m.get("metrics") or {}
     if metrics:
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -77,7 +77,7 @@ def render_run(out: Console, m: Mapping[str, Any]) -> None:
         for k, v in metrics.items():
             t.add_row(k, f"{v:.6f}", *([f"{std[k]:.6f}"] if k in std else ["-"] if std else []))
         out.print(t)
-    if cv is not None and cv.get("folds"):
+    if cv.get("folds"):
         render_folds(out, cv["folds"])
     steps = m.get("steps") or []
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title=None)

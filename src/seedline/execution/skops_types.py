@@ -32,11 +32,14 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import inspect
+import json
 import sys
 import threading
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from io import BytesIO
 from types import ModuleType
 from typing import Any
 
@@ -208,10 +211,6 @@ def skops_dumps(obj: Any) -> bytes:
     schema as JSON data; a test compares the two) with the schema compact; ``skops.io.loads``
     reads either.
     """
-    import json
-    import zipfile
-    from io import BytesIO
-
     skops_io()  # imported the seedline way, with seedline's types registered
     import skops
     from skops.io._utils import SaveContext, get_state

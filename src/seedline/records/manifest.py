@@ -18,9 +18,7 @@ from pydantic import (
     model_serializer,
 )
 
-from seedline.records.reading import MANIFEST_SCHEMA_VERSION
-
-SCHEMA_VERSION = MANIFEST_SCHEMA_VERSION
+from seedline.records.reading import MANIFEST_SCHEMA_VERSION as SCHEMA_VERSION
 
 
 class _M(BaseModel):
