@@ -57,6 +57,13 @@ def make_project(tmp: Path, example: str) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_load_memo(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Models' load memos (execution/loadmemo.py) of this session and its CLI children go to a
+    folder of its own, not the user's cache."""
+    os.environ["SEEDLINE_LOAD_MEMO"] = str(tmp_path_factory.mktemp("memo") / "load-memo")
+
+
 @pytest.fixture
 def penguins(tmp_path: Path) -> Path:
     return make_project(tmp_path, "penguins")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,13 +131,28 @@ def test_registry_tables_are_at_the_head_migration(project: tuple[Path, str, str
     assert {"model_versions", "model_aliases", "parity_checks"} <= tables
 
 
+class BatchSensitive:
+    """A model whose probabilities move with the number of rows asked together (or that raises)."""
+
+    def __init__(self, model: Any, fail: bool = False) -> None:
+        self.model, self.fail = model, fail
+
+    def predict(self, X: Any) -> Any:
+        if self.fail:
+            raise ValueError("no")
+        return self.model.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.model.predict_proba(X) + 1e-12 * len(X)
+
+
 def test_parity_refuses_a_model_whose_probe_predictions_differ(
     project: tuple[Path, str, str],
 ) -> None:
     """A version whose stored probe predictions are not what its model predicts is refused, and an override is logged."""
     from seedline.records.registry import Registry
     from seedline.records.tracking import Store
-    from seedline.workflow.parity import ParityError, check_parity, enforce
+    from seedline.workflow.parity import ParityError, check_batching, check_parity, enforce
     from seedline.workflow.registration import load_estimator, register_run, resolve_source
 
     root, run_a, run_b = project
@@ -180,6 +196,14 @@ def test_parity_refuses_a_model_whose_probe_predictions_differ(
     assert any(not c["overridden"] and c["verdict"] == "failed" for c in log)
 
     # the good version passes bitwise in this environment
-    fine = check_parity(model, resolve_source(good.ref, start=root), action="test", single_rows=4)
+    good_source = resolve_source(good.ref, start=root)
+    fine = check_parity(model, good_source, action="test", single_rows=4)
     assert fine.verdict == "bitwise" and fine.batching == {"rows_checked": 4, "consistent": True}
+    # the same check on its own, as a server runs it once ready
+    assert check_batching(model, good_source, 4) == {"rows_checked": 4, "consistent": True}
+    assert check_batching(BatchSensitive(model), good_source, 4)["consistent"] is False
+    assert check_batching(BatchSensitive(model, fail=True), good_source, 4) == {
+        "rows_checked": 0,
+        "consistent": False,
+    }
     assert object_path(root, good.probe_input_object).is_file()

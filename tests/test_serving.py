@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,33 @@ def test_v2_protocol_answers_health_metadata_and_inference(
     r2 = httpx.post(f"{url}/v2/models/penguins/versions/1/infer", json=two_d)
     assert r2.status_code == 200, r2.text
     assert r2.json()["outputs"][0]["data"] == pred["data"]
+
+
+def test_requests_are_batched_once_rows_one_at_a_time_match(
+    penguins_served: tuple[Path, Server, Any, Any],
+) -> None:
+    """Ready waits on the probe set only; the check of rows one at a time follows and switches batching on."""
+    _, server, source, model = penguins_served
+    deadline = time.monotonic() + 120
+    batching: dict[str, Any] = {}
+    while time.monotonic() < deadline and "rows_checked" not in batching:
+        meta = httpx.get(f"{server.url}/v2/models/penguins").json()
+        batching = meta["parameters"]["parity"]["batching"]
+        time.sleep(0.1)
+    assert batching == {"rows_checked": 16, "consistent": True}
+    X = source.probe_input.iloc[:12]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(
+                lambda i: httpx.post(
+                    f"{server.url}/v2/models/penguins/infer",
+                    json=_v2_body(records(X.iloc[[i]]), ["predict_proba"]),
+                ).json(),
+                range(len(X)),
+            )
+        )
+    got = np.asarray([a["outputs"][0]["data"] for a in answers])
+    assert np.array_equal(got, model.predict_proba(X))  # batched or not, bit for bit
 
 
 def test_mlflow_protocol_answers_every_input_format(

@@ -27,7 +27,8 @@ import numpy as np
 from seedline.core.deeplearning import framework_versions
 from seedline.core.environment import distinct_pools, packages_distributions, source_fingerprint
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
-from seedline.execution.persist import dump_model, load_model
+from seedline.execution.loadmemo import remember
+from seedline.execution.persist import dump_model, is_plain_skops, load_model
 from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
 from seedline.records.tracking import Store
 from seedline.storage.metadata import now_iso
@@ -198,9 +199,11 @@ class StepCache:
         row = self.index.get(key)
         if row is None:
             return None
+        facts: dict[str, str] = {}
         try:
             blob = self.store.objects.get(row.fitted_object)
-            est = load_model(blob, trusted_own=True)  # our own object, verified by address
+            # our own object, verified by address; from the load memo when this user has one
+            est = load_model(blob, trusted_own=True, facts=facts)
             output = (
                 _load_output(self.store.objects.get(row.output_object))
                 if row.output_object
@@ -208,8 +211,11 @@ class StepCache:
             )
         except Exception:
             return None  # a missing or corrupt object is a miss; the step is refitted
-        if fingerprint_estimator(est) != row.fitted_fingerprint:
-            return None
+        # the memo records the fingerprint it was written with, checked then
+        if facts.get("fitted") != row.fitted_fingerprint:
+            if fingerprint_estimator(est) != row.fitted_fingerprint:
+                return None
+            remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
         self.index.touch(key)
         return CacheHit(est, output, row.fitted_fingerprint, row.output_fingerprint)
 
@@ -229,6 +235,8 @@ class StepCache:
             return "uncacheable"
         fitted_bytes = dump_model(est)
         fitted_obj = self.store.objects.put(fitted_bytes)
+        if is_plain_skops(fitted_bytes):
+            remember(fitted_obj, est, None, {"fitted": fitted})
         out_obj = self.store.objects.put(out_bytes) if out_bytes is not None else None
         stamp = now_iso()
         entry = CacheEntry(

@@ -45,6 +45,7 @@ from typing import Any
 
 from seedline.core.deeplearning import DeepLearningError
 from seedline.core.errors import SeedlineError
+from seedline.execution import loadmemo
 from seedline.execution.localcode import LocalCode, LocalCodeError
 from seedline.execution.model_checks import check_model_structure
 from seedline.execution.skops_types import skops_dumps, skops_io
@@ -245,6 +246,15 @@ def _archive(data: bytes) -> zipfile.ZipFile | None:
     return zf
 
 
+def is_plain_skops(data: bytes) -> bool:
+    """Whether ``dump_model`` wrote these bytes as a plain skops file (no networks, no archive)."""
+    zf = _archive(data)
+    if zf is None:
+        return True
+    zf.close()
+    return False
+
+
 def _header(zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         header: dict[str, Any] = json.loads(zf.read(ARCHIVE_MARKER))
@@ -270,12 +280,11 @@ _TYPES_SEEN_MAX = 8
 
 def model_types(data: bytes) -> list[str]:
     """Every type in a saved model outside skops' own defaults (of its skops part, for an archive)."""
-    from seedline.core.fingerprint import fingerprint_bytes
-
-    key = fingerprint_bytes(data)
+    key = loadmemo.address_of(data)
     seen = _TYPES_SEEN.get(key)
     if seen is None:
-        seen = _model_types(data)
+        memo = _recall(data)
+        seen = memo.types if memo is not None and memo.types is not None else _model_types(data)
         if len(_TYPES_SEEN) >= _TYPES_SEEN_MAX:
             _TYPES_SEEN.pop(next(iter(_TYPES_SEEN)))
         _TYPES_SEEN[key] = seen
@@ -313,24 +322,43 @@ def load_model(
     code: LocalCode | None = None,
     where: str = "this model",
     recorded_packages: Mapping[str, str] | None = None,
+    facts: dict[str, str] | None = None,
 ) -> Any:
     """Load a model saved by ``dump_model`` (the one loader; see the module's docstring for the policy).
 
     ``code``: the model's project-local modules, verified and made importable first.
     ``recorded_packages``: the versions the run recorded, named in the error when loading
     fails with a different version installed here.
+
+    A plain skops file loaded before by this user comes from its load memo
+    (:mod:`~seedline.execution.loadmemo`), after the same trust check. ``facts``: a dict the
+    memo's facts are copied into when the model came from it; a caller that passes one
+    writes the memo itself once it has verified what it loaded (the step cache).
     """
-    sio = skops_io()
+    memo = _recall(data)
     if not (trusted_own or trust):
         offending = untrusted_types(data, trusted or ())
         if offending:
             raise UntrustedModelError(offending, where)
     if code:
         code.install()
+    if memo is not None:
+        model = loadmemo.revive(memo)
+        if model is not None:
+            check_model_structure(model, where)
+            if facts is not None:
+                facts.update(memo.facts)
+            if memo.types is None and memo.address in _TYPES_SEEN:  # the walk is done: keep it
+                loadmemo.remember(memo.address, model, _TYPES_SEEN[memo.address], memo.facts)
+            return model
     zf = _archive(data)
     try:
         if zf is None:
-            model = _load_own(data) if trusted_own else sio.loads(data, trusted=model_types(data))
+            model = (
+                _load_own(data)
+                if trusted_own
+                else skops_io().loads(data, trusted=model_types(data))
+            )
         else:
             with zf:
                 header = _header(zf)
@@ -338,7 +366,7 @@ def load_model(
                 payload = (
                     _load_own(inner)
                     if trusted_own
-                    else sio.loads(inner, trusted=_skops_untrusted(inner))
+                    else skops_io().loads(inner, trusted=_skops_untrusted(inner))
                 )
                 model = _restore(zf, header, payload)
     except (SeedlineError, LocalCodeError):
@@ -347,7 +375,15 @@ def load_model(
         raise _load_error(exc, where, recorded_packages) from exc
     # a crafted file can hold tree nodes that point out of range: refuse it before first use
     check_model_structure(model, where)
+    if zf is None and facts is None:
+        address = loadmemo.address_of(data)
+        loadmemo.remember(address, model, _TYPES_SEEN.get(address))
     return model
+
+
+def _recall(data: bytes) -> loadmemo.Memo | None:
+    """The verified load memo of these bytes (only plain skops files have one)."""
+    return loadmemo.recall(loadmemo.address_of(data))
 
 
 def _schema_types(data: bytes) -> list[str]:

@@ -66,9 +66,8 @@ class ServedModel:
                 verify_model_fingerprint(model, self.config.expect_fingerprint, self.source.ref)
             # the thread count of training, for every prediction of this process
             threadpool_limits(limits=self.source.manifest.settings.threads)
-            report = check_parity(
-                model, self.source, action="serve", single_rows=self.config.single_row_checks
-            )
+            # readiness waits on the probe set only; rows one at a time are checked after
+            report = check_parity(model, self.source, action="serve")
             if self.trusted_override:
                 report.batching["trusted_types_override"] = self.trusted_override
             self.parity = report.to_dict()
@@ -102,20 +101,33 @@ class ServedModel:
         self.classes = jsonable(np.asarray(classes)) if classes is not None else None
         if isinstance(self.classes, np.ndarray):
             self.classes = self.classes.tolist()
-        batching_ok = bool(report.batching.get("consistent", False))
-        if self.config.batching and not batching_ok:
-            server_log.warning(
-                "rows predicted one at a time differ from rows predicted together: requests are not batched"
-            )
+        # each request is predicted on its own until rows one at a time are known to match
+        # rows predicted together
         self.batcher = Batcher(
             model,
             self.schema,
             max_rows=self.config.max_batch_rows,
-            enabled=self.config.batching and batching_ok,
+            enabled=False,
             on_batch=self.metrics.observe_batch,
         )
         self.status = "ready"
         self.metrics.ready = True
+        if self.config.batching:
+            self.check_batching()
+
+    def check_batching(self) -> None:
+        """Switch batching on if rows predicted one at a time match rows predicted together (after ready)."""
+        from seedline.workflow.parity import check_batching
+
+        assert self.batcher is not None and self.parity is not None
+        batching = check_batching(self.model, self.source, self.config.single_row_checks)
+        self.parity["batching"] = {**self.parity.get("batching", {}), **batching}
+        if batching["consistent"]:
+            self.batcher.enabled = True
+        else:
+            server_log.warning(
+                "rows predicted one at a time differ from rows predicted together: requests are not batched"
+            )
 
     def metadata(self) -> dict[str, Any]:
         outputs: list[dict[str, Any]] = [

@@ -152,13 +152,7 @@ def check_parity(
                 else None
             )
             if single_rows > 0:
-                n = min(single_rows, len(X))
-                singles = [normalise_predictions(model.predict(X.iloc[[i]]))[0] for i in range(n)]
-                single_proba = (
-                    [np.asarray(model.predict_proba(X.iloc[[i]]))[0] for i in range(n)]
-                    if got_proba is not None
-                    else None
-                )
+                report.batching = _one_at_a_time(model, X, got_pred, got_proba, single_rows)
     except Exception as exc:
         report.verdict = "failed"
         report.problems.append(
@@ -252,19 +246,46 @@ def check_parity(
     else:
         report.verdict = "tolerance" if labels_ok and proba_ok else "failed"
 
-    if single_rows > 0:
-        n = len(singles)
-        consistent = all(bitwise_equal(np.asarray(singles[i]), got_pred[i]) for i in range(n)) and (
-            single_proba is None
-            or all(
-                bitwise_equal(single_proba[i], got_proba[i])
-                for i in range(n)
-                if got_proba is not None
-            )
-        )
-        report.batching = {"rows_checked": n, "consistent": bool(consistent)}
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def check_batching(model: Any, source: ModelSource, rows: int) -> dict[str, Any]:
+    """Whether ``rows`` probe rows predicted one at a time match them predicted together, bit for bit.
+
+    ``{"rows_checked": n, "consistent": bool}``; a model that raises is not consistent. A
+    server runs it once it is ready (``check_parity`` already passed), and batches
+    requests only when it says so.
+    """
+    from threadpoolctl import threadpool_limits
+
+    X = source.probe_input.iloc[: max(rows, 0)]
+    try:
+        with threadpool_limits(limits=source.manifest.settings.threads):
+            got_pred = normalise_predictions(model.predict(X))
+            got_proba = (
+                np.asarray(model.predict_proba(X))
+                if source.probe.get("proba") is not None and hasattr(model, "predict_proba")
+                else None
+            )
+            return _one_at_a_time(model, X, got_pred, got_proba, rows)
+    except Exception:
+        return {"rows_checked": 0, "consistent": False}
+
+
+def _one_at_a_time(
+    model: Any, X: Any, got_pred: np.ndarray, got_proba: np.ndarray | None, rows: int
+) -> dict[str, Any]:
+    n = min(rows, len(X))
+    consistent = all(
+        bitwise_equal(np.asarray(normalise_predictions(model.predict(X.iloc[[i]]))[0]), got_pred[i])
+        and (
+            got_proba is None
+            or bitwise_equal(np.asarray(model.predict_proba(X.iloc[[i]]))[0], got_proba[i])
+        )
+        for i in range(n)
+    )
+    return {"rows_checked": n, "consistent": bool(consistent)}
 
 
 def enforce(report: ParityReport, source: ModelSource, *, allow_mismatch: bool) -> ParityReport:
@@ -291,6 +312,7 @@ __all__ = [
     "DEFAULT_RTOL",
     "ParityError",
     "ParityReport",
+    "check_batching",
     "check_parity",
     "enforce",
     "environment_differences",
