@@ -126,22 +126,38 @@ def packages_distributions() -> dict[str, list[str | None]]:
     seconds in an environment with deep-learning frameworks.
     """
     out: dict[str, list[str | None]] = {}
-    for dist in importlib.metadata.distributions():
+    for dist, name, _ in _distributions(_path_key()):
         declared = (dist.read_text("top_level.txt") or "").split()
         tops = declared or _inferred_top_level(dist)
-        if not tops:
-            continue
-        name = _name_and_version(dist)[0]
         for top in tops:
             out.setdefault(top, []).append(name)
     return out
 
 
+def _path_key() -> tuple[str, ...]:
+    """The import path with each folder's modification time: an install or uninstall changes it."""
+    key = []
+    for entry in sys.path:
+        try:
+            key.append(f"{entry}@{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            key.append(entry)
+    return tuple(key)
+
+
+@functools.cache
+def _distributions(
+    path_key: tuple[str, ...],
+) -> tuple[tuple[importlib.metadata.Distribution, str | None, str | None], ...]:
+    """Every installed distribution with its name and version, in the library's order; one walk
+    per state of the import path serves both the environment record and the module map."""
+    return tuple((dist, *_name_and_version(dist)) for dist in importlib.metadata.distributions())
+
+
 @functools.cache
 def _distributions_snapshot(path_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name, version = _name_and_version(dist)
+    for _, name, version in _distributions(path_key):
         if name:
             out[re.sub(r"[-_.]+", "-", name).lower()] = str(version)
     return tuple(sorted(out.items()))
@@ -150,16 +166,9 @@ def _distributions_snapshot(path_key: tuple[str, ...]) -> tuple[tuple[str, str],
 def installed_distributions() -> dict[str, str]:
     """Every installed distribution, name (normalised) -> version.
 
-    Read once per state of the import path: an install or uninstall changes the
-    modification time of its site-packages folder, which invalidates the snapshot.
+    Read once per state of the import path (``_path_key``).
     """
-    key = []
-    for entry in sys.path:
-        try:
-            key.append(f"{entry}@{os.stat(entry or '.').st_mtime_ns}")
-        except OSError:
-            key.append(entry)
-    return dict(_distributions_snapshot(tuple(key)))
+    return dict(_distributions_snapshot(_path_key()))
 
 
 def thread_pools() -> list[dict[str, Any]]:
