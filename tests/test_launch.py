@@ -189,3 +189,33 @@ def test_a_profiled_command_exits_the_ordinary_way(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("seedline ")
     assert (tmp_path / "p.prof").stat().st_size > 0
+
+
+GC_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print("threshold", *gc.get_threshold()))
+{setup}
+sys.argv = ["seedline", "--version"]
+from seedline.cli.launch import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("", "threshold 5000 10 10"),  # the interpreter's default 700, raised
+        ("gc.set_threshold(0, 10, 10)", "threshold 0 10 10"),  # switched off: left off
+        ("gc.set_threshold(20000, 5, 5)", "threshold 20000 5 5"),  # the user's own: kept
+    ],
+)
+def test_a_command_collects_cycles_less_often_unless_told_otherwise(
+    setup: str, expected: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", GC_PROBE.format(setup=setup)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.splitlines()[-1] == expected

@@ -27,6 +27,7 @@ _RUN_VALUE_OPTIONS = frozenset({"--set", "--executor", "--workers", "--address"}
 _RUN_FLAGS = frozenset({"--json", "--no-cache"})
 # commands the quick listing path (cli/listing.py) may answer; every other one skips it unread
 LISTING_COMMANDS = frozenset({"runs", "show", "models", "sweeps", "cache"})
+GC_YOUNG_THRESHOLD = 5_000  # see fewer_collections
 
 
 def run_arguments(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -73,9 +74,27 @@ def pin_hash_seed_early(argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "seedline", *argv[1:]], env)
 
 
+def fewer_collections() -> None:
+    """Run the cycle collector's youngest generation every 5,000 allocations instead of 700.
+
+    A command imports thousands of modules whose objects all survive: with the default
+    threshold the collector scans them again and again (about 480 young and 4 full
+    collections in a run, 0.4 to 0.6 s of a three-second command on the project's machine;
+    about 70 young and no full ones after). Garbage without cycles is freed at once as
+    ever; cycles wait a little longer. A collector switched off or tuned by the user
+    (threshold 0, or above this one) is left as it is.
+    """
+    import gc
+
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def main() -> None:
     """Console-script entry point."""
     pin_hash_seed_early(sys.argv)
+    fewer_collections()
     if sys.argv[1:2] and sys.argv[1] in LISTING_COMMANDS:
         from seedline.cli.listing import answer
 
