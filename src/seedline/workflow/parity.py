@@ -119,13 +119,11 @@ def check_parity(
     action: str,
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
-    single_rows: int = 0,
 ) -> ParityReport:
     """Re-predict the probe set with ``model`` and compare with the predictions stored at training time.
 
-    ``single_rows`` > 0 also predicts that many probe rows one at a time and says whether
-    they match the batch bit for bit (``batching.consistent``): if not, a server must not
-    mix requests into one batch.
+    Whether rows predicted one at a time match them predicted together is a separate check
+    (:func:`check_batching`), which a server runs once it is ready.
     """
     from threadpoolctl import threadpool_limits
 
@@ -151,8 +149,6 @@ def check_parity(
                 if want_proba is not None and hasattr(model, "predict_proba")
                 else None
             )
-            if single_rows > 0:
-                report.batching = _one_at_a_time(model, X, got_pred, got_proba, single_rows)
     except Exception as exc:
         report.verdict = "failed"
         report.problems.append(
@@ -268,24 +264,19 @@ def check_batching(model: Any, source: ModelSource, rows: int) -> dict[str, Any]
                 if source.probe.get("proba") is not None and hasattr(model, "predict_proba")
                 else None
             )
-            return _one_at_a_time(model, X, got_pred, got_proba, rows)
+            consistent = all(
+                bitwise_equal(
+                    np.asarray(normalise_predictions(model.predict(X.iloc[[i]]))[0]), got_pred[i]
+                )
+                and (
+                    got_proba is None
+                    or bitwise_equal(np.asarray(model.predict_proba(X.iloc[[i]]))[0], got_proba[i])
+                )
+                for i in range(len(X))
+            )
     except Exception:
         return {"rows_checked": 0, "consistent": False}
-
-
-def _one_at_a_time(
-    model: Any, X: Any, got_pred: np.ndarray, got_proba: np.ndarray | None, rows: int
-) -> dict[str, Any]:
-    n = min(rows, len(X))
-    consistent = all(
-        bitwise_equal(np.asarray(normalise_predictions(model.predict(X.iloc[[i]]))[0]), got_pred[i])
-        and (
-            got_proba is None
-            or bitwise_equal(np.asarray(model.predict_proba(X.iloc[[i]]))[0], got_proba[i])
-        )
-        for i in range(n)
-    )
-    return {"rows_checked": n, "consistent": bool(consistent)}
+    return {"rows_checked": len(X), "consistent": bool(consistent)}
 
 
 def enforce(report: ParityReport, source: ModelSource, *, allow_mismatch: bool) -> ParityReport:
