@@ -256,3 +256,18 @@ def test_a_cache_entry_is_remembered_with_its_fingerprint(penguins: Path, memo: 
         penguins, "run", "--json", "--no-cache", env=clean_env(**{loadmemo.ENV_FOLDER: "off"})
     )
     assert hit["metrics"] == json.loads(plain.stdout)["metrics"]
+
+
+def test_the_memo_settings_are_not_part_of_a_run() -> None:
+    """Where the memo lives, or whether it is on, changes no result: runs do not record it."""
+    from seedline.core.environment import relevant_env_vars
+
+    recorded = relevant_env_vars(
+        {
+            loadmemo.ENV_FOLDER: "off",
+            loadmemo.ENV_MAX_MB: "10",
+            "SEEDLINE_SOMETHING": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
+    assert recorded == {"OMP_NUM_THREADS": "1", "SEEDLINE_SOMETHING": "1"}

@@ -28,8 +28,11 @@ _ENV_PATTERNS = re.compile(
 )
 _SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
 # where the store lives is not part of a run: moving a store must not change a fingerprint,
-# and these URLs may hold a password (the test suite's service locations are the same kind)
-_STORE_LOCATION = re.compile(r"^SEEDLINE_(DATABASE_URL|OBJECTS_URL|TEST_PG_URL|TEST_S3_.*)$")
+# and these URLs may hold a password (the test suite's service locations are the same kind);
+# nor is the load memo's folder or bound (execution/loadmemo.py), which changes no result
+_NOT_RECORDED = re.compile(
+    r"^SEEDLINE_(DATABASE_URL|OBJECTS_URL|TEST_PG_URL|TEST_S3_.*|LOAD_MEMO|LOAD_MEMO_MAX_MB)$"
+)
 
 
 def relevant_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -38,7 +41,7 @@ def relevant_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {
         k: env[k]
         for k in sorted(env)
-        if _ENV_PATTERNS.match(k) and not _SECRET.search(k) and not _STORE_LOCATION.match(k)
+        if _ENV_PATTERNS.match(k) and not _SECRET.search(k) and not _NOT_RECORDED.match(k)
     }
 
 
