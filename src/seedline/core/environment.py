@@ -157,21 +157,16 @@ def _distributions(
     return tuple((dist, *_name_and_version(dist)) for dist in importlib.metadata.distributions())
 
 
-@functools.cache
-def _distributions_snapshot(path_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    out: dict[str, str] = {}
-    for _, name, version in _distributions(path_key):
-        if name:
-            out[re.sub(r"[-_.]+", "-", name).lower()] = str(version)
-    return tuple(sorted(out.items()))
-
-
 def installed_distributions() -> dict[str, str]:
-    """Every installed distribution, name (normalised) -> version.
+    """Every installed distribution, name (normalised) -> version, sorted by name.
 
     Read once per state of the import path (``_path_key``).
     """
-    return dict(_distributions_snapshot(_path_key()))
+    out: dict[str, str] = {}
+    for _, name, version in _distributions(_path_key()):
+        if name:
+            out[re.sub(r"[-_.]+", "-", name).lower()] = str(version)
+    return dict(sorted(out.items()))
 
 
 def thread_pools() -> list[dict[str, Any]]:

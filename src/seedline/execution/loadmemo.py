@@ -41,8 +41,9 @@ import logging
 import os
 import pickle
 import secrets
+import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,8 @@ class Memo:
     address: str
     types: list[str] | None
     packages: dict[str, str | None]
-    facts: dict[str, str] = field(default_factory=dict)
-    payload: bytes = b""
+    facts: dict[str, str]
+    payload: bytes
 
 
 def address_of(data: bytes) -> str:
@@ -103,8 +104,8 @@ def _key(where: Path, create: bool) -> bytes | None:
     try:
         if create:
             where.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(where)
-        if not (os.path.isdir(where) and not os.path.islink(where) and _private(st)):
+        st = os.lstat(where)  # a symbolic link is not a directory here
+        if not (stat.S_ISDIR(st.st_mode) and _private(st)):
             log.debug("load memo folder %s is not private to this user: not used", where)
             return None
         key = _read_key(where / _KEY_NAME)
