@@ -271,3 +271,19 @@ def test_the_memo_settings_are_not_part_of_a_run() -> None:
         }
     )
     assert recorded == {"OMP_NUM_THREADS": "1", "SEEDLINE_SOMETHING": "1"}
+
+
+def test_a_memo_folder_reached_through_a_link_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symbolic link in place of the folder (someone else's, or a planted one) turns the memo off."""
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    monkeypatch.setenv(loadmemo.ENV_FOLDER, str(link))
+    monkeypatch.setattr(loadmemo, "_keys", {})
+    blob = forest()
+    load_model(blob, trusted_own=True)
+    assert list(real.iterdir()) == []  # no key, no memo
+    assert loadmemo.recall(loadmemo.address_of(blob)) is None
