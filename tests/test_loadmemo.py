@@ -287,3 +287,18 @@ def test_a_memo_folder_reached_through_a_link_is_not_used(
     load_model(blob, trusted_own=True)
     assert list(real.iterdir()) == []  # no key, no memo
     assert loadmemo.recall(loadmemo.address_of(blob)) is None
+
+
+def test_without_a_home_folder_there_is_no_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No home to be found, or a relative setting: nothing is written where the command runs."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv(loadmemo.ENV_FOLDER, "relative/memo")
+    assert loadmemo.folder() is None
+    monkeypatch.delenv(loadmemo.ENV_FOLDER)
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # as when HOME is unknown
+    assert loadmemo.folder() is None
+    load_model(forest(), trusted_own=True)
+    assert list(tmp_path.iterdir()) == []

@@ -80,14 +80,18 @@ def address_of(data: bytes) -> str:
 
 
 def folder() -> Path | None:
-    """The memo folder, or None when ``SEEDLINE_LOAD_MEMO=off``."""
+    """The memo folder, or None when ``SEEDLINE_LOAD_MEMO=off`` or no absolute folder can be named."""
     value = os.environ.get(ENV_FOLDER, "")
     if value.strip().lower() == "off":
         return None
     if value:
-        return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "seedline" / "load-memo"
+        chosen = Path(value).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        chosen = Path(base) / "seedline" / "load-memo"
+    # no home folder to be found ("~" left as it is), or a relative setting: no memo, rather
+    # than one in whatever folder the command runs in
+    return chosen if chosen.is_absolute() else None
 
 
 def _private(st: os.stat_result) -> bool:
