@@ -302,3 +302,16 @@ def test_without_a_home_folder_there_is_no_memo(
     assert loadmemo.folder() is None
     load_model(forest(), trusted_own=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_address_is_never_a_path(memo: Path, tmp_path: Path) -> None:
+    """A content address from a store (a hostile team database, say) names no file outside the folder."""
+    blob = forest()
+    load_model(blob, trusted_own=True)  # the folder and its key exist
+    for address in ("../escaped", "/tmp/x", "A" * 64, "0" * 63):
+        loadmemo.remember(address, StandardScaler(), None)
+        assert loadmemo.recall(address) is None
+    assert not (tmp_path / "escaped.memo").exists()
+    assert sorted(p.name for p in memo.iterdir() if p.name != "key") == [
+        f"{loadmemo.address_of(blob)}{loadmemo.SUFFIX}"
+    ]

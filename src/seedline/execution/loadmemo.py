@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import secrets
 import stat
 import sys
@@ -60,6 +61,7 @@ _KEY_NAME = "key"
 _KEY_BYTES = 32
 _MAC_BYTES = 32
 _PYTHON = ".".join(map(str, sys.version_info[:3]))
+_ADDRESS = re.compile(r"[0-9a-f]{64}")
 _keys: dict[Path, bytes] = {}
 
 
@@ -161,7 +163,10 @@ def _mac(key: bytes, body: bytes | memoryview) -> bytes:
 def recall(address: str) -> Memo | None:
     """The memo of the bytes at ``address``, verified; None when there is none or it fails any check."""
     where = folder()
-    if where is None:
+    if where is None or not _ADDRESS.fullmatch(address):
+        return None
+    key = _key(where, create=False)
+    if key is None:
         return None
     path = where / f"{address}{SUFFIX}"
     try:
@@ -170,9 +175,8 @@ def recall(address: str) -> Memo | None:
         return None
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read()
-    key = _key(where, create=False)
     head = len(MAGIC) + _MAC_BYTES
-    if key is None or not raw.startswith(MAGIC) or len(raw) < head + 4:
+    if not raw.startswith(MAGIC) or len(raw) < head + 4:
         return None
     view = memoryview(raw)
     if not hmac.compare_digest(bytes(view[len(MAGIC) : head]), _mac(key, view[head:])):
@@ -234,8 +238,8 @@ def remember(
 ) -> None:
     """Write the memo of ``obj``, loaded from (or saved as) the bytes at ``address``. Never raises."""
     where = folder()
-    if where is None:
-        return
+    if where is None or not _ADDRESS.fullmatch(address):
+        return  # an address is a BLAKE3 hex digest, never a path
     try:
         key = _key(where, create=True)
         if key is None:
