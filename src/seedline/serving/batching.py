@@ -6,9 +6,10 @@ then hands each request its own rows. Nothing waits on a timer, so a lone reques
 predicted at once. A tree ensemble predicts 8 rows in about the time of 1, so under
 concurrent load this multiplies throughput without adding latency.
 
-Batching is only switched on when the parity check found that predicting rows one at a
-time gives bit for bit what predicting them together gives; otherwise each request is
-predicted alone. If a batch fails (one request holds a category the pipeline rejects),
+Batching is only switched on once the check that follows readiness found that predicting
+rows one at a time gives bit for bit what predicting them together gives; until then, and
+for good if not, each request is predicted alone. Everything that calls the model once the
+server is ready, that check included, runs on the one worker thread. If a batch fails (one request holds a category the pipeline rejects),
 its requests are retried one by one, so only the faulty request gets the error.
 """
 
@@ -60,6 +61,14 @@ class Batcher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedline-predict")
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def in_model_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the one thread that calls the model, in turn with requests, and wait for it.
+
+        Not every model may be called from two threads at once (a Keras model on JAX may
+        not): whatever else calls the model after the server is ready goes through here.
+        """
+        self._pool.submit(fn).result()
 
     def start(self) -> None:
         self._queue = asyncio.Queue()

@@ -113,7 +113,8 @@ class ServedModel:
         self.status = "ready"
         self.metrics.ready = True
         if self.config.batching:
-            self.check_batching()
+            # on the model's own thread: requests arriving meanwhile wait their turn
+            self.batcher.in_model_thread(self.check_batching)
 
     def check_batching(self) -> None:
         """Switch batching on if rows predicted one at a time match rows predicted together (after ready)."""
