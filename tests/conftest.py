@@ -235,37 +235,40 @@ def _calls_slow(func: Any, depth: int = 0) -> bool:
 # run is not one worker finishing a long module alone (longest-first list scheduling). Figures
 # come from `pytest --durations`; the order only changes when the suite takes, not what it tests.
 LONGEST_MODULES = (
-    # seconds in the last CI run (30 Nov 18:07 UTC: pytest 22 min 27 s, load about 4)
-    "test_reproduce.py",  # 222
-    "test_keras_backends.py",  # 218
-    "test_executors.py",  # 192
-    "test_scale.py",  # 180
-    "test_readme.py",  # 179
-    "test_check.py",  # 150
-    "test_deeplearning.py",  # 134
-    "test_team_store.py",  # 131
-    "test_two_users.py",  # 121
-    "test_cli.py",  # 120
-    "test_exec.py",  # 112
-    "test_serving.py",  # 108
-    "test_portable_code.py",  # 78
-    "test_hostile_input.py",  # 72
-    "test_cache.py",  # 66
-    "test_ecosystem.py",  # 55
-    "test_ui.py",  # 51
-    "test_registry.py",  # 48
-    "test_predict.py",  # 44
+    # seconds in the last CI run (1 Dec 03:15 UTC: pytest 21 min 45 s, load about 3)
+    "test_readme.py",  # 237
+    "test_scale.py",  # 211
+    "test_check.py",  # 185
+    "test_keras_backends.py",  # 182
+    "test_reproduce.py",  # 165
+    "test_executors.py",  # 156
+    "test_deeplearning.py",  # 143
+    "test_cli.py",  # 123
+    "test_exec.py",  # 98
+    "test_serving.py",  # 91
+    "test_team_store.py",  # 86
+    "test_two_users.py",  # 79
+    "test_hostile_input.py",  # 70
+    "test_cache.py",  # 68
+    "test_portable_code.py",  # 64
+    "test_ecosystem.py",  # 59
+    "test_ui.py",  # 59
+    "test_registry.py",  # 55
+    "test_predict.py",  # 42
     "test_workers_anywhere.py",  # 35
-    "test_crash.py",  # 35
-    "test_export.py",  # 34
-    "test_sweep.py",  # 26
-    "test_remote.py",  # 26
-    "test_steplib.py",  # 25
-    "test_run.py",  # 24
+    "test_remote.py",  # 35
+    "test_crash.py",  # 33
+    "test_loadmemo.py",  # 30
+    "test_export.py",  # 28
+    "test_steplib.py",  # 28
+    "test_sweep.py",  # 24
     "test_store_conformance.py",  # 22
-    "test_listing.py",  # 15
-    "test_tags.py",  # 15
-    "test_sources.py",
+    "test_run.py",  # 21
+    "test_fingerprint.py",  # 15
+    "test_sources.py",  # 14
+    "test_inspect.py",  # 12
+    "test_listing.py",
+    "test_tags.py",
     "test_frozen.py",
 )
 
