@@ -224,12 +224,10 @@ class _NamingPickler(pickle.Pickler):
         self.packages: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
-        module = obj.__module__ if isinstance(obj, type) else type(obj).__module__
-        if isinstance(module, str):
-            self.packages.add(module.partition(".")[0])
-        named = getattr(obj, "__module__", None)
-        if callable(obj) and isinstance(named, str):
-            self.packages.add(named.partition(".")[0])
+        # an instance names its class; a class or a function, pickled by reference, itself
+        for module in (type(obj).__module__, getattr(obj, "__module__", None)):
+            if isinstance(module, str):
+                self.packages.add(module.partition(".")[0])
         return NotImplemented
 
 
@@ -247,9 +245,7 @@ def remember(
         buf = io.BytesIO()
         pickler = _NamingPickler(buf)
         pickler.dump(obj)
-        packages = {
-            name: _version(name) for name in sorted(pickler.packages) if name not in ("builtins",)
-        }
+        packages = {name: _version(name) for name in sorted(pickler.packages) if name != "builtins"}
         header = json.dumps(
             {
                 "address": address,

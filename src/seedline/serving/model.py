@@ -114,9 +114,9 @@ class ServedModel:
         self.metrics.ready = True
         if self.config.batching:
             # on the model's own thread: requests arriving meanwhile wait their turn
-            self.batcher.in_model_thread(self.check_batching)
+            self.batcher.in_model_thread(self.decide_batching)
 
-    def check_batching(self) -> None:
+    def decide_batching(self) -> None:
         """Switch batching on if rows predicted one at a time match rows predicted together (after ready)."""
         from seedline.workflow.parity import check_batching
 
