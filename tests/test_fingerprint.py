@@ -337,6 +337,99 @@ def test_a_big_table_hashes_each_column_as_the_documented_encoding() -> None:
     assert got["float"] == seedline.fingerprint_table(table[["float"]]).columns["float"]
 
 
+def _coded_column(rows: int) -> tuple[np.ndarray, object, np.ndarray]:
+    """``_coded_strings`` of a categorical of text: its lengths, dictionary and codes."""
+    from seedline.core import fingerprint
+
+    words = np.array(["Adelie", "", "héllo wörld", "日本語", "x" * 40], dtype=object)
+    values = pd.Series(words[np.random.default_rng(0).integers(0, 5, rows)], dtype="category")
+    coded = fingerprint._coded_strings(values, values.isna().to_numpy())
+    assert coded is not None
+    return coded
+
+
+def test_helpers_gather_a_categoricals_text_ahead_of_the_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper claims blocks up to the window ahead of the reader and stops there; the reader
+    takes the helper's blocks and gathers the rest itself: the same bytes, in the same order."""
+    from seedline.core import fingerprint
+
+    monkeypatch.setattr(fingerprint, "_LENGTHS_BLOCK", 100)
+    lengths, dictionary, codes = _coded_column(1_050)  # 11 blocks
+    alone = fingerprint._CodedText()
+    alone.start(dictionary, codes, lengths)
+    expected = [bytes(b) for b in alone.blocks()]
+    assert len(expected) == 11 and alone.by_helpers == 0
+    assert b"".join(expected).decode() == "".join(dictionary.take(codes).to_pylist())
+
+    shared = fingerprint._CodedText(window=3)
+    helper = threading.Thread(target=shared.help)
+    helper.start()
+    shared.start(dictionary, codes, lengths)
+    for _ in range(500):  # the helper fills the window, then waits for the reader
+        if shared.by_helpers == 3:
+            break
+        threading.Event().wait(0.01)
+    assert shared.by_helpers == 3
+    got = [bytes(b) for b in shared.blocks()]
+    shared.close()
+    helper.join(timeout=10)
+    assert not helper.is_alive()
+    assert got == expected
+    assert shared.by_helpers >= 3
+
+
+def test_a_helper_goes_home_when_the_column_is_not_coded_text_or_fails() -> None:
+    """A helper waiting for a column that never starts (not coded text, or the reader failed)
+    leaves on close; a block a helper failed to gather raises in the reader."""
+    from seedline.core import fingerprint
+
+    waiting = fingerprint._CodedText(window=2)
+    helper = threading.Thread(target=waiting.help)
+    helper.start()
+    waiting.close()
+    helper.join(timeout=10)
+    assert not helper.is_alive()
+
+    lengths, dictionary, codes = _coded_column(10)
+    broken = fingerprint._CodedText(window=2)
+    past_the_end = codes.astype(np.int64) + 1_000  # codes past the dictionary's end
+    broken.start(dictionary, past_the_end, lengths)
+    broken.help()  # claims the only block, and keeps Arrow's error for the reader
+    with pytest.raises(IndexError):
+        list(broken.blocks())
+
+
+def test_a_table_pool_with_helpers_hashes_every_categorical_as_documented(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three workers, so two helpers per categorical of text: a coded column, a categorical
+    whose categories Arrow cannot read as text (its helpers go home), and a plain column."""
+    from seedline.core import fingerprint
+
+    monkeypatch.setattr(fingerprint, "_LENGTHS_BLOCK", 1_000)
+    monkeypatch.setattr(fingerprint, "_TABLE_PARALLEL_MIN", 0)
+    monkeypatch.setattr(fingerprint, "_cpus", lambda: 3)
+    rng = np.random.default_rng(1)
+    words = np.array(["Adelie", "Gentoo", "héllo", "", "x" * 30], dtype=object)
+    values: list[str | None] = list(words[rng.integers(0, 5, 25_000)])
+    values[3] = values[20_000] = None
+    odd = pd.Series(["a", 1, 2.5, None] * 2_000, dtype="category")  # not all text
+    table = pd.DataFrame(
+        {
+            "coded": pd.Series(values, dtype="category"),
+            "odd": pd.concat([odd, odd.iloc[:17_000]], ignore_index=True),
+            "arrow": pd.Series(values, dtype="str"),
+        }
+    )
+    got = seedline.fingerprint_table(table).columns
+    assert got["coded"] == got["arrow"] == _reference_text_digest(values)
+    assert got["odd"] == _reference_text_digest(
+        [None if v is None or v != v else str(v) for v in table["odd"].astype(object)]
+    )
+
+
 def test_long_object_arrays_of_text_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
     """Predictions and labels (object arrays of str) are encoded in bulk, with the same bytes as
     the item-by-item encoding; arrays holding anything else keep the item-by-item path."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,3 +220,103 @@ def test_a_command_collects_cycles_less_often_unless_told_otherwise(
         check=True,
     ).stdout
     assert out.splitlines()[-1] == expected
+
+
+COLLECTOR_PROBE = """
+import gc, sys
+import seedline.cli.main as cli
+cli.main = lambda: print("collector", "on" if gc.isenabled() else "off")
+{setup}
+sys.argv = ["seedline", sys.argv[1]]
+from seedline.cli.launch import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "setup", "expected"),
+    [
+        ("run", "", "collector off"),  # paused: the run resumes it (core.collector)
+        ("reproduce", "", "collector on"),  # any other command: as it was
+        ("serve", "", "collector on"),
+        ("run", "gc.disable()", "collector off"),  # the user's own choice, left alone
+    ],
+)
+def test_only_a_run_starts_up_with_the_collector_paused(
+    tmp_path: Path, command: str, setup: str, expected: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_PROBE.format(setup=setup), command],
+        cwd=tmp_path,  # no seedline.yaml here: no restart for the hash seed
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.splitlines()[-1] == expected
+
+
+@pytest.fixture
+def collector_state() -> Any:
+    """Leave the collector as the test found it: on, nothing frozen, not paused."""
+    import gc
+
+    from seedline.core import collector
+
+    yield collector
+    collector.resume()
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_resume_freezes_start_up_and_turns_the_collector_on(collector_state: Any) -> None:
+    import gc
+
+    gc.unfreeze()
+    collector_state.resume()  # not paused: nothing happens
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    collector_state.pause()
+    assert not gc.isenabled() and collector_state.paused()
+    made_while_paused = [[] for _ in range(1000)]
+    collector_state.resume()
+    assert gc.isenabled() and not collector_state.paused()
+    assert gc.get_freeze_count() >= len(made_while_paused)  # they, and start-up, are frozen
+
+
+def test_a_collector_the_user_switched_off_stays_off(collector_state: Any) -> None:
+    import gc
+
+    gc.disable()
+    collector_state.pause()
+    assert not collector_state.paused()
+    collector_state.resume()
+    assert not gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_run_resumes_the_collector_once_started_up(
+    collector_state: Any, penguins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused through the loading and compiling (``prepare``), on from the fit onwards."""
+    import gc
+
+    from seedline.execution import runner
+
+    seen: dict[str, bool] = {}
+    prepare = runner.prepare
+
+    def watched_prepare(*args: Any, **kwargs: Any) -> Any:
+        out = prepare(*args, **kwargs)
+        seen["prepare"] = gc.isenabled()
+        return out
+
+    monkeypatch.setattr(runner, "prepare", watched_prepare)
+    gc.unfreeze()
+    collector_state.pause()
+    runner.run(
+        penguins,
+        store=None,
+        use_cache=False,
+        plots=False,
+        after_fit=lambda *_: seen.setdefault("fit", gc.isenabled()),
+    )
+    assert seen == {"prepare": False, "fit": True}
+    assert gc.isenabled() and gc.get_freeze_count() > 0

@@ -95,6 +95,10 @@ def main() -> None:
     """Console-script entry point."""
     pin_hash_seed_early(sys.argv)
     fewer_collections()
+    if sys.argv[1:2] == ["run"]:
+        from seedline.core import collector
+
+        collector.pause()  # the run resumes it once started up (core.collector)
     if sys.argv[1:2] and sys.argv[1] in LISTING_COMMANDS:
         from seedline.cli.listing import answer
 

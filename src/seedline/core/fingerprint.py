@@ -17,7 +17,8 @@ import math
 import os
 import struct
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache, singledispatch
@@ -144,11 +145,14 @@ def logical_type(series: Any) -> str:
     return str(dtype)
 
 
-def _column_digest(series: Any, ltype: str, threads: int = blake3.blake3.AUTO) -> str:
+def _column_digest(
+    series: Any, ltype: str, threads: int = blake3.blake3.AUTO, text: _CodedText | None = None
+) -> str:
     """A column's digest: its header, the missing-value mask, then its values' bytes.
 
     ``threads`` is BLAKE3's thread count for big updates (1 inside a table's thread pool,
-    whose workers already keep every core busy).
+    whose workers already keep every core busy). ``text``: where a categorical of text
+    gathers its values (shared with the pool's other workers; see ``_CodedText``).
     """
     import pandas as pd
 
@@ -181,18 +185,18 @@ def _column_digest(series: Any, ltype: str, threads: int = blake3.blake3.AUTO) -
         values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
     elif (coded := _coded_strings(series, na)) is not None:
-        _hash_coded_strings(h, *coded)
+        _hash_coded_strings(h, *coded, text=text)
     elif (chunks := _arrow_strings(series, int(na.sum()))) is not None:
         # the same bytes as below, read from the Arrow buffers: all lengths, then all text
         lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
-        for offsets, _text in chunks:
+        for offsets, _chars in chunks:
             # block by block, so that the lengths are hashed while still in cache
             for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
                 j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
                 np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
                 h.update(lengths[: j - i].view(np.uint8).data)
-        for _offsets, text in chunks:
-            h.update(text)
+        for _offsets, chars in chunks:
+            h.update(chars)
     else:
         texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
         encoded = [t.encode("utf-8") for t in texts]
@@ -267,24 +271,140 @@ def _coded_strings(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.nda
     return lengths, dictionary, codes
 
 
-def _hash_coded_strings(h: Any, lengths: np.ndarray, dictionary: Any, codes: np.ndarray) -> None:
-    """Feed ``h`` the text encoding of a coded column: every value's length, then the text."""
-    import pyarrow as pa
+def _hash_coded_strings(
+    h: Any,
+    lengths: np.ndarray,
+    dictionary: Any,
+    codes: np.ndarray,
+    *,
+    text: _CodedText | None = None,
+) -> None:
+    """Feed ``h`` the text encoding of a coded column: every value's length, then the text.
 
-    offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+    The values' bytes come a block of rows at a time from ``text`` (gathered by Arrow in
+    C++, by this thread or by helpers on other cores), so a block's text is hashed while it
+    is still in cache, never the whole column's text at once.
+    """
     block = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
+    text = text if text is not None else _CodedText()
+    text.start(dictionary, codes, lengths)
     for i in range(0, len(codes), _LENGTHS_BLOCK):
         part = codes[i : i + _LENGTHS_BLOCK]
         np.take(lengths, part, out=block[: len(part)])
         h.update(block[: len(part)].view(np.uint8).data)
-    # the values' bytes a block of rows at a time: Arrow gathers them in C++, and a block's
-    # text is hashed while it is still in cache, never the whole column's text at once
-    rows = _LENGTHS_BLOCK
-    if offset_type is np.int32:  # a block's text must fit 32-bit offsets
-        rows = max(1, min(rows, _INT32_OFFSETS // max(int(lengths.max(initial=0)), 1)))
-    for i in range(0, len(codes), rows):
-        gathered = dictionary.take(pa.array(codes[i : i + rows]))
-        h.update(_text_chunk(gathered, offset_type)[1])
+    for gathered in text.blocks():
+        h.update(gathered)
+
+
+class _CodedText:
+    """The values' bytes of a categorical of text, block by block, gathered by whoever is free.
+
+    Gathering (Arrow's ``take``, about 9 ns a row) is most of the cost of such a column,
+    and a table's pool would otherwise leave it to one core while the others finish the
+    rest. The thread hashing the column reads the blocks in order (``blocks``) and gathers
+    every block no helper has claimed; helpers (``help``, queued on the pool's other workers
+    right behind the column) claim the next blocks, at most ``window`` ahead of the reader.
+    The bytes, and their order, are the same whoever gathers them. ``close`` (the reader is
+    done, failed, or the column turned out not to be coded text) sends every helper home.
+    """
+
+    def __init__(self, window: int = 0) -> None:
+        self.window = window
+        self.by_helpers = 0  # blocks gathered by helpers (for tests)
+        self._cond = threading.Condition()
+        self._spans: list[tuple[int, int]] | None = None
+        self._closed = False
+        self._claimed = 0  # blocks are claimed in order: 0 .. _claimed - 1 are taken
+        self._read = 0  # blocks handed to the reader
+        self._ready: dict[int, memoryview | BaseException] = {}
+        self._dictionary: Any = None
+        self._codes: np.ndarray | None = None
+        self._offset_type: type = np.int32
+
+    def start(self, dictionary: Any, codes: np.ndarray, lengths: np.ndarray) -> None:
+        import pyarrow as pa
+
+        offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+        rows = _LENGTHS_BLOCK
+        if offset_type is np.int32:  # a block's text must fit 32-bit offsets
+            rows = max(1, min(rows, _INT32_OFFSETS // max(int(lengths.max(initial=0)), 1)))
+        with self._cond:
+            self._dictionary, self._codes, self._offset_type = dictionary, codes, offset_type
+            self._spans = [(i, min(i + rows, len(codes))) for i in range(0, len(codes), rows)]
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._ready.clear()
+            self._cond.notify_all()
+
+    def _gather(self, i: int) -> memoryview:
+        import pyarrow as pa
+
+        assert self._spans is not None and self._codes is not None
+        start, end = self._spans[i]
+        gathered = self._dictionary.take(pa.array(self._codes[start:end]))
+        return _text_chunk(gathered, self._offset_type)[1]
+
+    def _claimable(self) -> bool:
+        """Under the lock: a helper may claim the next block now."""
+        return (
+            self._spans is not None
+            and self._claimed < len(self._spans)
+            and self._claimed - self._read < self.window
+        )
+
+    def help(self) -> None:
+        """Gather blocks ahead of the reader until all are claimed or the reader is done."""
+        while True:
+            with self._cond:
+                while not self._closed and not self._claimable():
+                    if self._spans is not None and self._claimed >= len(self._spans):
+                        return  # every block is claimed
+                    self._cond.wait()
+                if self._closed:
+                    return
+                i = self._claimed
+                self._claimed += 1
+            part: memoryview | BaseException
+            try:
+                part = self._gather(i)
+            except BaseException as exc:  # the reader raises it when it reaches block i
+                part = exc
+            with self._cond:
+                if not self._closed:
+                    self._ready[i] = part
+                    self.by_helpers += 1
+                self._cond.notify_all()
+
+    def blocks(self) -> Iterator[memoryview]:
+        """The blocks' bytes in order. Rather than wait for a block a helper is still
+        gathering, the reader gathers the next unclaimed one itself (within the window)."""
+        assert self._spans is not None, "start() first"
+        for i in range(len(self._spans)):
+            while True:
+                with self._cond:
+                    if i in self._ready:
+                        part = self._ready.pop(i)
+                        self._read = i + 1
+                        self._cond.notify_all()  # the window moved on
+                        break
+                    if not (i >= self._claimed or self._claimable()):
+                        self._cond.wait()
+                        continue
+                    j = self._claimed  # block i itself when nobody has claimed it yet
+                    self._claimed += 1
+                gathered: memoryview | BaseException
+                try:
+                    gathered = self._gather(j)
+                except BaseException as exc:
+                    gathered = exc
+                with self._cond:
+                    self._ready[j] = gathered
+            if isinstance(part, BaseException):
+                raise part
+            yield part
 
 
 def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview]] | None:
@@ -382,6 +502,15 @@ def _digest(series: Any, ltype: str, threads: int) -> str:
     return _column_digest(series, ltype, threads)
 
 
+def _shared_digest(series: Any, ltype: str, text: _CodedText) -> str:
+    """``_digest`` of a categorical column in a table's pool, its text gathered with ``text``'s
+    helpers; they are sent home however it ends."""
+    try:
+        return _column_digest(series, ltype, 1, text)
+    finally:
+        text.close()
+
+
 def _hash_cost(series: Any, ltype: str) -> int:
     """About how many bytes a column's digest goes through (to hand out the longest first)."""
     if ltype != "string":
@@ -432,11 +561,22 @@ def fingerprint_table(df: Any) -> TableFingerprint:
     columns: dict[str, str] = {}
     if workers > 1 and sum(costs.values()) >= _TABLE_PARALLEL_MIN:
         # one column per core, each hashed single-threaded; the longest first, so that no
-        # core is left alone with a long column at the end
+        # core is left alone with a long column at the end; a categorical of text has the
+        # other workers help gather its values (its cost is mostly that gathering)
         longest_first = sorted(series, key=lambda k: -costs[k])
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
-            futures = {k: pool.submit(_digest, series[k], schema[k], 1) for k in longest_first}
+            futures = {}
+            helpers = []
+            for k in longest_first:
+                if schema[k] == "string" and isinstance(series[k].dtype, pd.CategoricalDtype):
+                    text = _CodedText(window=2 * workers)
+                    futures[k] = pool.submit(_shared_digest, series[k], schema[k], text)
+                    helpers += [pool.submit(text.help) for _ in range(workers - 1)]
+                else:
+                    futures[k] = pool.submit(_digest, series[k], schema[k], 1)
             columns = {k: futures[k].result() for k in series}
+            for helper in helpers:
+                helper.result()
     else:  # one at a time, each on all cores
         columns = {k: _digest(s, schema[k], blake3.blake3.AUTO) for k, s in series.items()}
     h = blake3.blake3()

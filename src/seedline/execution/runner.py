@@ -18,6 +18,7 @@ from typing import Any
 import blake3
 import numpy as np
 
+from seedline.core import collector
 from seedline.core.composition import ComposedSpec
 from seedline.core.deeplearning import layer_fingerprints, prepare_frameworks
 from seedline.core.environment import capture_environment, capture_git
@@ -940,6 +941,7 @@ def run(
     )
     spec_obj, root, pipeline, plan = p.spec, p.root, p.pipeline, p.plan
     timings["load"] = time.perf_counter() - t_start
+    collector.resume()  # started up: what follows makes short-lived objects (core.collector)
 
     sink = _Detached() if detached else None
     if not detached:
