@@ -237,12 +237,13 @@ main()
     ("command", "setup", "expected"),
     [
         ("run", "", "collector off"),  # paused: the run resumes it (core.collector)
+        ("serve", "", "collector off"),  # paused: the server resumes it
         ("reproduce", "", "collector on"),  # any other command: as it was
-        ("serve", "", "collector on"),
+        ("predict", "", "collector on"),
         ("run", "gc.disable()", "collector off"),  # the user's own choice, left alone
     ],
 )
-def test_only_a_run_starts_up_with_the_collector_paused(
+def test_only_run_and_serve_start_up_with_the_collector_paused(
     tmp_path: Path, command: str, setup: str, expected: str
 ) -> None:
     out = subprocess.run(

@@ -592,3 +592,34 @@ def test_the_server_binds_first_and_parses_large_bodies_off_the_event_loop(
             f"\n9 MB body answered in {replied - sent:.3f}s; /v2/health/live answered "
             f"{len(during)} times meanwhile, slowest {max(during) * 1000:.1f} ms"
         )
+
+
+def test_a_server_resumes_a_paused_collector_once_its_model_is_loaded(tmp_path: Path) -> None:
+    """`seedline serve` starts up with the cycle collector paused (cli.launch); the server
+    switches it back on once the model is loaded, the model frozen with the rest."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from seedline.core import collector
+    from seedline.serving.app import ServeConfig, create_app
+    from seedline.workflow.registration import resolve_source
+
+    root, run_id = project_with_run(tmp_path)
+    source = resolve_source(run_id, start=root)
+    gc.unfreeze()
+    collector.pause()
+    try:
+        app = create_app(ServeConfig(ref=run_id, project=str(root)), source=source)
+        assert not gc.isenabled()
+        with TestClient(app):
+            deadline = time.monotonic() + 120
+            while not gc.isenabled() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert app.state.served.status == "ready", app.state.served.reason
+            assert gc.isenabled() and not collector.paused()
+            assert gc.get_freeze_count() > 0
+    finally:
+        collector.resume()
+        gc.unfreeze()
+        gc.enable()

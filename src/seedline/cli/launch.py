@@ -28,6 +28,10 @@ _RUN_FLAGS = frozenset({"--json", "--no-cache"})
 # commands the quick listing path (cli/listing.py) may answer; every other one skips it unread
 LISTING_COMMANDS = frozenset({"runs", "show", "models", "sweeps", "cache"})
 GC_YOUNG_THRESHOLD = 5_000  # see fewer_collections
+# commands that start up with the cycle collector paused; each resumes it once started up:
+# `run` after preparing the run, `serve` once the model is loaded (or the workers' supervisor
+# before it starts them)
+COLLECTOR_PAUSED = frozenset({"run", "serve"})
 
 
 def run_arguments(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -95,10 +99,10 @@ def main() -> None:
     """Console-script entry point."""
     pin_hash_seed_early(sys.argv)
     fewer_collections()
-    if sys.argv[1:2] == ["run"]:
+    if sys.argv[1:2] and sys.argv[1] in COLLECTOR_PAUSED:
         from seedline.core import collector
 
-        collector.pause()  # the run resumes it once started up (core.collector)
+        collector.pause()  # the command resumes it once started up (core.collector)
     if sys.argv[1:2] and sys.argv[1] in LISTING_COMMANDS:
         from seedline.cli.listing import answer
 

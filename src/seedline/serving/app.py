@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 
+from seedline.core import collector
 from seedline.core.errors import SeedlineError
 from seedline.core.version import __version__
 from seedline.serving.metrics import MULTIPROC_ENV, Metrics
@@ -158,7 +159,10 @@ def create_app(
 
     async def load() -> None:
         server_log.info("loading %s; /v2/health/ready answers 503 until it is ready", source.ref)
-        await asyncio.to_thread(served.load)
+        try:
+            await asyncio.to_thread(served.load)
+        finally:
+            collector.resume()  # started up, the model's objects frozen with the rest (core.collector)
         if served.batcher is not None:
             served.batcher.start()
         if served.failed and on_failure is not None:
@@ -296,6 +300,7 @@ def serve(
             if config.token:
                 os.environ["SEEDLINE_TOKEN"] = config.token
             os.environ[CONFIG_ENV] = dataclasses.replace(config, token=None).to_json()
+            collector.resume()  # the supervisor loads no model; its workers start afresh
             if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
                 # a worker answers its supervisor's pings while it imports and loads the
                 # model; on a busy machine that takes far longer than uvicorn's 5 s
