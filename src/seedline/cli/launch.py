@@ -12,6 +12,9 @@ its last step: tearing down every module and freeing every object one by one, wh
 run (NumPy, pandas, SciPy, scikit-learn, pyarrow, SQLAlchemy loaded) takes about a second
 of a six-second command on the project's 2-core machine, for memory the operating system
 reclaims anyway.
+
+The cycle collector runs less often for every command (:func:`fewer_collections`) and not
+at all while ``run`` and ``serve`` start up (``core.collector``).
 """
 
 from __future__ import annotations
