@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import seedline
 from seedline.execution.cache import prune, referenced_objects
 from seedline.records.cache_index import CacheIndex, usage
@@ -164,3 +166,34 @@ def test_cache_commands(penguins: Path) -> None:
     assert pruned["entries"] == 2
     assert run_json(penguins, "cache", "ls") == []
     git(penguins, "status")  # the store never dirties the repository
+
+
+def test_a_hostile_cached_output_is_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    """An output object is content-addressed, not trusted: one whose header asks for Python
+    objects, or for more (or fewer) bytes than the object holds, is refused by its header."""
+    import io
+
+    import numpy as np
+
+    from seedline.execution.cache import _read_output
+    from seedline.storage.objects import LocalObjectStore
+
+    objects = LocalObjectStore(tmp_path / "objects")
+
+    def stored(header_dtype: str, shape: tuple[int, ...], body: bytes) -> str:
+        buf = io.BytesIO()
+        header = {"descr": header_dtype, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(buf, header)
+        return objects.put(b"npy" + buf.getvalue() + body)
+
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="Python objects"):
+        _read_output(objects, objects.put(b"npy" + pickled.getvalue()))
+    with pytest.raises(ValueError, match="declares"):  # 8 TB declared, 16 bytes stored
+        _read_output(objects, stored("<f8", (10**12,), b"\0" * 16))
+    with pytest.raises(ValueError, match="declares"):  # a shape that wraps int64 around
+        _read_output(objects, stored("<f8", (2**62, 4), b"\0" * 16))
+    with pytest.raises(ValueError, match="declares"):  # bytes past the declared data
+        _read_output(objects, stored("<f8", (2,), b"\0" * 24))
+    assert _read_output(objects, stored("<f8", (2,), b"\0" * 16)).tolist() == [0.0, 0.0]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -371,6 +372,7 @@ def test_helpers_gather_a_categoricals_text_ahead_of_the_reader(
         if shared.by_helpers == 3:
             break
         threading.Event().wait(0.01)
+    threading.Event().wait(0.2)  # and claims nothing more until the reader moves on
     assert shared.by_helpers == 3
     got = [bytes(b) for b in shared.blocks()]
     shared.close()
@@ -381,15 +383,16 @@ def test_helpers_gather_a_categoricals_text_ahead_of_the_reader(
 
 
 def test_a_helper_goes_home_when_the_column_is_not_coded_text_or_fails() -> None:
-    """A helper waiting for a column that never starts (not coded text, or the reader failed)
-    leaves on close; a block a helper failed to gather raises in the reader."""
+    """A helper waiting for a column that is not coded text after all leaves at once; a
+    block a helper failed to gather raises in the reader."""
     from seedline.core import fingerprint
 
     waiting = fingerprint._CodedText(window=2)
     helper = threading.Thread(target=waiting.help)
     helper.start()
-    waiting.close()
-    helper.join(timeout=10)
+    odd = pd.Series(["a", 1, 2.5, None], dtype="category")  # categories Arrow cannot read
+    assert fingerprint._coded_strings(odd, odd.isna().to_numpy(), waiting) is None
+    helper.join(timeout=10)  # sent home as soon as the column is known not to be coded text
     assert not helper.is_alive()
 
     lengths, dictionary, codes = _coded_column(10)
@@ -423,7 +426,12 @@ def test_a_table_pool_with_helpers_hashes_every_categorical_as_documented(
             "arrow": pd.Series(values, dtype="str"),
         }
     )
-    got = seedline.fingerprint_table(table).columns
+    result: list[Any] = []  # in a thread: a helper that never went home fails, not hangs
+    worker = threading.Thread(target=lambda: result.append(seedline.fingerprint_table(table)))
+    worker.start()
+    worker.join(timeout=120)
+    assert result, "fingerprint_table did not finish"
+    got = result[0].columns
     assert got["coded"] == got["arrow"] == _reference_text_digest(values)
     assert got["odd"] == _reference_text_digest(
         [None if v is None or v != v else str(v) for v in table["odd"].astype(object)]

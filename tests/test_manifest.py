@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 import seedline
 from seedline.records.manifest import SCHEMA_VERSION, Manifest, json_schema
@@ -90,6 +91,32 @@ def test_installed_packages_are_read_as_importlib_metadata_reads_them(tmp_path: 
     dist = importlib.metadata.PathDistribution(info)
     assert _name_and_version(dist) == (dist.metadata["Name"], dist.version)
     assert _name_and_version(dist) == ("Odd.Pkg", "1.0.post2")
+
+
+def test_a_distributions_version_is_what_importlib_metadata_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step cache's code versions read versions from the one walk, with the library's
+    answers: for every installed distribution by any spelling of its name, the first of two
+    copies on the import path, and the library's error for none."""
+    import importlib.metadata
+
+    from seedline.core.environment import distribution_version
+
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            for spelling in (name, name.upper(), name.replace("-", "_")):
+                assert distribution_version(spelling) == importlib.metadata.version(spelling)
+    for where, version in (("first", "1.0"), ("second", "2.0")):
+        info = tmp_path / where / "twice-1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: twice\nVersion: {version}\n")
+        monkeypatch.syspath_prepend(str(tmp_path / where))
+    # syspath_prepend puts the last one first: "second" is found first
+    assert distribution_version("twice") == importlib.metadata.version("twice") == "2.0"
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        distribution_version("no-such-distribution-anywhere")
 
 
 def test_top_level_modules_are_mapped_to_distributions_as_importlib_metadata_does(

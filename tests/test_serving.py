@@ -17,6 +17,7 @@ from .conftest import clean_env, run_cli
 from .serving_support import (
     Server,
     add_custom_step,
+    free_port,
     load_model,
     object_path,
     project_with_run,
@@ -619,6 +620,32 @@ def test_a_server_resumes_a_paused_collector_once_its_model_is_loaded(tmp_path: 
             assert app.state.served.status == "ready", app.state.served.reason
             assert gc.isenabled() and not collector.paused()
             assert gc.get_freeze_count() > 0
+    finally:
+        collector.resume()
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_the_supervisor_of_several_workers_resumes_the_collector_before_starting_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --workers N`: the supervisor loads no model, so it resumes the paused collector
+    before uvicorn starts the workers (each a fresh process)."""
+    import gc
+
+    import uvicorn
+
+    from seedline.core import collector
+    from seedline.serving.app import ServeConfig, serve
+
+    root, run_id = project_with_run(tmp_path)
+    seen: list[bool] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append(gc.isenabled()))
+    gc.unfreeze()
+    collector.pause()
+    try:
+        serve(ServeConfig(ref=run_id, project=str(root)), workers=2, port=free_port())
+        assert seen == [True]
     finally:
         collector.resume()
         gc.unfreeze()

@@ -308,3 +308,48 @@ def test_concurrent_writers_lose_nothing(store: Store) -> None:
     assert len(rows) == 40 and {r.status for r in rows} == {"succeeded"}
     for r in rows:
         assert store.manifest(r.run_id).run_id == r.run_id
+
+
+def _outputs() -> dict[str, object]:
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    return {
+        "c order": rng.normal(size=(300, 7)),
+        "fortran order": np.asfortranarray(rng.normal(size=(40, 9)).astype(np.float32)),
+        "big-endian ints": np.arange(12, dtype=">i8").reshape(3, 4),
+        "booleans, 3-d": rng.random((4, 3, 2)) > 0.5,
+        "empty": np.empty((0, 5)),
+        "a scalar": np.array(2.5),
+        "large": rng.normal(size=(70_000, 4)),  # past one megabyte: hashed on every core
+        "sparse": sp.random(50, 20, density=0.1, format="csr", random_state=0),
+    }
+
+
+def test_a_cached_output_reads_back_equal_writable_and_checked(store: Store) -> None:
+    """A step's output comes back from every backend as stored, in a fresh writable array
+    (a later step may change its input in place); a changed object is refused."""
+    import numpy as np
+
+    from seedline.execution.cache import _dump_output, _read_output
+
+    for name, value in _outputs().items():
+        data = _dump_output(value)
+        assert data is not None, name
+        address = store.objects.put(data)
+        got = _read_output(store.objects, address)
+        if hasattr(value, "toarray"):
+            assert (got != value).nnz == 0, name
+            continue
+        assert isinstance(got, np.ndarray) and isinstance(value, np.ndarray)
+        assert got.dtype == value.dtype and got.shape == value.shape, name
+        assert np.array_equal(got, value), name
+        assert got.flags.writeable and got.flags.aligned, name
+        assert got.flags.f_contiguous == value.flags.f_contiguous, name
+    data = _dump_output(_outputs()["large"])
+    assert data is not None
+    address = store.objects.put(data)
+    _corrupt(store.objects, address, data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(CorruptObjectError):
+        _read_output(store.objects, address)

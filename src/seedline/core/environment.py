@@ -157,6 +157,25 @@ def _distributions(
     return tuple((dist, *_name_and_version(dist)) for dist in importlib.metadata.distributions())
 
 
+def distribution_version(name: str) -> str:
+    """``importlib.metadata.version(name)`` from the one walk of the installed distributions.
+
+    The library finds and parses the distribution's metadata again on every call (about a
+    millisecond; the step cache asks once per class of every step it looks up). The same
+    answer: the first distribution of that (normalised) name on the import path; raises
+    ``importlib.metadata.PackageNotFoundError`` like the library when there is none.
+    """
+    wanted = _normalised(name)
+    for _, found, version in _distributions(_path_key()):
+        if found and _normalised(found) == wanted and version is not None:
+            return str(version)
+    return importlib.metadata.version(name)  # not in the walk: the library says why
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def installed_distributions() -> dict[str, str]:
     """Every installed distribution, name (normalised) -> version, sorted by name.
 
@@ -165,7 +184,7 @@ def installed_distributions() -> dict[str, str]:
     out: dict[str, str] = {}
     for _, name, version in _distributions(_path_key()):
         if name:
-            out[re.sub(r"[-_.]+", "-", name).lower()] = str(version)
+            out[_normalised(name)] = str(version)
     return dict(sorted(out.items()))
 
 

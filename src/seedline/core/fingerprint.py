@@ -45,6 +45,8 @@ _LENGTHS_BLOCK = 1 << 18
 _VECTOR_MIN = 256
 # Arrow string arrays with 32-bit offsets hold fewer bytes than this
 _INT32_OFFSETS = (1 << 31) - 1
+# the most gathered text of a categorical that helpers keep ahead of its reader
+_TEXT_AHEAD = 64 << 20
 # length-prefixed values up to this many bytes reach the hasher in one update call
 _SMALL = 4096
 
@@ -184,7 +186,7 @@ def _column_digest(
             stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
         values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
-    elif (coded := _coded_strings(series, na)) is not None:
+    elif (coded := _coded_strings(series, na, text)) is not None:
         _hash_coded_strings(h, *coded, text=text)
     elif (chunks := _arrow_strings(series, int(na.sum()))) is not None:
         # the same bytes as below, read from the Arrow buffers: all lengths, then all text
@@ -228,7 +230,9 @@ def _text_chunk(chunk: Any, offset_type: type) -> tuple[np.ndarray, memoryview]:
     return offsets, text
 
 
-def _coded_strings(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | None:
+def _coded_strings(
+    series: Any, na: np.ndarray, text: _CodedText | None = None
+) -> tuple[np.ndarray, Any, np.ndarray] | None:
     """A categorical of text as its codes and categories: the lengths of the categories
     (int64), the categories as one Arrow string array, and the codes (a missing value points
     at an empty category added at the end); None for any other column.
@@ -236,6 +240,14 @@ def _coded_strings(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.nda
     Its values are hashed without a Python object per row, and the categories' bytes are
     gathered per block of rows (``_hash_coded_strings``) rather than all at once.
     """
+    coded = _coded(series, na)
+    if coded is None and text is not None:
+        text.close()  # not coded text after all: its helpers go home now, not at the end
+    return coded
+
+
+def _coded(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | None:
+    """``_coded_strings`` without the helpers."""
     import pandas as pd
 
     if not isinstance(series.dtype, pd.CategoricalDtype):
@@ -282,8 +294,7 @@ def _hash_coded_strings(
     """Feed ``h`` the text encoding of a coded column: every value's length, then the text.
 
     The values' bytes come a block of rows at a time from ``text`` (gathered by Arrow in
-    C++, by this thread or by helpers on other cores), so a block's text is hashed while it
-    is still in cache, never the whole column's text at once.
+    C++, by this thread or by helpers on other cores), never the whole column's text at once.
     """
     block = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
     text = text if text is not None else _CodedText()
@@ -302,10 +313,11 @@ class _CodedText:
     Gathering (Arrow's ``take``, about 9 ns a row) is most of the cost of such a column,
     and a table's pool would otherwise leave it to one core while the others finish the
     rest. The thread hashing the column reads the blocks in order (``blocks``) and gathers
-    every block no helper has claimed; helpers (``help``, queued on the pool's other workers
-    right behind the column) claim the next blocks, at most ``window`` ahead of the reader.
-    The bytes, and their order, are the same whoever gathers them. ``close`` (the reader is
-    done, failed, or the column turned out not to be coded text) sends every helper home.
+    every block no helper has claimed; helpers (``help``, queued behind every column of the
+    table, so that a worker helps once it has no column left) claim the next blocks, at most
+    ``window`` blocks (and about ``_TEXT_AHEAD`` bytes) ahead of the reader. The bytes, and
+    their order, are the same whoever gathers them. ``close`` (the reader is done or failed,
+    or the column is not coded text after all) sends every helper home.
     """
 
     def __init__(self, window: int = 0) -> None:
@@ -328,9 +340,15 @@ class _CodedText:
         rows = _LENGTHS_BLOCK
         if offset_type is np.int32:  # a block's text must fit 32-bit offsets
             rows = max(1, min(rows, _INT32_OFFSETS // max(int(lengths.max(initial=0)), 1)))
+        # at most _TEXT_AHEAD bytes of gathered text wait for the reader (a block of long
+        # values can be hundreds of megabytes), estimated from the first rows' lengths
+        sample = np.take(lengths, codes[:_LENGTHS_BLOCK], mode="clip")
+        block_bytes = rows * float(sample.mean()) if len(sample) else 0.0
         with self._cond:
             self._dictionary, self._codes, self._offset_type = dictionary, codes, offset_type
             self._spans = [(i, min(i + rows, len(codes))) for i in range(0, len(codes), rows)]
+            if block_bytes > 0:
+                self.window = min(self.window, max(1, int(_TEXT_AHEAD // block_bytes)))
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -566,14 +584,15 @@ def fingerprint_table(df: Any) -> TableFingerprint:
         longest_first = sorted(series, key=lambda k: -costs[k])
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
             futures = {}
-            helpers = []
+            shared: list[_CodedText] = []
             for k in longest_first:
                 if schema[k] == "string" and isinstance(series[k].dtype, pd.CategoricalDtype):
-                    text = _CodedText(window=2 * workers)
-                    futures[k] = pool.submit(_shared_digest, series[k], schema[k], text)
-                    helpers += [pool.submit(text.help) for _ in range(workers - 1)]
+                    shared.append(_CodedText(window=2 * workers))
+                    futures[k] = pool.submit(_shared_digest, series[k], schema[k], shared[-1])
                 else:
                     futures[k] = pool.submit(_digest, series[k], schema[k], 1)
+            # helpers queue behind every column: a worker helps once it has no column left
+            helpers = [pool.submit(text.help) for text in shared for _ in range(workers - 1)]
             columns = {k: futures[k].result() for k in series}
             for helper in helpers:
                 helper.result()

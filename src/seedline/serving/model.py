@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seedline.core import collector
 from seedline.core.errors import SeedlineError
 from seedline.serving.batching import Batcher
 from seedline.serving.metrics import Metrics
@@ -110,6 +111,7 @@ class ServedModel:
             enabled=False,
             on_batch=self.metrics.observe_batch,
         )
+        collector.resume()  # started up, before the first prediction (core.collector)
         self.status = "ready"
         self.metrics.ready = True
         if self.config.batching:
