@@ -453,3 +453,25 @@ def test_long_object_arrays_of_text_hash_as_item_by_item(monkeypatch: pytest.Mon
     bulk = {name: fingerprint_array(a) for name, a in arrays.items()}
     monkeypatch.setattr(fingerprint, "_VECTOR_MIN", 1 << 62)  # every item through _encode
     assert bulk == {name: fingerprint_array(a) for name, a in arrays.items()}
+
+
+def test_a_wide_table_hashed_a_few_columns_a_task_matches_one_column_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small columns reach the table's pool a few at a time: every column's digest, and the
+    table's (which follows the columns' order), are those of hashing one column at a time."""
+    from seedline.core import fingerprint
+
+    rng = np.random.default_rng(3)
+    wide = pd.DataFrame(rng.normal(size=(3_000, 400)), columns=[f"c{i}" for i in range(400)])
+    wide["ints"] = rng.integers(0, 9, 3_000)
+    wide["text"] = pd.Series(rng.choice(["a", "bb", None], 3_000), dtype="str")
+    wide.insert(0, "first", wide.pop("c399") * 2)  # not in name order
+    monkeypatch.setattr(fingerprint, "_TABLE_PARALLEL_MIN", 0)
+    monkeypatch.setattr(fingerprint, "_TASK_MIN", 100_000)  # about four columns a task
+    monkeypatch.setattr(fingerprint, "_cpus", lambda: 2)
+    pooled = seedline.fingerprint_table(wide)
+    monkeypatch.setattr(fingerprint, "_cpus", lambda: 1)
+    alone = seedline.fingerprint_table(wide)
+    assert pooled == alone
+    assert list(pooled.columns) == [str(c) for c in wide.columns]

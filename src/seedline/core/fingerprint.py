@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache, singledispatch
 from pathlib import Path
@@ -39,6 +39,9 @@ _PARALLEL_MIN = 1 << 20
 _BLOCK = 1 << 20
 # a table with at least this many bytes in plain numeric columns hashes them a column per core
 _TABLE_PARALLEL_MIN = 8 << 20
+# smaller columns go to the table's pool a few at a time, at least this many bytes a task: a
+# task of a few kilobytes costs more in hand-offs between threads than it saves
+_TASK_MIN = 4 << 20
 # string lengths are computed and hashed this many at a time (2 MiB of int64)
 _LENGTHS_BLOCK = 1 << 18
 # object arrays of at least this many strings are encoded by Arrow rather than item by item
@@ -520,6 +523,13 @@ def _digest(series: Any, ltype: str, threads: int) -> str:
     return _column_digest(series, ltype, threads)
 
 
+def _digests(
+    series: Mapping[str, Any], schema: Mapping[str, str], keys: list[str]
+) -> dict[str, str]:
+    """``_digest`` of a few columns, one after the other on one thread (a task of the table's pool)."""
+    return {k: _digest(series[k], schema[k], 1) for k in keys}
+
+
 def _shared_digest(series: Any, ltype: str, text: _CodedText) -> str:
     """``_digest`` of a categorical column in a table's pool, its text gathered with ``text``'s
     helpers; they are sent home however it ends."""
@@ -583,17 +593,29 @@ def fingerprint_table(df: Any) -> TableFingerprint:
         # other workers help gather its values (its cost is mostly that gathering)
         longest_first = sorted(series, key=lambda k: -costs[k])
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedline-fp") as pool:
-            futures = {}
+            futures: dict[str, Future[str]] = {}
+            batches: list[Future[dict[str, str]]] = []
             shared: list[_CodedText] = []
+            batch: list[str] = []
+            batch_bytes = 0
             for k in longest_first:
                 if schema[k] == "string" and isinstance(series[k].dtype, pd.CategoricalDtype):
                     shared.append(_CodedText(window=2 * workers))
                     futures[k] = pool.submit(_shared_digest, series[k], schema[k], shared[-1])
-                else:
-                    futures[k] = pool.submit(_digest, series[k], schema[k], 1)
+                    continue
+                batch.append(k)
+                batch_bytes += costs[k]
+                if batch_bytes >= _TASK_MIN:
+                    batches.append(pool.submit(_digests, series, schema, batch))
+                    batch, batch_bytes = [], 0
+            if batch:
+                batches.append(pool.submit(_digests, series, schema, batch))
             # helpers queue behind every column: a worker helps once it has no column left
             helpers = [pool.submit(text.help) for text in shared for _ in range(workers - 1)]
-            columns = {k: futures[k].result() for k in series}
+            found = {k: f.result() for k, f in futures.items()}
+            for done in batches:
+                found.update(done.result())
+            columns = {k: found[k] for k in series}
             for helper in helpers:
                 helper.result()
     else:  # one at a time, each on all cores
