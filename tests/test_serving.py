@@ -626,27 +626,36 @@ def test_a_server_resumes_a_paused_collector_once_its_model_is_loaded(tmp_path: 
         gc.enable()
 
 
+SUPERVISOR_PROBE = """
+import gc, os, sys
+import uvicorn
+from seedline.core import collector
+from seedline.serving.app import ServeConfig, serve
+uvicorn.run = lambda *a, **k: print("collector", "on" if gc.isenabled() else "off")
+collector.pause()
+serve(ServeConfig(ref=sys.argv[1], project=sys.argv[2]), workers=2, port=int(sys.argv[3]))
+left = [k for k in ("PROMETHEUS_MULTIPROC_DIR", "SEEDLINE_SERVE_STATE", "SEEDLINE_SERVE_CONFIG") if k in os.environ]
+print("left", *left)
+"""
+
+
 def test_the_supervisor_of_several_workers_resumes_the_collector_before_starting_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """`serve --workers N`: the supervisor loads no model, so it resumes the paused collector
-    before uvicorn starts the workers (each a fresh process)."""
-    import gc
-
-    import uvicorn
-
-    from seedline.core import collector
-    from seedline.serving.app import ServeConfig, serve
+    before uvicorn starts the workers (each a fresh process); and the variables it sets for
+    them do not outlive the call (a later server in the same process would otherwise look
+    for its metrics in a folder since removed)."""
+    import subprocess
+    import sys
 
     root, run_id = project_with_run(tmp_path)
-    seen: list[bool] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append(gc.isenabled()))
-    gc.unfreeze()
-    collector.pause()
-    try:
-        serve(ServeConfig(ref=run_id, project=str(root)), workers=2, port=free_port())
-        assert seen == [True]
-    finally:
-        collector.resume()
-        gc.unfreeze()
-        gc.enable()
+    out = subprocess.run(
+        [sys.executable, "-c", SUPERVISOR_PROBE, run_id, str(root), str(free_port())],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[-2:] == ["collector on", "left"]

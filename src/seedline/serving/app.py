@@ -272,6 +272,8 @@ def serve(
         config.expect_fingerprint = expected_fingerprint(config.expect_fingerprint, config.project)
     setup_logging(log_level)
     state = Path(tempfile.mkdtemp(prefix="seedline-serve-"))
+    # the variables set below for the workers are this call's: put back as they were after it
+    saved = {k: os.environ.get(k) for k in (MULTIPROC_ENV, STATE_ENV, CONFIG_ENV, "SEEDLINE_TOKEN")}
     try:
         if workers > 1:
             # every worker writes its metrics here and one scrape sums them (set before
@@ -313,6 +315,11 @@ def serve(
             raise failure
     finally:
         shutil.rmtree(state, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 __all__ = ["ServeConfig", "ServeError", "app_from_env", "check_bind", "create_app", "serve"]
