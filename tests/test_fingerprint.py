@@ -391,7 +391,8 @@ def test_a_helper_goes_home_when_the_column_is_not_coded_text_or_fails() -> None
     helper = threading.Thread(target=waiting.help)
     helper.start()
     odd = pd.Series(["a", 1, 2.5, None], dtype="category")  # categories Arrow cannot read
-    assert fingerprint._coded_strings(odd, odd.isna().to_numpy(), waiting) is None
+    assert fingerprint._coded_strings(odd, odd.isna().to_numpy()) is None
+    fingerprint._column_digest(odd, "string", 1, waiting)
     helper.join(timeout=10)  # sent home as soon as the column is known not to be coded text
     assert not helper.is_alive()
 

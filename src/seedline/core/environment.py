@@ -165,11 +165,20 @@ def distribution_version(name: str) -> str:
     answer: the first distribution of that (normalised) name on the import path; raises
     ``importlib.metadata.PackageNotFoundError`` like the library when there is none.
     """
-    wanted = _normalised(name)
-    for _, found, version in _distributions(_path_key()):
-        if found and _normalised(found) == wanted and version is not None:
-            return str(version)
+    found = _first_versions(_path_key()).get(_normalised(name))
+    if found is not None:
+        return found
     return importlib.metadata.version(name)  # not in the walk: the library says why
+
+
+@functools.cache
+def _first_versions(path_key: tuple[str, ...]) -> dict[str, str]:
+    """Normalised name -> version of the first distribution of that name on the import path."""
+    out: dict[str, str] = {}
+    for _, name, version in _distributions(path_key):
+        if name and version is not None:
+            out.setdefault(_normalised(name), str(version))
+    return out
 
 
 def _normalised(name: str) -> str:

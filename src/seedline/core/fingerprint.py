@@ -189,26 +189,29 @@ def _column_digest(
             stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
         values = stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
         h.update(_byte_view(values))
-    elif (coded := _coded_strings(series, na, text)) is not None:
+    elif (coded := _coded_strings(series, na)) is not None:
         _hash_coded_strings(h, *coded, text=text)
-    elif (chunks := _arrow_strings(series, int(na.sum()))) is not None:
-        # the same bytes as below, read from the Arrow buffers: all lengths, then all text
-        lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
-        for offsets, _chars in chunks:
-            # block by block, so that the lengths are hashed while still in cache
-            for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
-                j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
-                np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
-                h.update(lengths[: j - i].view(np.uint8).data)
-        for _offsets, chars in chunks:
-            h.update(chars)
     else:
-        texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
-        encoded = [t.encode("utf-8") for t in texts]
-        h.update(
-            np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
-        )
-        h.update(b"".join(encoded))
+        if text is not None:
+            text.close()  # not coded text after all: its helpers go home now, not at the end
+        if (chunks := _arrow_strings(series, int(na.sum()))) is not None:
+            # the same bytes as below, read from the Arrow buffers: all lengths, then all text
+            lengths = np.empty(_LENGTHS_BLOCK, dtype=np.int64)
+            for offsets, _chars in chunks:
+                # block by block, so that the lengths are hashed while still in cache
+                for i in range(0, len(offsets) - 1, _LENGTHS_BLOCK):
+                    j = min(i + _LENGTHS_BLOCK, len(offsets) - 1)
+                    np.subtract(offsets[i + 1 : j + 1], offsets[i:j], out=lengths[: j - i])
+                    h.update(lengths[: j - i].view(np.uint8).data)
+            for _offsets, chars in chunks:
+                h.update(chars)
+        else:
+            texts = ["" if m else str(v) for v, m in zip(series.tolist(), na, strict=True)]
+            encoded = [t.encode("utf-8") for t in texts]
+            h.update(
+                np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)).tobytes()
+            )
+            h.update(b"".join(encoded))
     return f"column:{_hex(h)}"
 
 
@@ -219,6 +222,13 @@ def _filled(series: Any, dtype: type, na: np.ndarray, boolean: bool) -> np.ndarr
         return values
     except (TypeError, ValueError, OverflowError):  # an extension type that cannot fill so
         return np.asarray(series.astype(object).where(~na, 0).to_numpy(dtype=dtype))
+
+
+def _offset_type(arrow_type: Any) -> type:
+    """The NumPy type of an Arrow string array's offsets: 64-bit for ``large_string``."""
+    import pyarrow as pa
+
+    return np.int64 if pa.types.is_large_string(arrow_type) else np.int32
 
 
 def _text_chunk(chunk: Any, offset_type: type) -> tuple[np.ndarray, memoryview]:
@@ -233,9 +243,7 @@ def _text_chunk(chunk: Any, offset_type: type) -> tuple[np.ndarray, memoryview]:
     return offsets, text
 
 
-def _coded_strings(
-    series: Any, na: np.ndarray, text: _CodedText | None = None
-) -> tuple[np.ndarray, Any, np.ndarray] | None:
+def _coded_strings(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | None:
     """A categorical of text as its codes and categories: the lengths of the categories
     (int64), the categories as one Arrow string array, and the codes (a missing value points
     at an empty category added at the end); None for any other column.
@@ -243,14 +251,6 @@ def _coded_strings(
     Its values are hashed without a Python object per row, and the categories' bytes are
     gathered per block of rows (``_hash_coded_strings``) rather than all at once.
     """
-    coded = _coded(series, na)
-    if coded is None and text is not None:
-        text.close()  # not coded text after all: its helpers go home now, not at the end
-    return coded
-
-
-def _coded(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | None:
-    """``_coded_strings`` without the helpers."""
     import pandas as pd
 
     if not isinstance(series.dtype, pd.CategoricalDtype):
@@ -277,7 +277,7 @@ def _coded(series: Any, na: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray] | 
         dictionary = dictionary.cast(pa.string())  # Arrow gathers 32-bit offsets faster
     # a missing value is "" in the encoding: code -1 becomes the index of an added ""
     dictionary = pa.concat_arrays([dictionary, pa.array([""], type=dictionary.type)])
-    offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+    offset_type = _offset_type(dictionary.type)
     offsets, _text = _text_chunk(dictionary, offset_type)
     lengths = np.diff(offsets).astype(np.int64)
     codes = series.cat.codes.to_numpy()
@@ -337,9 +337,7 @@ class _CodedText:
         self._offset_type: type = np.int32
 
     def start(self, dictionary: Any, codes: np.ndarray, lengths: np.ndarray) -> None:
-        import pyarrow as pa
-
-        offset_type = np.int64 if pa.types.is_large_string(dictionary.type) else np.int32
+        offset_type = _offset_type(dictionary.type)
         rows = _LENGTHS_BLOCK
         if offset_type is np.int32:  # a block's text must fit 32-bit offsets
             rows = max(1, min(rows, _INT32_OFFSETS // max(int(lengths.max(initial=0)), 1)))
@@ -458,7 +456,7 @@ def _arrow_strings(series: Any, nulls: int) -> list[tuple[np.ndarray, memoryview
         return None  # numbers or bytes in an object column: their str() is what gets hashed
     if chunked.null_count != nulls:
         return None  # pandas and Arrow disagree on what is missing (NaT, ...)
-    offset_type = np.int64 if pa.types.is_large_string(chunked.type) else np.int32
+    offset_type = _offset_type(chunked.type)
     out: list[tuple[np.ndarray, memoryview]] = []
     for chunk in chunked.chunks:
         offsets, text = _text_chunk(chunk, offset_type)

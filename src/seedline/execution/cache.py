@@ -179,8 +179,9 @@ def _read_output(objects: Any, address: str) -> Any:
     """
     import blake3
 
-    size = objects.size(address)
     with objects.open(address) as raw:
+        size = raw.seek(0, io.SEEK_END)  # the object's size, without asking the store again
+        raw.seek(0)
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= 1 << 20 else 1)
         stream = _Hashing(raw, hasher)
         if stream.read(3) != b"npy":  # a sparse matrix (npz)
