@@ -93,6 +93,57 @@ def test_installed_packages_are_read_as_importlib_metadata_reads_them(tmp_path: 
     assert _name_and_version(dist) == ("Odd.Pkg", "1.0.post2")
 
 
+@pytest.mark.parametrize(
+    "block",
+    [
+        "Metadata-Version: 2.1\nName: plain\nVersion: 1.0",
+        "Metadata-Version: 2.1\r\nName: crlf\r\nVersion: 2.0\r\n",
+        "name: lower\nVERSION: 3.0",
+        "Name:   spaced  \nVersion:\t4.0\t",
+        "Name: first\nName: second\nVersion: 1\nVersion: 2",
+        "Summary: a\n  folded: line with a colon\nName: after-fold\nVersion: 5",
+        "Name: folded\n  name\nVersion: 6",
+        "Name: x\nVersion: 7\n\tfolded version",
+        "Name: cr\rVersion: 8",
+        "From someone\nName: unixfrom\nVersion: 9",
+        "Name: no-version",
+        "Version: 10",
+        "Name:\nVersion:",
+        "Author: J\u00f6rg\nName: accented\nVersion: 11",
+        "Bad Field: x\nName: defect\nVersion: 12",
+        "not a header at all",
+        "Name: lone\udcff surrogate\nVersion: 13",
+        "",
+    ],
+)
+def test_a_header_block_reads_as_the_email_parser_reads_it(block: str) -> None:
+    """The one-pass header read answers the email parser's Name and Version (the first
+    occurrence, any case of the field's name, the value's blanks after the colon removed),
+    or hands the block to that parser where it could read it differently."""
+    import email
+
+    from seedline.core.environment import _name_and_version, _plain_fields
+
+    message = email.message_from_string(block)
+    expected = (message["Name"], message["Version"])
+    plain = _plain_fields(block)
+    if plain is not None:
+        assert plain == expected
+    dist = type("Dist", (), {"read_text": lambda self, name: block + "\n\nDescription"})()
+    assert _name_and_version(dist) == expected
+
+
+def test_the_one_pass_header_read_serves_ordinary_blocks() -> None:
+    """Not a path that always falls back to the parser: plain blocks, CRLF ones and
+    lower-case field names are read in one pass."""
+    from seedline.core.environment import _plain_fields
+
+    assert _plain_fields("Metadata-Version: 2.1\nName: a\nVersion: 1") == ("a", "1")
+    assert _plain_fields("name: b\r\nversion:  2 \r\n") == ("b", "2 ")
+    assert _plain_fields("Name: c\n  folded") is None
+    assert _plain_fields("From x\nName: d") is None
+
+
 def test_a_distributions_version_is_what_importlib_metadata_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -293,6 +293,39 @@ def test_plot_confusion_matrix_is_scikit_learns_for_text_labels() -> None:
     assert numbers["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
 
 
+def test_plot_curves_are_scikit_learns_exactly() -> None:
+    """The ROC and precision-recall curves from one sort are scikit-learn's arrays, value for
+    value and dtype for dtype: continuous scores, scores with many ties, tiny sets; and a
+    classifier's stored curves with the AUC scikit-learn gives. Scores that are not finite
+    go to scikit-learn, whose error the plot document then records."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    from seedline.execution.plots import _binary_curves, classifier_plots
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(2, 200))
+        hit = rng.integers(0, 2, n)
+        hit[0], hit[-1] = 0, 1
+        score = rng.random(n)
+        if trial % 2:
+            score = np.round(score * int(rng.integers(1, 5))) / 4  # ties
+        fpr, tpr, _ = roc_curve(hit, score)
+        precision, recall, _ = precision_recall_curve(hit, score)
+        theirs_all = (fpr, tpr, precision, recall)
+        for ours, theirs in zip(_binary_curves(hit, score), theirs_all, strict=True):
+            assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), trial
+    y = rng.integers(0, 3, 300)
+    proba = rng.dirichlet(np.ones(3), 300)
+    doc = classifier_plots(y, proba.argmax(axis=1), proba, [0, 1, 2])
+    for k, curve in enumerate(doc["roc"]):
+        fpr, tpr, _ = roc_curve(y == k, proba[:, k])
+        assert curve["auc"] == float(auc(fpr, tpr))
+    proba[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        classifier_plots(y, proba.argmax(axis=1), proba, [0, 1, 2])
+
+
 def test_a_run_imports_its_own_module_not_one_another_project_imported_in_this_process(
     tmp_path: Path,
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -216,3 +219,51 @@ def test_the_compact_dump_is_skops_own_with_the_schema_unindented() -> None:
     assert dump_model(model).startswith(b"PK") and b'{"__class__"' in dump_model(model)
     loaded = load_model(ours, trusted_own=True)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_the_dump_writes_the_bytes_a_plain_zip_file_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    import zipfile
+
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from skops.io._utils import SaveContext
+
+    from seedline.execution.skops_types import skops_dumps
+
+    # skops names objects and array files after id(), and zip members carry the time of
+    # writing: both made the same from one dump to the next
+    numbers: dict[int, int] = {}
+
+    def memoize(self: SaveContext, obj: Any) -> int:
+        self.memo.setdefault(id(obj), obj)
+        return numbers.setdefault(id(obj), len(numbers))
+
+    monkeypatch.setattr(SaveContext, "memoize", memoize)
+    clock = types.SimpleNamespace(time=lambda: 1_700_000_000.0, localtime=time.localtime)
+    monkeypatch.setattr(zipfile, "time", clock)
+
+    def dumped(dumps: Callable[[Any], bytes], model: Any) -> bytes:
+        numbers.clear()
+        return dumps(model)
+
+    X, y = load_digits(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    pipeline = make_pipeline(StandardScaler(), PCA(20), LogisticRegression(max_iter=500))
+    pipeline.fit(X, y)
+    from seedline.execution import skops_types
+
+    def plain_zip_dumps(model: Any) -> bytes:  # the dump with a stock ZipFile
+        with monkeypatch.context() as m:
+            m.setattr(skops_types, "_NamedZipFile", zipfile.ZipFile)
+            return skops_dumps(model)
+
+    for model in (forest, pipeline):
+        reference = dumped(plain_zip_dumps, model)
+        assert dumped(plain_zip_dumps, model) == reference  # the reference is reproducible
+        ours = dumped(skops_dumps, model)
+        assert ours == reference
+        with zipfile.ZipFile(io.BytesIO(ours)) as zf:
+            names = zf.namelist()
+        assert len(names) == len(set(names)) > 2

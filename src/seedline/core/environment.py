@@ -67,6 +67,8 @@ def _cpu() -> dict[str, Any]:
 
 # the end of a metadata file's headers: its long description follows, often most of the file
 _HEADERS_END = re.compile(r"\r?\n\r?\n")
+# a header line the email parser reads as "field: value" (its field-name characters: no space, no colon)
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 
 def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str | None, str | None]:
@@ -74,16 +76,64 @@ def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str | None
 
     ``Distribution.metadata`` parses the whole file, description included, and
     ``.version`` parses it again: about a millisecond per distribution, a second for an
-    environment with deep-learning frameworks. The header block alone holds both fields,
-    and the same parser reads it; a file without one is read as the library reads it.
+    environment with deep-learning frameworks. The header block alone holds both fields;
+    ``_plain_fields`` reads them in one pass (the email parser itself took 0.25 ms a
+    distribution, 50 ms for 200), and any block it cannot read exactly as the parser does
+    goes to the parser; a file without a header block is read as the library reads it.
     """
     text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or dist.read_text("")
     if text is None:
         meta = dist.metadata
         return meta["Name"], meta["Version"]
     end = _HEADERS_END.search(text)
-    message = email.message_from_string(text[: end.start()] if end else text)
+    block = text[: end.start()] if end else text
+    plain = _plain_fields(block)
+    if plain is not None:
+        return plain
+    message = email.message_from_string(block)
     return message["Name"], message["Version"]
+
+
+def _plain_fields(block: str) -> tuple[str | None, str | None] | None:
+    """The first ``Name`` and ``Version`` of a header block, as ``email`` reads them, or None
+    where the block holds anything that parser could read differently.
+
+    The parser (compat32 policy) matches field names without regard to case, answers the
+    first occurrence, and gives the value with the blanks after the colon and the line end
+    removed. Handed back to it: a carriage return without its line feed, text it would
+    decode with surrogates, a line that is no plain ``field: value`` (a ``From `` line, a
+    defect), and a folded Name or Version.
+    """
+    if "\r" in block.replace("\r\n", "") or (not block.isascii() and not _encodable(block)):
+        return None
+    name: str | None = None
+    version: str | None = None
+    field = ""
+    for line in block.split("\n"):
+        line = line.removesuffix("\r")
+        if not line:  # the headers end here (a block that ends with its line break)
+            break
+        if line[:1] in (" ", "\t"):  # continues the field before it
+            if field in ("name", "version"):
+                return None
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not _FIELD_NAME.fullmatch(key):
+            return None
+        field = key.lower()
+        if field == "name" and name is None:
+            name = value.lstrip(" \t")
+        elif field == "version" and version is None:
+            version = value.lstrip(" \t")
+    return name, version
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: the parser answers a Header object for them
+        return False
+    return True
 
 
 def _inferred_top_level(dist: importlib.metadata.Distribution) -> set[str]:

@@ -20,7 +20,7 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,8 +36,11 @@ from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.loadmemo import remember
 from seedline.execution.persist import dump_model, is_plain_skops, load_model
 from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
-from seedline.records.tracking import Store
-from seedline.storage.metadata import now_iso
+from seedline.records.recording import RunRecords
+from seedline.storage.embedded import now_iso
+
+if TYPE_CHECKING:  # maintenance takes the full store; a run records through RunRecords
+    from seedline.records.tracking import Store
 
 CACHE_VERSION = 1
 
@@ -232,7 +235,7 @@ def _check(hasher: Any, address: str) -> None:
 class StepCache:
     """Per-step cache over a project's store (metadata rows + content-addressed objects)."""
 
-    def __init__(self, store: Store, root: Path, context: dict[str, Any]) -> None:
+    def __init__(self, store: RunRecords, root: Path, context: dict[str, Any]) -> None:
         self.store = store
         self.index = CacheIndex(store)
         self.root = root

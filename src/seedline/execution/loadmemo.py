@@ -256,8 +256,13 @@ def remember(
             },
             sort_keys=True,
         ).encode()
-        body = len(header).to_bytes(4, "big") + header + buf.getvalue()
-        _write(where, f"{address}{SUFFIX}", MAGIC + _mac(key, body) + body)
+        # written in pieces, the MAC fed the same pieces: a forest's pickle is megabytes,
+        # and joining them copied it twice (4 ms of a 23 ms memo for 150 trees)
+        parts: list[bytes | memoryview] = [len(header).to_bytes(4, "big") + header, buf.getbuffer()]
+        mac = blake3.blake3(key=key)
+        for part in parts:
+            mac.update(part)
+        _write(where, f"{address}{SUFFIX}", [MAGIC + mac.digest(), *parts])
         _trim(where)
     except Exception as exc:  # a model pickle cannot hold, a full disk: no memo, no harm
         log.debug("load memo for %s not written: %s", address, exc)
@@ -269,12 +274,13 @@ def _version(name: str) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def _write(where: Path, name: str, data: bytes) -> None:
+def _write(where: Path, name: str, parts: list[bytes | memoryview]) -> None:
     tmp = where / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for part in parts:
+                fh.write(part)
         os.replace(tmp, where / name)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -70,9 +70,9 @@ from seedline.records.manifest import (
     SpecSourcesRecord,
     StepRecord,
 )
+from seedline.records.recording import RunRecords, new_run_id, open_run_store
 from seedline.records.tags import check_tags
-from seedline.records.tracking import Store, new_run_id
-from seedline.storage.metadata import now_iso
+from seedline.storage.embedded import now_iso
 
 Progress = Callable[[str, int, int], None]
 
@@ -836,7 +836,7 @@ def pipeline_class_modules(pipeline: Any) -> list[str]:
 
 
 def record_detached(
-    store: Store,
+    store: RunRecords,
     result: RunResult,
     root: Path,
     git_info: dict[str, Any],
@@ -892,7 +892,7 @@ def run(
     *,
     overrides: list[str] | None = None,
     project_root: str | Path | None = None,
-    store: Store | None = None,
+    store: RunRecords | None = None,
     progress: Progress | None = None,
     parent_run: str | None = None,
     after_fit: AfterFit | None = None,
@@ -944,8 +944,9 @@ def run(
     collector.resume()  # started up: what follows makes short-lived objects (core.collector)
 
     sink = _Detached() if detached else None
-    if not detached:
-        store = store or Store.open(root)
+    opened: RunRecords | None = None  # a store this run opens, it closes
+    if not detached and store is None:
+        store = opened = open_run_store(root)
     put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
     snapshot_warnings: list[str] = []
     if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
@@ -1148,8 +1149,12 @@ def run(
         timings["total"] = time.perf_counter() - t_start
         manifest.timings = {k: round(v, 6) for k, v in timings.items()}
         manifest.finished_at = now_iso()
-        if store is not None:
-            store.finish_run(manifest, duration_s=timings["total"])
+        try:
+            if store is not None:
+                store.finish_run(manifest, duration_s=timings["total"])
+        finally:
+            if opened is not None:
+                opened.close()
 
     if interrupted is not None:
         raise interrupted

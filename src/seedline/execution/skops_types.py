@@ -23,7 +23,7 @@ skops directly in a process where seedline imported it first sees a shorter defa
 stricter, never looser.
 
 ``skops_dumps`` writes what ``skops.io.dumps`` writes, with the schema on one line (see
-there for why).
+there for why), and answers skops' "is this array written yet" from a view of the names.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import sys
 import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from types import ModuleType
@@ -200,6 +200,20 @@ def _fast_module_lookup() -> Iterator[None]:
             finder.patched.whichmodule = finder.original  # type: ignore[attr-defined]
 
 
+class _NamedZipFile(zipfile.ZipFile):
+    """A ``ZipFile`` whose ``namelist()`` is a live view of the member names.
+
+    skops asks ``name not in zip_file.namelist()`` before writing each array; the stock
+    ``namelist()`` builds a list each time, quadratic over a forest's hundreds of arrays
+    (9 ms of a 150-tree forest's 46 ms dump). The view (``NameToInfo``'s keys: the names
+    written, as ``filelist`` holds them) answers ``in`` with one dictionary lookup; in write
+    mode nothing else in ``zipfile`` calls ``namelist()``, and the bytes are a plain ``ZipFile``'s.
+    """
+
+    def namelist(self) -> KeysView[str]:  # type: ignore[override]
+        return self.NameToInfo.keys()
+
+
 def skops_dumps(obj: Any) -> bytes:
     """``skops.io.dumps(obj)``, with the schema written without indentation.
 
@@ -209,14 +223,14 @@ def skops_dumps(obj: Any) -> bytes:
     write (0.45 s to 0.27 s for the whole dump, 4.3 MB to 2.6 MB). This writes the same zip
     as ``dumps`` (the arrays through skops' own ``get_state``, the same members, the same
     schema as JSON data; a test compares the two) with the schema compact; ``skops.io.loads``
-    reads either.
+    reads either. The zip is a ``_NamedZipFile``, for skops' checks of the names written.
     """
     skops_io()  # imported the seedline way, with seedline's types registered
     import skops
     from skops.io._utils import SaveContext, get_state
 
     buffer = BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zip_file:
+    with _NamedZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zip_file:
         context = SaveContext(zip_file=zip_file)
         state = get_state(obj, context)
         context.clear_memo()

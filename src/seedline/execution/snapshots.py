@@ -28,7 +28,7 @@ import pandas as pd
 
 from seedline.core.errors import DataError
 from seedline.execution.data import FILE_KINDS, read_table
-from seedline.records.tracking import Store
+from seedline.records.recording import RunRecords
 
 # a run refuses to snapshot a file larger than this unless told otherwise
 DEFAULT_MAX_BYTES = 2 << 30
@@ -98,7 +98,7 @@ def table_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _keep_table(
-    store: Store, record: dict[str, Any], frame: pd.DataFrame, max_bytes: int
+    store: RunRecords, record: dict[str, Any], frame: pd.DataFrame, max_bytes: int
 ) -> str | None:
     """Keep a non-file source's table; returns why not, or None once ``record['snapshot']`` is set."""
     from seedline.core.fingerprint import fingerprint_table
@@ -124,7 +124,7 @@ def _keep_table(
 
 
 def take(
-    store: Store,
+    store: RunRecords,
     sources: list[dict[str, Any]],
     root: Path,
     *,
@@ -177,7 +177,7 @@ def take(
     return warnings
 
 
-def materialized_path(store: Store, uri: str, address: str) -> Path:
+def materialized_path(store: RunRecords, uri: str, address: str) -> Path:
     """Where a snapshot is written out for reading: ``.seedline/snapshots/<address>/<uri>``."""
     rel = PurePosixPath(uri)
     # a source outside the project ('../x.csv') keeps only its name here
@@ -185,7 +185,7 @@ def materialized_path(store: Store, uri: str, address: str) -> Path:
     return store.root / MATERIALIZED_DIRNAME / address / Path(*parts)
 
 
-def _write_out(store: Store, uri: str, address: str, target: Path) -> None:
+def _write_out(store: RunRecords, uri: str, address: str, target: Path) -> None:
     """The object written to ``target`` (verified, atomically, read-only) unless already there."""
     if target.is_file():
         return
@@ -198,14 +198,14 @@ def _write_out(store: Store, uri: str, address: str, target: Path) -> None:
     os.chmod(target, 0o444)
 
 
-def materialize_table(store: Store, uri: str, address: str) -> Path:
+def materialize_table(store: RunRecords, uri: str, address: str) -> Path:
     """Write a table snapshot out unless already there; returns the Parquet file."""
     target = store.root / MATERIALIZED_DIRNAME / address / TABLE_NAME
     _write_out(store, uri, address, target)
     return target
 
 
-def materialize(store: Store, uri: str, address: str) -> Path:
+def materialize(store: RunRecords, uri: str, address: str) -> Path:
     """Write a snapshot out (verified, atomically) unless already there; returns its folder root.
 
     Reading it with ``read_source(uri, returned_root)`` gives the same record as the

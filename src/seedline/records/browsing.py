@@ -12,65 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, select, text
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from seedline.core.errors import SeedlineError
-from seedline.records.manifest import Manifest
 from seedline.records.reading import summaries, tag_conditions
-from seedline.records.tracking import RunSummary, Store, new_run_id, run_columns, session_rows
+from seedline.records.recording import flatten_spec, new_run_id
+from seedline.records.tracking import RunSummary, Store, run_columns, session_rows
 from seedline.storage.metadata import CheckReportRow, MetricRow, RunParamRow, RunRow, now_iso
 
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "~"]
 OPS: tuple[Op, ...] = ("<=", ">=", "!=", "=", "<", ">", "~")
-# spec keys that say nothing a person filters by
-_UNINDEXED = ("description",)
-
-
-def flatten_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """``{'pipeline.clf.params.C': 1.0, ...}``: lists of named items are keyed by their names."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-        elif (
-            isinstance(node, list)
-            and node
-            and all(isinstance(x, dict) and "name" in x for x in node)
-        ):
-            for item in node:
-                walk({k: v for k, v in item.items() if k != "name"}, f"{prefix}.{item['name']}")
-        else:
-            out[prefix] = node
-
-    walk({k: v for k, v in spec.items() if k not in _UNINDEXED}, "")
-    return out
-
-
-def _param_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def _param_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    return None
-
-
-def index_params(session: Session, manifest: Manifest) -> None:
-    """Record a run's flattened spec values (called once, as the run finishes, in its transaction)."""
-    for name, value in flatten_spec(manifest.spec).items():
-        session.add(
-            RunParamRow(
-                run_id=manifest.run_id,
-                name=name[:300],
-                value=None if value is None else _param_text(value),
-                number=_param_number(value),
-            )
-        )
 
 
 @dataclass(frozen=True)
@@ -341,7 +292,6 @@ __all__ = [
     "check_report",
     "children_of",
     "flatten_spec",
-    "index_params",
     "list_check_reports",
     "metric_names",
     "param_names",

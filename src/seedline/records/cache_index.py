@@ -9,46 +9,39 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
-
 from seedline.records.reading import CACHE_COLUMNS, CacheEntry, list_cache_entries
-from seedline.records.tracking import Store
-from seedline.storage.metadata import CacheRow, now_iso
+from seedline.records.recording import RunRecords
+from seedline.storage.embedded import now_iso
 
-
-def _entry(r: CacheRow) -> CacheEntry:
-    return CacheEntry.from_row([getattr(r, c) for c in CACHE_COLUMNS])
+_GET = f"SELECT {', '.join(CACHE_COLUMNS)} FROM cache_entries WHERE key = :key"
+_TOUCH = "UPDATE cache_entries SET hits = hits + 1, last_used_at = :now WHERE key = :key"
+# a key already there is a concurrent run that stored the same step: nothing changes
+_ADD = (
+    f"INSERT INTO cache_entries ({', '.join(CACHE_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in CACHE_COLUMNS)}) ON CONFLICT (key) DO NOTHING"
+)
 
 
 class CacheIndex:
-    """The cache rows of one store."""
+    """The cache rows of one store (SQL text: the run's embedded recorder writes them too)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RunRecords) -> None:
         self.store = store
 
     def get(self, key: str) -> CacheEntry | None:
-        with self.store._session() as s:
-            row = s.get(CacheRow, key)
-            return _entry(row) if row is not None else None
+        with self.store._reader() as rows:
+            found = rows(_GET, {"key": key})
+        return CacheEntry.from_row(found[0]) if found else None
 
     def touch(self, key: str) -> None:
         """Count a hit and note when the entry was last used."""
-        with self.store._transaction() as s:
-            s.execute(
-                update(CacheRow)
-                .where(CacheRow.key == key)
-                .values(hits=CacheRow.hits + 1, last_used_at=now_iso())
-            )
+        with self.store._writer() as execute:
+            execute(_TOUCH, {"key": key, "now": now_iso()})
 
     def add(self, entry: CacheEntry) -> bool:
         """Index an entry; False when the key is already there (a concurrent run stored the same)."""
-        try:
-            with self.store._transaction() as s:
-                s.add(CacheRow(**{f: getattr(entry, f) for f in entry.__dataclass_fields__}))
-        except IntegrityError:
-            return False
-        return True
+        with self.store._writer() as execute:
+            return execute(_ADD, {c: getattr(entry, c) for c in CACHE_COLUMNS}) == 1
 
     def entries(self) -> list[CacheEntry]:
         """All entries, most recently used first."""
@@ -57,41 +50,36 @@ class CacheIndex:
 
     def usage(self) -> tuple[int, int]:
         """(number of entries, total bytes)."""
-        with self.store._session() as s:
-            count, size = s.execute(
-                select(func.count(CacheRow.key), func.coalesce(func.sum(CacheRow.size_bytes), 0))
-            ).one()
+        with self.store._reader() as rows:
+            ((count, size),) = rows(
+                "SELECT COUNT(key), COALESCE(SUM(size_bytes), 0) FROM cache_entries", {}
+            )
         return int(count), int(size)
 
     def objects_except(self, keys: Collection[str]) -> set[str]:
         """Objects referenced by the entries whose key is not in ``keys``."""
-        with self.store._session() as s:
-            pairs = list(
-                s.execute(
-                    select(CacheRow.fitted_object, CacheRow.output_object).where(
-                        CacheRow.key.not_in(list(keys))
-                    )
-                )
-            )
-        return {x for pair in pairs for x in pair if x}
+        skip = set(keys)
+        with self.store._reader() as rows:
+            found = rows("SELECT key, fitted_object, output_object FROM cache_entries", {})
+        return {x for key, *pair in found if key not in skip for x in pair if x}
 
     def remove(self, keys: Collection[str]) -> list[CacheEntry]:
         """Delete the entries with these keys (not their objects); returns what was deleted."""
-        keys = list(keys)
-        if not keys:
+        wanted = set(keys)
+        if not wanted:
             return []
-        with self.store._transaction() as s:
-            rows = [_entry(r) for r in s.scalars(select(CacheRow).where(CacheRow.key.in_(keys)))]
-            s.execute(delete(CacheRow).where(CacheRow.key.in_(keys)))
-        return rows
+        gone = [e for e in self.entries() if e.key in wanted]
+        with self.store._writer() as execute:
+            execute("DELETE FROM cache_entries WHERE key = :key", [{"key": e.key} for e in gone])
+        return gone
 
 
-def list_entries(store: Store) -> list[dict[str, Any]]:
+def list_entries(store: RunRecords) -> list[dict[str, Any]]:
     """Every step-cache entry of ``store`` as a dict, most recently used first."""
     return [e.to_dict() for e in CacheIndex(store).entries()]
 
 
-def usage(store: Store) -> dict[str, int]:
+def usage(store: RunRecords) -> dict[str, int]:
     """How many step-cache entries ``store`` holds and their total size in bytes."""
     count, size = CacheIndex(store).usage()
     return {"entries": count, "bytes": size}

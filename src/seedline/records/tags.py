@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from seedline.core.errors import SeedlineError, did_you_mean
 from seedline.records.reading import read_tags
-from seedline.records.tracking import Store
-from seedline.storage.metadata import RunTagRow
+from seedline.records.recording import add_tags
+
+if TYPE_CHECKING:  # checking a tag's text needs no store: ``seedline run --tag`` checks first
+    from seedline.records.tracking import Store
 
 MAX_KEY_LENGTH = 100
 MAX_VALUE_LENGTH = 1000
@@ -112,18 +112,12 @@ def parse_tag_filter(text: str) -> tuple[str, str | None]:
     return check_key(text.strip()), None
 
 
-def add_tags(session: Session, run_id: str, tags: Mapping[str, str]) -> None:
-    """Set tags of a run inside a transaction that already holds it (records layer only)."""
-    for key, value in tags.items():
-        session.merge(RunTagRow(run_id=run_id, key=key, value=value))
-
-
 def set_tags(store: Store, ref: str, tags: Mapping[str, str]) -> dict[str, str]:
     """Set (add or replace) tags of a run; returns all of its tags afterwards."""
     checked = check_tags(tags)
     run_id = store.resolve(ref)
-    with store._transaction() as s:
-        add_tags(s, run_id, checked)
+    with store._writer() as execute:
+        add_tags(execute, run_id, checked)
     return tags_of(store, [run_id])[run_id]
 
 
@@ -140,8 +134,11 @@ def delete_tags(store: Store, ref: str, keys: Iterable[str]) -> dict[str, str]:
             + (f" Its tags: {', '.join(sorted(have))}." if have else " It has no tags."),
             hint=f"'seedline show {run_id}' lists its tags; nothing was deleted",
         )
-    with store._transaction() as s:
-        s.execute(delete(RunTagRow).where(RunTagRow.run_id == run_id, RunTagRow.key.in_(keys)))
+    with store._writer() as execute:
+        execute(
+            "DELETE FROM run_tags WHERE run_id = :run_id AND key = :key",
+            [{"run_id": run_id, "key": k} for k in keys],
+        )
     return {k: v for k, v in have.items() if k not in keys}
 
 
@@ -153,8 +150,8 @@ def tags_of(store: Store, run_ids: list[str]) -> dict[str, dict[str, str]]:
 
 def tag_keys(store: Store) -> list[str]:
     """Every tag key in the store, sorted."""
-    with store._session() as s:
-        return sorted(s.scalars(select(RunTagRow.key).distinct()))
+    with store._reader() as rows:
+        return sorted(str(key) for (key,) in rows("SELECT DISTINCT key FROM run_tags", {}))
 
 
 __all__ = [

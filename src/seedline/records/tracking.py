@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from seedline.core.errors import StoreError
 from seedline.records import reading
 from seedline.records.reading import RunSummary, error_column, process_alive
+from seedline.records.recording import Execute, RunRecords
+from seedline.records.recording import new_run_id as new_run_id  # where callers found it
 from seedline.storage.config import resolve_store
 from seedline.storage.embedded import (
     CONFIG_FILENAME,
@@ -43,10 +42,6 @@ if TYPE_CHECKING:  # pydantic's models load when a manifest is read, not to list
 
 # functions naming objects that must survive maintenance (the registry adds one)
 _REFERENCE_HOOKS: list[Callable[[Store], set[str]]] = []
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-_last_id = [0, 0]  # (milliseconds, counter) of the last id made in this process
 
 
 def _make_store_dir(root: Path) -> None:
@@ -56,25 +51,7 @@ def _make_store_dir(root: Path) -> None:
         ignore.write_text("# seedline's store: runs, manifests and models\n*\n")
 
 
-def new_run_id() -> str:
-    """13 characters: 9 of milliseconds since the epoch, then 4 of a counter.
-
-    Ids sort by creation time. Within one process the counter increases within a
-    millisecond (so ids are unique and ordered); across processes it starts at a random
-    value, so two machines making runs in the same millisecond almost never collide.
-    """
-    ms = time.time_ns() // 1_000_000
-    if ms <= _last_id[0]:
-        ms, counter = _last_id[0], _last_id[1] + 1
-    else:
-        counter = secrets.randbelow(32**4 // 2)
-    _last_id[:] = [ms, counter]
-    head = "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in reversed(range(9)))
-    tail = "".join(_CROCKFORD[(counter >> (5 * i)) & 31] for i in reversed(range(4)))
-    return head + tail
-
-
-class Store:
+class Store(RunRecords):
     """A project's store: metadata database + object store, found at ``<project>/.seedline``.
 
     ``root`` is the local store folder; the database and the objects live there unless
@@ -153,6 +130,12 @@ class Store:
         with self._sessions() as s:
             yield session_rows(s)
 
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Execute]:
+        """One transaction through a SQLAlchemy session (records layer only)."""
+        with self._sessions.begin() as s:
+            yield lambda sql, params: s.execute(text(sql), params).rowcount  # type: ignore[attr-defined]
+
     def _session(self) -> Session:
         """A read session on the metadata database (records layer only)."""
         return self._sessions()
@@ -161,65 +144,12 @@ class Store:
         """A session whose work commits on success and rolls back on error (records layer only)."""
         return self._sessions.begin()
 
-    @property
-    def project_root(self) -> Path:
-        return self.root.parent
-
     def describe(self) -> dict[str, str]:
         """Where the database and the objects are, with passwords redacted (safe to print)."""
         return {"database": redact_url(self.database_url), "objects": self.objects.url}
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # -- writing ---------------------------------------------------------------------------
-    def begin_run(self, manifest: Manifest, tags: Mapping[str, str] | None = None) -> None:
-        """Record a run as running, with its tags (validated beforehand by the caller)."""
-        host, pid, started = _this_process()
-        with self._sessions.begin() as s:
-            s.add(
-                RunRow(
-                    id=manifest.run_id,
-                    spec_name=manifest.spec.get("name", ""),
-                    status="running",
-                    created_at=manifest.created_at,
-                    spec_fingerprint=manifest.spec_fingerprint,
-                    parent_run=manifest.parent_run,
-                    host=host,
-                    pid=pid,
-                    process_started=started,
-                )
-            )
-            if tags:
-                from seedline.records.tags import add_tags
-
-                s.flush()  # the run's row first: its tags refer to it
-                add_tags(s, manifest.run_id, tags)
-
-    def finish_run(self, manifest: Manifest, duration_s: float | None = None) -> str:
-        """Store the manifest object, then index it, in one transaction; returns the manifest address."""
-        address = self.objects.put(manifest.to_json().encode())
-        with self._sessions.begin() as s:
-            row = s.get(RunRow, manifest.run_id)
-            if row is None:
-                raise StoreError(f"run {manifest.run_id} was never begun in this store")
-            row.status = manifest.status
-            row.finished_at = manifest.finished_at
-            row.duration_s = duration_s
-            row.spec_fingerprint = manifest.spec_fingerprint
-            row.data_fingerprint = manifest.fingerprints.get("data")
-            row.model_fingerprint = manifest.fingerprints.get("model")
-            row.predictions_fingerprint = manifest.fingerprints.get("predictions")
-            row.manifest_object = address
-            row.model_object = manifest.artifacts.get("model")
-            row.error = error_column(manifest.error)
-            row.sweep_id = (manifest.sweep or {}).get("id")
-            for name, value in manifest.metrics.items():
-                s.merge(MetricRow(run_id=manifest.run_id, name=name, value=float(value)))
-            from seedline.records.browsing import index_params
-
-            index_params(s, manifest)
-        return address
 
     # -- interrupted runs ------------------------------------------------------------------
     def mark_interrupted(self) -> list[str]:
@@ -344,18 +274,6 @@ class Store:
             refs |= hook(self)
         return refs
 
-    def model_object_for(self, model_fingerprint: str) -> str | None:
-        """The stored model object of a run whose fitted state has this fingerprint, if any."""
-        with self._sessions() as s:
-            address = s.scalars(
-                select(RunRow.model_object)
-                .where(
-                    RunRow.model_fingerprint == model_fingerprint, RunRow.model_object.is_not(None)
-                )
-                .limit(1)
-            ).first()
-        return address if address and self.objects.exists(address) else None
-
     def model_bytes(self, ref: str) -> bytes:
         m = self.manifest(ref)
         address = m.artifacts.get("model")
@@ -381,14 +299,6 @@ def session_rows(session: Session) -> reading.Rows:
 def run_columns(r: RunRow) -> list[Any]:
     """A run's row as the shared queries read it (``reading.RUN_COLUMNS``; records layer only)."""
     return [getattr(r, c) for c in reading.RUN_COLUMNS]
-
-
-def _this_process() -> tuple[str, int, float | None]:
-    try:
-        started: float | None = psutil.Process().create_time()
-    except psutil.Error:
-        started = None
-    return socket.gethostname(), os.getpid(), started
 
 
 def _iso_before(seconds: float) -> str:

@@ -13,6 +13,7 @@ the full path (which creates or migrates the database, or explains what is wrong
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -28,6 +29,19 @@ OBJECTS_DIRNAME = "objects"
 # the schema revision this code reads and writes (the last Alembic migration in storage/migrations)
 HEAD_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_MS = 30000
+# every read-write connection to a SQLite store, through SQLAlchemy or not: the busy timeout
+# first (switching to WAL itself needs a lock that a concurrent opener may hold); WAL lets
+# readers work while a run writes; the busy timeout makes concurrent writers wait, not fail
+SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def now_iso() -> str:
+    """The time now, UTC, as the store writes it (``2026-12-01T07:00:00.123Z``)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def find_project(start: str | Path = ".") -> Path | None:
@@ -49,15 +63,10 @@ class EmbeddedStore:
 
 def open_embedded(start: str | Path = ".") -> EmbeddedStore | None:
     """The project's embedded store opened read-only, or None where the full path must answer."""
-    if os.environ.get(DATABASE_ENV) or os.environ.get(OBJECTS_ENV):
+    found = _embedded_database(start)
+    if found is None:
         return None
-    project = find_project(start)
-    if project is None or (project / CONFIG_FILENAME).exists():
-        return None
-    store = project / STORE_DIRNAME
-    database = store / DATABASE_FILENAME
-    if not database.is_file():
-        return None
+    store, database = found
     try:
         # mode=ro: this connection can never write, whatever a query says
         conn = sqlite3.connect(
@@ -67,14 +76,52 @@ def open_embedded(start: str | Path = ".") -> EmbeddedStore | None:
         )
     except sqlite3.Error:
         return None
+    if not _at_head(conn):
+        return None
+    return EmbeddedStore(conn, store / OBJECTS_DIRNAME)
+
+
+def open_embedded_for_writing(project: Path) -> sqlite3.Connection | None:
+    """The embedded database of the project at ``project``, opened to read and write with
+    :mod:`sqlite3` and the pragmas every writer uses, or None where the full path must
+    answer (the conditions of :func:`open_embedded`: a run there creates or migrates the
+    database, or reads a store given elsewhere)."""
+    found = _embedded_database(project, search=False)
+    if found is None:
+        return None
+    try:
+        conn = sqlite3.connect(str(found[1]), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
+    except sqlite3.Error:
+        return None
+    return conn if _at_head(conn) else None
+
+
+def _embedded_database(start: str | Path, *, search: bool = True) -> tuple[Path, Path] | None:
+    """(store folder, database file) of an embedded store nothing else could answer for."""
+    if os.environ.get(DATABASE_ENV) or os.environ.get(OBJECTS_ENV):
+        return None
+    project = find_project(start) if search else Path(start)
+    if project is None or (project / CONFIG_FILENAME).exists():
+        return None
+    store = project / STORE_DIRNAME
+    database = store / DATABASE_FILENAME
+    if not database.is_file():
+        return None
+    return store, database
+
+
+def _at_head(conn: sqlite3.Connection) -> bool:
+    """Whether the database's schema is the one this code reads and writes (closed if not)."""
     try:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         row = None
     if row is None or row[0] != HEAD_REVISION:
         conn.close()
-        return None
-    return EmbeddedStore(conn, store / OBJECTS_DIRNAME)
+        return False
+    return True
 
 
 __all__ = [
@@ -85,8 +132,11 @@ __all__ = [
     "OBJECTS_DIRNAME",
     "OBJECTS_ENV",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_PRAGMAS",
     "STORE_DIRNAME",
     "EmbeddedStore",
     "find_project",
+    "now_iso",
     "open_embedded",
+    "open_embedded_for_writing",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import weakref
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from seedline.core.errors import StoreError
-from seedline.storage.embedded import HEAD_REVISION, SQLITE_BUSY_TIMEOUT_MS
+from seedline.storage.embedded import HEAD_REVISION, SQLITE_PRAGMAS, now_iso
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -202,11 +201,8 @@ class ParityCheckRow(Base):
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # the busy timeout first: switching to WAL itself needs a lock that a concurrent opener may hold
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    # WAL lets readers work while a run writes; the busy timeout makes concurrent writers wait, not fail
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(pragma)
     cur.close()
 
 
@@ -330,10 +326,6 @@ def _run_alembic(conn: Connection, revision: str) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 __all__ = [

@@ -47,7 +47,8 @@ from seedline.core.fingerprint import fingerprint_bytes, fingerprint_file, finge
 from seedline.core.seeding import SeedPlan
 from seedline.core.version import __version__
 from seedline.records.manifest import Manifest, SeedRecord, StepRecord
-from seedline.records.tracking import Store, new_run_id
+from seedline.records.recording import new_run_id
+from seedline.records.tracking import Store
 from seedline.workflow.deviation import deviation
 from seedline.workflow.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from seedline.workflow.reproduce import ReproductionError

@@ -41,9 +41,10 @@ from seedline.execution.executors import TaskInfo, make_executor
 from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
 from seedline.execution.localcode import LocalCode
 from seedline.execution.runner import pipeline_class_modules, record_detached, shipped_code
+from seedline.records.recording import new_run_id
 from seedline.records.sweeps import SweepIndex
 from seedline.records.tags import check_tags
-from seedline.records.tracking import Store, new_run_id
+from seedline.records.tracking import Store
 
 SEARCHES = ("grid", "random", "tpe")
 TPE_BATCH = 4
