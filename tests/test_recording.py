@@ -153,7 +153,82 @@ def test_a_run_never_begun_cannot_finish_and_nothing_changes(records: RunRecords
     with pytest.raises(StoreError, match="never begun"):
         records.finish_run(m)
     with records._reader() as rows:
-        assert rows("SELECT COUNT(*) FROM metrics", {})[0][0] == 0  # rolled back
+        assert rows("SELECT COUNT(*) FROM metrics", {})[0][0] == 0
+
+
+def test_a_finish_that_fails_part_way_changes_nothing(
+    records: RunRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's status and metrics are written before its parameters: a failure there rolls
+    the whole finish back, both ways."""
+    from seedline.records import recording
+
+    m = _manifest("rec000000010")
+    records.begin_run(m)
+    m.status, m.metrics = "succeeded", {"accuracy": 1.0}
+    monkeypatch.setattr(recording, "_ADD_PARAM", "INSERT INTO no_such_table VALUES (:run_id)")
+    with pytest.raises(Exception, match="no_such_table"):
+        records.finish_run(m)
+    with records._reader() as rows:
+        assert rows("SELECT status FROM runs", {}) == [("running",)]
+        assert rows("SELECT COUNT(*) FROM metrics", {})[0][0] == 0
+
+
+def test_nothing_to_write_writes_nothing(records: RunRecords) -> None:
+    """Empty lists of values run no statement (SQLAlchemy would run one without values and
+    fail), and a cache prune reports only what it deleted itself."""
+    from seedline.records.recording import add_tags
+
+    records.begin_run(_manifest("rec000000011"))
+    with records._writer() as execute:
+        add_tags(execute, "rec000000011", {})
+        assert execute("DELETE FROM run_tags WHERE run_id = :run_id", []) == 0
+    index = CacheIndex(records)
+    assert index.remove(["absent"]) == []
+    assert index.remove([]) == []
+    if isinstance(records, Store):
+        from seedline.records.tags import delete_tags, set_tags
+
+        assert set_tags(records, "rec000000011", {"a": "1"}) == {"a": "1"}
+        assert delete_tags(records, "rec000000011", []) == {"a": "1"}
+
+
+def test_a_run_that_fails_before_it_begins_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot over its limit stops the run before its row is written: the recorder the
+    run opened is closed all the same."""
+    import seedline
+    from seedline.core.errors import SeedlineError
+
+    project = make_project(tmp_path, "penguins")
+    seedline.run(project / "seedline.yaml", use_cache=False, plots=False)
+    closed: list[EmbeddedRecorder] = []
+    real_close = EmbeddedRecorder.close
+
+    def close(self: EmbeddedRecorder) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(EmbeddedRecorder, "close", close)
+    with pytest.raises(SeedlineError, match="snapshot"):
+        seedline.run(project / "seedline.yaml", snapshot=True, snapshot_max_bytes=1)
+    assert len(closed) == 1
+    with pytest.raises(sqlite3.ProgrammingError):
+        closed[0].connection.execute("SELECT 1")
+
+
+def test_an_sqlite_too_old_for_the_store_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seedline.storage import embedded
+
+    _new_store(tmp_path)
+    monkeypatch.setattr(embedded.sqlite3, "sqlite_version_info", (3, 23, 1))
+    monkeypatch.setattr(embedded.sqlite3, "sqlite_version", "3.23.1")
+    assert EmbeddedRecorder.open(tmp_path) is None
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.24\.0 or newer.*links SQLite 3\.23\.1"):
+        Store.open(tmp_path)
 
 
 def test_the_recorder_opens_only_where_the_full_path_answers_the_same(

@@ -947,61 +947,66 @@ def run(
     opened: RunRecords | None = None  # a store this run opens, it closes
     if not detached and store is None:
         store = opened = open_run_store(root)
-    put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
-    snapshot_warnings: list[str] = []
-    if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
-        from seedline.execution import snapshots
+    try:  # until the run's own try below takes over, a failure closes what this run opened
+        put: Callable[[bytes], str] = sink.put if sink is not None else store.objects.put  # type: ignore[union-attr]
+        snapshot_warnings: list[str] = []
+        if store is not None and (spec_obj.data.snapshot if snapshot is None else snapshot):
+            from seedline.execution import snapshots
 
-        t = time.perf_counter()
-        say("keeping a data snapshot", 0, 1)
-        snapshot_warnings = snapshots.take(
-            store,
-            p.loaded.sources,
-            root,
-            max_bytes=snapshots.max_bytes_from_env()
-            if snapshot_max_bytes is None
-            else snapshot_max_bytes,
-            frame=p.loaded.frame,
-        )
-        timings["snapshot"] = time.perf_counter() - t
-    manifest = Manifest(
-        seedline_version=__version__,
-        run_id=new_run_id(),
-        parent_run=parent_run,
-        status="running",
-        created_at=now_iso(),
-        spec=spec_obj.to_dict(),
-        spec_fingerprint=spec_obj.fingerprint(),
-        overrides=list(overrides or []),
-        spec_sources=(
-            SpecSourcesRecord(
-                files=[SpecFileRecord(**f.to_dict()) for f in p.composed.files],
-                origin=p.composed.origin,
+            t = time.perf_counter()
+            say("keeping a data snapshot", 0, 1)
+            snapshot_warnings = snapshots.take(
+                store,
+                p.loaded.sources,
+                root,
+                max_bytes=snapshots.max_bytes_from_env()
+                if snapshot_max_bytes is None
+                else snapshot_max_bytes,
+                frame=p.loaded.frame,
             )
-            if p.composed
-            else None
-        ),
-        project_root=str(root),
-        settings=SettingsRecord(
-            threads=spec_obj.execution.threads,
-            executor=executor,
-            workers=workers,
-            address=address,
-            cache=use_cache and not detached,
-            **({"library_controls": p.controls} if p.controls else {}),
-        ),
-        data=DataRecord(
-            sources=[SourceRecord(**s) for s in [*p.loaded.sources, *p.test_sources]],
-            table=p.table.to_dict(),
-            target=spec_obj.data.target,
-            features=p.features,
-            split=p.split,
-        ),
-        sweep=sweep,
-        warnings=[*p.warnings, *snapshot_warnings],
-    )
-    if store is not None:
-        store.begin_run(manifest, tags=tags)
+            timings["snapshot"] = time.perf_counter() - t
+        manifest = Manifest(
+            seedline_version=__version__,
+            run_id=new_run_id(),
+            parent_run=parent_run,
+            status="running",
+            created_at=now_iso(),
+            spec=spec_obj.to_dict(),
+            spec_fingerprint=spec_obj.fingerprint(),
+            overrides=list(overrides or []),
+            spec_sources=(
+                SpecSourcesRecord(
+                    files=[SpecFileRecord(**f.to_dict()) for f in p.composed.files],
+                    origin=p.composed.origin,
+                )
+                if p.composed
+                else None
+            ),
+            project_root=str(root),
+            settings=SettingsRecord(
+                threads=spec_obj.execution.threads,
+                executor=executor,
+                workers=workers,
+                address=address,
+                cache=use_cache and not detached,
+                **({"library_controls": p.controls} if p.controls else {}),
+            ),
+            data=DataRecord(
+                sources=[SourceRecord(**s) for s in [*p.loaded.sources, *p.test_sources]],
+                table=p.table.to_dict(),
+                target=spec_obj.data.target,
+                features=p.features,
+                split=p.split,
+            ),
+            sweep=sweep,
+            warnings=[*p.warnings, *snapshot_warnings],
+        )
+        if store is not None:
+            store.begin_run(manifest, tags=tags)
+    except BaseException:
+        if opened is not None:
+            opened.close()
+        raise
     phase = "setup"
     model = None
     interrupted: BaseException | None = None

@@ -14,6 +14,7 @@ from seedline.records.recording import RunRecords
 from seedline.storage.embedded import now_iso
 
 _GET = f"SELECT {', '.join(CACHE_COLUMNS)} FROM cache_entries WHERE key = :key"
+_REMOVE = "DELETE FROM cache_entries WHERE key = :key"
 _TOUCH = "UPDATE cache_entries SET hits = hits + 1, last_used_at = :now WHERE key = :key"
 # a key already there is a concurrent run that stored the same step: nothing changes
 _ADD = (
@@ -68,10 +69,11 @@ class CacheIndex:
         wanted = set(keys)
         if not wanted:
             return []
-        gone = [e for e in self.entries() if e.key in wanted]
+        found = [e for e in self.entries() if e.key in wanted]
         with self.store._writer() as execute:
-            execute("DELETE FROM cache_entries WHERE key = :key", [{"key": e.key} for e in gone])
-        return gone
+            # one key at a time: what is returned is what this call deleted, not what a
+            # concurrent prune deleted first
+            return [e for e in found if execute(_REMOVE, {"key": e.key}) == 1]
 
 
 def list_entries(store: RunRecords) -> list[dict[str, Any]]:

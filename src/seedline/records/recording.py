@@ -274,6 +274,8 @@ class EmbeddedRecorder(RunRecords):
     def _execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
         if isinstance(params, Mapping):
             return self.connection.execute(sql, params).rowcount
+        if not params:
+            return 0  # no values: nothing to run (as Store's session does)
         return self.connection.executemany(sql, params).rowcount
 
     def describe(self) -> dict[str, str]:
@@ -292,7 +294,9 @@ _OPEN_RECORDERS: weakref.WeakSet[EmbeddedRecorder] = weakref.WeakSet()
 @atexit.register
 def _close_open_recorders() -> None:
     for recorder in list(_OPEN_RECORDERS):
-        recorder.close()
+        # a connection made on another thread refuses to close here: the next still closes
+        with contextlib.suppress(sqlite3.Error):
+            recorder.close()
 
 
 def open_run_store(project_root: str | Path) -> RunRecords:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +134,13 @@ class Store(RunRecords):
     def _writer(self) -> Iterator[Execute]:
         """One transaction through a SQLAlchemy session (records layer only)."""
         with self._sessions.begin() as s:
-            yield lambda sql, params: s.execute(text(sql), params).rowcount  # type: ignore[attr-defined]
+
+            def execute(sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+                if not isinstance(params, Mapping) and not params:
+                    return 0  # an empty list of values runs nothing (SQLAlchemy would run it once)
+                return s.execute(text(sql), params).rowcount  # type: ignore[attr-defined]
+
+            yield execute
 
     def _session(self) -> Session:
         """A read session on the metadata database (records layer only)."""

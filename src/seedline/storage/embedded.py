@@ -39,6 +39,21 @@ SQLITE_PRAGMAS = (
 )
 
 
+# the oldest SQLite whose SQL the store writes (INSERT ... ON CONFLICT, an upsert: 3.24)
+SQLITE_MIN_VERSION = (3, 24, 0)
+
+
+def sqlite_too_old() -> str | None:
+    """What to tell a person whose Python links an SQLite older than the store needs, or None."""
+    if sqlite3.sqlite_version_info >= SQLITE_MIN_VERSION:
+        return None
+    wanted = ".".join(map(str, SQLITE_MIN_VERSION))
+    return (
+        f"the store needs SQLite {wanted} or newer; this Python's sqlite3 module links "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
+
+
 def now_iso() -> str:
     """The time now, UTC, as the store writes it (``2026-12-01T07:00:00.123Z``)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -87,7 +102,7 @@ def open_embedded_for_writing(project: Path) -> sqlite3.Connection | None:
     answer (the conditions of :func:`open_embedded`: a run there creates or migrates the
     database, or reads a store given elsewhere)."""
     found = _embedded_database(project, search=False)
-    if found is None:
+    if found is None or sqlite_too_old():
         return None
     try:
         conn = sqlite3.connect(str(found[1]), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
@@ -132,6 +147,7 @@ __all__ = [
     "OBJECTS_DIRNAME",
     "OBJECTS_ENV",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_MIN_VERSION",
     "SQLITE_PRAGMAS",
     "STORE_DIRNAME",
     "EmbeddedStore",
@@ -139,4 +155,5 @@ __all__ = [
     "now_iso",
     "open_embedded",
     "open_embedded_for_writing",
+    "sqlite_too_old",
 ]

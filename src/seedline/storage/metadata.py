@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from seedline.core.errors import StoreError
-from seedline.storage.embedded import HEAD_REVISION, SQLITE_PRAGMAS, now_iso
+from seedline.storage.embedded import HEAD_REVISION, SQLITE_PRAGMAS, now_iso, sqlite_too_old
 from seedline.storage.urls import normalise_database_url, redact_text, redact_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -252,6 +252,13 @@ def open_engine(url: str) -> Engine:
             kwargs["pool_pre_ping"] = True
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
+            too_old = sqlite_too_old()
+            if too_old:
+                raise StoreError(
+                    f"cannot open the metadata database {redact_url(url)}: {too_old}",
+                    hint="use a Python built with a newer SQLite (any current python.org or "
+                    "distribution build), or a PostgreSQL store",
+                )
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
