@@ -62,7 +62,7 @@ _SET_METRIC = (
 _ADD_PARAM = (
     "INSERT INTO run_params (run_id, name, value, number) VALUES (:run_id, :name, :value, :number)"
 )
-SET_TAG = (
+_SET_TAG = (
     "INSERT INTO run_tags (run_id, key, value) VALUES (:run_id, :key, :value) "
     "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
 )
@@ -130,8 +130,7 @@ def _param_number(value: Any) -> float | None:
 
 def add_tags(execute: Execute, run_id: str, tags: Mapping[str, str]) -> None:
     """Set tags of a run inside a transaction (records layer only; validated beforehand)."""
-    if tags:
-        execute(SET_TAG, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+    execute(_SET_TAG, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
 
 
 class RunRecords(ABC):
@@ -146,8 +145,20 @@ class RunRecords(ABC):
         """The shared read queries' way in (records layer only)."""
 
     @abstractmethod
-    def _writer(self) -> AbstractContextManager[Execute]:
-        """One transaction: what it executes commits on success, rolls back on error."""
+    def _executing(self) -> AbstractContextManager[Execute]:
+        """One transaction's statements, run as given: commits on success, rolls back on error."""
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Execute]:
+        """One transaction (records layer only); an empty list of values runs nothing."""
+        with self._executing() as execute:
+
+            def run(sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+                if not isinstance(params, Mapping) and not params:
+                    return 0  # SQLAlchemy would run the statement once, without values, and fail
+                return execute(sql, params)
+
+            yield run
 
     @abstractmethod
     def close(self) -> None:
@@ -200,28 +211,25 @@ class RunRecords(ABC):
             )
             if changed == 0:
                 raise StoreError(f"run {run_id} was never begun in this store")
-            if manifest.metrics:
-                execute(
-                    _SET_METRIC,
-                    [
-                        {"run_id": run_id, "name": name, "value": float(value)}
-                        for name, value in manifest.metrics.items()
-                    ],
-                )
-            params = flatten_spec(manifest.spec)
-            if params:
-                execute(
-                    _ADD_PARAM,
-                    [
-                        {
-                            "run_id": run_id,
-                            "name": name[:300],
-                            "value": None if value is None else _param_text(value),
-                            "number": _param_number(value),
-                        }
-                        for name, value in params.items()
-                    ],
-                )
+            execute(
+                _SET_METRIC,
+                [
+                    {"run_id": run_id, "name": name, "value": float(value)}
+                    for name, value in manifest.metrics.items()
+                ],
+            )
+            execute(
+                _ADD_PARAM,
+                [
+                    {
+                        "run_id": run_id,
+                        "name": name[:300],
+                        "value": None if value is None else _param_text(value),
+                        "number": _param_number(value),
+                    }
+                    for name, value in flatten_spec(manifest.spec).items()
+                ],
+            )
         return address
 
     def model_object_for(self, model_fingerprint: str) -> str | None:
@@ -235,13 +243,10 @@ class RunRecords(ABC):
 class EmbeddedRecorder(RunRecords):
     """A project's embedded store, opened by a run with :mod:`sqlite3` (see the module's text)."""
 
-    def __init__(
-        self, root: Path, connection: sqlite3.Connection, objects: ObjectStore, database_url: str
-    ) -> None:
+    def __init__(self, root: Path, connection: sqlite3.Connection, objects: ObjectStore) -> None:
         self.root = root
         self.connection = connection
         self.objects = objects
-        self.database_url = database_url
         _OPEN_RECORDERS.add(self)
 
     @classmethod
@@ -260,27 +265,21 @@ class EmbeddedRecorder(RunRecords):
         except BaseException:
             connection.close()
             raise
-        return cls(root, connection, objects, where.database_url)
+        return cls(root, connection, objects)
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Rows]:
         yield lambda sql, params: self.connection.execute(sql, params).fetchall()
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[Execute]:
+    def _executing(self) -> Iterator[Execute]:
         with self.connection:  # commits on success, rolls back on error
             yield self._execute
 
     def _execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
         if isinstance(params, Mapping):
             return self.connection.execute(sql, params).rowcount
-        if not params:
-            return 0  # no values: nothing to run (as Store's session does)
         return self.connection.executemany(sql, params).rowcount
-
-    def describe(self) -> dict[str, str]:
-        """Where the database and the objects are (safe to print)."""
-        return {"database": self.database_url, "objects": self.objects.url}
 
     def close(self) -> None:
         self.connection.close()
@@ -320,7 +319,6 @@ def _this_process() -> tuple[str, int, float | None]:
 
 
 __all__ = [
-    "SET_TAG",
     "EmbeddedRecorder",
     "Execute",
     "RunRecords",

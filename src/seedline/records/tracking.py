@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,16 +131,10 @@ class Store(RunRecords):
             yield session_rows(s)
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[Execute]:
+    def _executing(self) -> Iterator[Execute]:
         """One transaction through a SQLAlchemy session (records layer only)."""
         with self._sessions.begin() as s:
-
-            def execute(sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
-                if not isinstance(params, Mapping) and not params:
-                    return 0  # an empty list of values runs nothing (SQLAlchemy would run it once)
-                return s.execute(text(sql), params).rowcount  # type: ignore[attr-defined]
-
-            yield execute
+            yield lambda sql, params: s.execute(text(sql), params).rowcount  # type: ignore[attr-defined]
 
     def _session(self) -> Session:
         """A read session on the metadata database (records layer only)."""
