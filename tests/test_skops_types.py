@@ -123,12 +123,54 @@ def test_the_fast_module_lookup_answers_as_skops_does(monkeypatch: pytest.Monkey
         assert _module_of(f, f.__name__, whichmodule) == whichmodule(f, f.__name__)
     assert _module_of(ufuncs[0], ufuncs[0].__name__, whichmodule) == "seedline_test_lazy"
     assert _module_of(ufuncs[1], ufuncs[1].__name__, whichmodule) == "seedline_test_odd"
+    # names an earlier module binds to something else (math.gamma, math.erf: not SciPy's)
+    for name in ("gamma", "erf", "expm1", "log1p"):
+        f = getattr(scipy.special, name)
+        assert _module_of(f, name, whichmodule) == whichmodule(f, name)
     monkeypatch.undo()
     assert _module_of(object(), "nowhere_at_all", whichmodule) == "__main__"
     # the trusted ufunc names skops computed at import are those its own scan gives
     sample = {f"{whichmodule(f, f.__name__)}.{f.__name__}" for f in ufuncs}
     listed = set(_trusted_types.SCIPY_UFUNC_TYPE_NAMES)
     assert {n for n in sample if n.startswith("scipy")} <= listed
+
+
+def test_the_fast_module_lookup_reads_a_module_still_being_imported_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A module still being imported may bind a name after the index of names was built
+    (``sys.modules`` unchanged meanwhile): the lookup sees it, as skops' own scan does, while
+    a finished module's late addition is not read from the index (it must not need to be)."""
+    import importlib.machinery
+    import types
+
+    import scipy.special
+    from skops.io._utils import whichmodule
+
+    from seedline.execution.skops_types import _module_of
+
+    erfcx, dawsn = scipy.special.erfcx, scipy.special.dawsn
+    live = types.ModuleType("seedline_test_live")
+    live.__spec__ = importlib.machinery.ModuleSpec("seedline_test_live", None)
+    live.__spec__._initializing = True  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys, "modules", {"seedline_test_live": live, **sys.modules})
+    before = _module_of(erfcx, "erfcx", whichmodule)
+    assert before == whichmodule(erfcx, "erfcx") != "seedline_test_live"
+    live.erfcx = erfcx  # type: ignore[attr-defined]
+    assert (
+        _module_of(erfcx, "erfcx", whichmodule)
+        == "seedline_test_live"
+        == whichmodule(erfcx, "erfcx")
+    )
+    # once imported, the module is indexed like any other (at the next change of sys.modules)
+    live.__spec__._initializing = False  # type: ignore[attr-defined]
+    live.dawsn = dawsn  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    assert (
+        _module_of(dawsn, "dawsn", whichmodule)
+        == "seedline_test_live"
+        == whichmodule(dawsn, "dawsn")
+    )
 
 
 def test_an_own_model_loads_with_the_types_its_schema_names() -> None:
