@@ -101,6 +101,130 @@ def test_unknown_references_and_bad_names_are_clear_errors(project: tuple[Path, 
     assert reserved.returncode == 2 and "cannot be an alias" in reserved.stderr
 
 
+def test_a_reference_reads_the_same_without_sqlalchemy(project: tuple[Path, str, str]) -> None:
+    """On the embedded default a model is found through sqlite3 (``records.versions``): the
+    same version, aliases and all, as ``Registry`` gives; a reference that names nothing
+    reads as nothing there and gets the registry's own error from ``resolve_source``."""
+    from seedline.records.recording import EmbeddedRecorder
+    from seedline.records.registry import Registry
+    from seedline.records.tracking import Store
+    from seedline.records.versions import ModelNotFoundError, find_version
+    from seedline.workflow.registration import open_model_store, register_run, resolve_source
+
+    root, run_a, run_b = project
+    store = Store.find(root)
+    register_run(store, run_a, "light")
+    register_run(store, run_b, "light", description="the second")
+    registry = Registry(store)
+    registry.set_alias("light", "champ", 1)
+    light = open_model_store(root)
+    assert isinstance(light, EmbeddedRecorder)
+    with light._reader() as rows:
+        for ref in ("light", "light@1", "light@2", "light@latest", "light@champ"):
+            assert find_version(rows, ref) == registry.resolve(ref)
+        assert find_version(rows, "light@1").aliases == ["champ"]  # type: ignore[union-attr]
+        for ref in ("light@9", "light@nochamp", "unknown"):
+            assert find_version(rows, ref) is None
+    for ref, says in (
+        ("light@9", "has no version 9"),
+        ("light@nochamp", "no alias 'nochamp'"),
+        ("lihgt", "Did you mean 'light'"),
+    ):
+        with pytest.raises(ModelNotFoundError, match=says):
+            resolve_source(ref, start=root)
+    light.close()
+
+
+def test_a_parity_check_is_logged_from_the_thread_that_loads_the_model(
+    project: tuple[Path, str, str],
+) -> None:
+    """``serve`` finds its model on the main thread and logs the parity check from the thread
+    that loads it: the embedded recorder takes statements from either, one at a time."""
+    import threading
+
+    from seedline.records.registry import Registry
+    from seedline.records.tracking import Store
+    from seedline.records.versions import record_parity
+    from seedline.workflow.registration import register_run, resolve_source
+
+    root, run_a, _ = project
+    register_run(Store.find(root), run_a, "threads")
+    source = resolve_source("threads@1", start=root)
+    failed: list[BaseException] = []
+
+    def log(verdict: str) -> None:
+        try:
+            assert source.store is not None
+            record_parity(
+                source.store,
+                action="thread-test",
+                model="threads@1",
+                run_id=run_a,
+                verdict=verdict,
+                overridden=verdict == "failed",
+                detail={"verdict": verdict},
+            )
+        except BaseException as exc:
+            failed.append(exc)
+
+    workers = [threading.Thread(target=log, args=(v,)) for v in ("bitwise", "failed")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert failed == []
+    logged = [
+        (e["verdict"], e["overridden"], e["detail"])
+        for e in Registry(Store.find(root)).parity_history(run_id=run_a)
+        if e["action"] == "thread-test"
+    ]
+    assert sorted(logged) == [
+        ("bitwise", False, {"verdict": "bitwise"}),
+        ("failed", True, {"verdict": "failed"}),
+    ]
+
+
+def test_predict_on_the_embedded_store_never_imports_sqlalchemy(
+    project: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """``seedline predict`` finds the model, checks parity and logs it with sqlite3 alone."""
+    import os
+    import subprocess
+    import sys
+
+    from seedline.records.registry import Registry
+    from seedline.records.tracking import Store
+    from seedline.storage.embedded import DATABASE_ENV, OBJECTS_ENV
+    from seedline.workflow.registration import register_run, resolve_source
+
+    root, run_a, _ = project
+    register_run(Store.find(root), run_a, "quiet")
+    resolve_source("quiet@1", start=root).probe_input.to_csv(tmp_path / "in.csv", index=False)
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('SQLALCHEMY', 'sqlalchemy' in sys.modules, file=sys.stderr))\n"
+        "sys.argv = ['seedline', *sys.argv[1:]]\n"
+        "from seedline.cli.launch import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (DATABASE_ENV, OBJECTS_ENV)}
+    before = len(Registry(Store.find(root)).parity_history(run_id=run_a, limit=1000))
+    out = str(tmp_path / "out.csv")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "predict", "quiet@1", str(tmp_path / "in.csv"), "-o", out],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "SQLALCHEMY False" in proc.stderr
+    assert (tmp_path / "out.csv").read_text().count("\n") > 1
+    history = Registry(Store.find(root)).parity_history(run_id=run_a, limit=1000)
+    assert len(history) == before + 1
+    assert (history[0]["action"], history[0]["model"]) == ("predict", "quiet@1")
+
+
 def test_registration_fails_clearly_when_the_data_changed(tmp_path: Path) -> None:
     """After a data cell changes, registering the old run says the data changed and names the column."""
     root, run_id = project_with_run(tmp_path, overrides=["pipeline.clf.n_estimators=5"])

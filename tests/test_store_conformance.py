@@ -20,6 +20,7 @@ from seedline.records.manifest import Manifest
 from seedline.records.registry import ModelNotFoundError, Registry
 from seedline.records.sweeps import SweepIndex
 from seedline.records.tracking import Store, new_run_id
+from seedline.records.versions import find_version, has_model, record_parity
 from seedline.storage.metadata import HEAD_REVISION, current_revision
 from seedline.storage.objects import FsspecObjectStore, LocalObjectStore, ObjectStore
 
@@ -266,15 +267,26 @@ def test_registry(store: Store) -> None:
     assert reg.list_models()[0]["aliases"] == {"production": 2}
     with pytest.raises(ModelNotFoundError, match="Did you mean 'churn'"):
         reg.resolve("chrn")
-    reg.record_parity(
-        action="serve",
-        model="churn@2",
-        run_id=man.run_id,
-        verdict="bitwise",
-        overridden=False,
-        detail={},
-    )
-    assert reg.parity_history()[0]["verdict"] == "bitwise"
+    # what serve and predict read and write as SQL text (records.versions), here on this store
+    with store._reader() as rows:
+        for ref in ("churn", "churn@1", "churn@production", "churn@latest"):
+            assert find_version(rows, ref) == reg.resolve(ref)
+        assert find_version(rows, "churn@3") is None and not has_model(rows, "chrn")
+    for overridden in (False, True):
+        record_parity(
+            store,
+            action="serve",
+            model="churn@2",
+            run_id=man.run_id,
+            verdict="bitwise" if not overridden else "failed",
+            overridden=overridden,
+            detail={"n": 1},
+        )
+    logged = reg.parity_history()
+    assert [(e["verdict"], e["overridden"], e["detail"]) for e in logged[:2]] == [
+        ("failed", True, {"n": 1}),
+        ("bitwise", False, {"n": 1}),
+    ]
     assert reg.remove_alias("churn", "production") == 2
     assert kwargs["model_object"] in store.referenced_objects()
 

@@ -23,6 +23,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -247,6 +248,9 @@ class EmbeddedRecorder(RunRecords):
         self.root = root
         self.connection = connection
         self.objects = objects
+        # one statement at a time, from whichever thread: a server reads its model on the main
+        # thread and logs the parity check from the one that loads it
+        self._lock = threading.RLock()
         _OPEN_RECORDERS.add(self)
 
     @classmethod
@@ -269,11 +273,12 @@ class EmbeddedRecorder(RunRecords):
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Rows]:
-        yield lambda sql, params: self.connection.execute(sql, params).fetchall()
+        with self._lock:
+            yield lambda sql, params: self.connection.execute(sql, params).fetchall()
 
     @contextlib.contextmanager
     def _executing(self) -> Iterator[Execute]:
-        with self.connection:  # commits on success, rolls back on error
+        with self._lock, self.connection:  # commits on success, rolls back on error
             yield self._execute
 
     def _execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
@@ -282,7 +287,8 @@ class EmbeddedRecorder(RunRecords):
         return self.connection.executemany(sql, params).rowcount
 
     def close(self) -> None:
-        self.connection.close()
+        with self._lock:
+            self.connection.close()
 
 
 # recorders still open when the process exits: closed then, so SQLite's write-ahead log is
@@ -293,7 +299,7 @@ _OPEN_RECORDERS: weakref.WeakSet[EmbeddedRecorder] = weakref.WeakSet()
 @atexit.register
 def _close_open_recorders() -> None:
     for recorder in list(_OPEN_RECORDERS):
-        # a connection made on another thread refuses to close here: the next still closes
+        # one that refuses to close (a database gone meanwhile): the next still closes
         with contextlib.suppress(sqlite3.Error):
             recorder.close()
 

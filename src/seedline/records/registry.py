@@ -11,17 +11,24 @@ overrides included.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from seedline.core.errors import SeedlineError, did_you_mean
+from seedline.core.errors import did_you_mean
 from seedline.records import tracking
 from seedline.records.reading import list_models
 from seedline.records.tracking import Store
+from seedline.records.versions import (
+    ALIAS_PATTERN,
+    VERSION_COLUMNS,
+    ModelNotFoundError,
+    ModelRef,
+    ModelVersion,
+    RegistryError,
+    model_version,
+)
 from seedline.storage.metadata import (
     ModelAliasRow,
     ModelVersionRow,
@@ -30,121 +37,11 @@ from seedline.storage.metadata import (
     now_iso,
 )
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
 RESERVED_ALIASES = frozenset({"latest"})
 
 
-class RegistryError(SeedlineError):
-    """Raised when a model name, version or alias is malformed or unknown, or a registration is impossible."""
-
-
-class ModelNotFoundError(RegistryError):
-    """Raised when a model reference names no registered model, version or alias."""
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``."""
-
-    name: str
-    version: int | None = None
-    alias: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ModelRef:
-        name, sep, tail = text.strip().partition("@")
-        if not NAME_PATTERN.match(name):
-            raise RegistryError(
-                f"{name!r} is not a valid model name",
-                hint="a name is 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            )
-        if not sep:
-            return cls(name)
-        if tail.isdigit():
-            return cls(name, version=int(tail))
-        if tail == "latest":
-            return cls(name)
-        if not ALIAS_PATTERN.match(tail):
-            raise RegistryError(
-                f"{tail!r} in {text!r} is neither a version number nor a valid alias",
-                hint="write NAME@3 for version 3, or NAME@production for an alias",
-            )
-        return cls(name, alias=tail)
-
-    def __str__(self) -> str:
-        if self.version is not None:
-            return f"{self.name}@{self.version}"
-        if self.alias is not None:
-            return f"{self.name}@{self.alias}"
-        return self.name
-
-
-@dataclass
-class ModelVersion:
-    """One registered version and everything the registry knows about it."""
-
-    name: str
-    version: int
-    run_id: str
-    created_at: str
-    description: str | None
-    model_object: str
-    manifest_object: str
-    probe_object: str | None
-    probe_input_object: str | None
-    input_schema: dict[str, Any]
-    model_fingerprint: str | None
-    predictions_fingerprint: str | None
-    aliases: list[str] = field(default_factory=list)
-    trusted_local: list[str] = field(default_factory=list)
-    """The run's own project-local classes this version may load without --trust (decided at registration)."""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "ref": self.ref,
-            "run_id": self.run_id,
-            "created_at": self.created_at,
-            "description": self.description,
-            "aliases": self.aliases,
-            "objects": {
-                "model": self.model_object,
-                "manifest": self.manifest_object,
-                "probe": self.probe_object,
-                "probe_input": self.probe_input_object,
-            },
-            "fingerprints": {
-                "model": self.model_fingerprint,
-                "predictions": self.predictions_fingerprint,
-            },
-            "input_schema": self.input_schema,
-            "trusted_local": self.trusted_local,
-        }
-
-
 def _version(row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
-    return ModelVersion(
-        name=row.name,
-        version=row.version,
-        run_id=row.run_id,
-        created_at=row.created_at,
-        description=row.description,
-        model_object=row.model_object,
-        manifest_object=row.manifest_object,
-        probe_object=row.probe_object,
-        probe_input_object=row.probe_input_object,
-        input_schema=json.loads(row.input_schema),
-        model_fingerprint=row.model_fingerprint,
-        predictions_fingerprint=row.predictions_fingerprint,
-        trusted_local=json.loads(row.trusted_local) if row.trusted_local else [],
-        aliases=sorted(aliases),
-    )
+    return model_version([getattr(row, column) for column in VERSION_COLUMNS], aliases)
 
 
 class Registry:
@@ -244,29 +141,6 @@ class Registry:
                 )
             )
         return version
-
-    def record_parity(
-        self,
-        *,
-        action: str,
-        model: str | None,
-        run_id: str,
-        verdict: str,
-        overridden: bool,
-        detail: dict[str, Any],
-    ) -> None:
-        with self.store._transaction() as s:
-            s.add(
-                ParityCheckRow(
-                    at=now_iso(),
-                    action=action,
-                    model=model,
-                    run_id=run_id,
-                    verdict=verdict,
-                    overridden=overridden,
-                    detail=json.dumps(detail, sort_keys=True, default=str),
-                )
-            )
 
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -105,7 +105,10 @@ def open_embedded_for_writing(project: Path) -> sqlite3.Connection | None:
     if found is None or sqlite_too_old():
         return None
     try:
-        conn = sqlite3.connect(str(found[1]), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        # its user serialises the statements (EmbeddedRecorder's lock), from any thread
+        conn = sqlite3.connect(
+            str(found[1]), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
         for pragma in SQLITE_PRAGMAS:
             conn.execute(pragma)
     except sqlite3.Error:

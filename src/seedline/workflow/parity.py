@@ -283,9 +283,10 @@ def enforce(report: ParityReport, source: ModelSource, *, allow_mismatch: bool) 
     """Log the check; raise ParityError on a failed one unless the user overrode it."""
     report.overridden = bool(allow_mismatch and not report.ok)
     if source.store is not None:
-        from seedline.records.registry import Registry
+        from seedline.records.versions import record_parity
 
-        Registry(source.store).record_parity(
+        record_parity(
+            source.store,
             action=report.action,
             model=source.ref if source.registered is not None else None,
             run_id=report.run_id,

@@ -18,7 +18,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,10 +33,22 @@ from seedline.execution.persist import (
     model_types,
 )
 from seedline.execution.persist import untrusted_types as persist_untrusted
+from seedline.records import reading
 from seedline.records.manifest import Manifest
-from seedline.records.registry import ModelNotFoundError, ModelVersion, Registry, RegistryError
-from seedline.records.tracking import Store
+from seedline.records.recording import EmbeddedRecorder, RunRecords
+from seedline.records.versions import (
+    ModelNotFoundError,
+    ModelVersion,
+    RegistryError,
+    find_version,
+    has_model,
+)
+from seedline.storage.embedded import find_project
 from seedline.workflow.schema import InputSchema
+
+if TYPE_CHECKING:
+    from seedline.records.registry import Registry
+    from seedline.records.tracking import Store
 
 BUNDLE_MARKER = "seedline-bundle.json"
 
@@ -85,7 +97,7 @@ class ModelSource:
     probe_input: Any
     schema: InputSchema
     registered: ModelVersion | None = None
-    store: Store | None = None
+    store: RunRecords | None = None
     bundle: Path | None = None
     code: LocalCode = field(default_factory=LocalCode)
     """The project-local modules the model's steps come from, with their recorded sources."""
@@ -183,7 +195,7 @@ def lineage(m: Manifest, registered: ModelVersion | None = None) -> dict[str, An
 
 # -- the probe input ----------------------------------------------------------------------------
 def rebuild_probe_input(
-    manifest: Manifest, root: Path, store: Store | None = None
+    manifest: Manifest, root: Path, store: RunRecords | None = None
 ) -> tuple[Any, Any]:
     """(X_test, X_train) of a run, rebuilt from its manifest, the test part checked against its fingerprint.
 
@@ -285,6 +297,8 @@ def register_run(
         )
     schema = InputSchema.derive(X_train)
     manifest_object = store.objects.put(manifest.to_json().encode())
+    from seedline.records.registry import Registry
+
     return Registry(store).create_version(
         name=name,
         run_id=manifest.run_id,
@@ -305,30 +319,70 @@ def is_bundle(ref: str) -> bool:
     return (Path(ref) / BUNDLE_MARKER).is_file()
 
 
-def resolve_source(ref: str, *, store: Store | None = None, start: str | Path = ".") -> ModelSource:
-    """A model by reference: bundle folder, NAME, NAME@N, NAME@alias, or a run id / prefix."""
+def open_model_store(start: str | Path = ".") -> RunRecords:
+    """The store a model is read from: on the embedded default, with the standard library's
+    ``sqlite3`` (``EmbeddedRecorder``: no SQLAlchemy to import, see ``records.versions``),
+    under the conditions of the quick listing path; anywhere else through ``Store.find``."""
+    project = find_project(start)
+    if project is not None:
+        recorder = EmbeddedRecorder.open(project)
+        if recorder is not None:
+            return recorder
+    from seedline.records.tracking import Store
+
+    return Store.find(start)
+
+
+def _full_store(store: RunRecords) -> Store:
+    """The same store through SQLAlchemy: for what only ``Store`` and ``Registry`` say."""
+    from seedline.records.tracking import Store
+
+    return store if isinstance(store, Store) else Store(store.root)
+
+
+def _registry(store: RunRecords) -> Registry:
+    from seedline.records.registry import Registry
+
+    return Registry(_full_store(store))
+
+
+def resolve_source(
+    ref: str, *, store: RunRecords | None = None, start: str | Path = "."
+) -> ModelSource:
+    """A model by reference: bundle folder, NAME, NAME@N, NAME@alias, or a run id / prefix.
+
+    A reference that exists is read as SQL text (``records.versions``, ``records.reading``);
+    one that names nothing goes to ``Registry`` and ``Store``, which say what exists instead.
+    """
     if is_bundle(ref):
         return load_bundle(Path(ref))
     if store is None:
-        store = Store.find(start)
-    registry = Registry(store)
-    if "@" in ref or registry.has_model(ref.strip()):
-        return _from_version(store, registry.resolve(ref))
+        store = open_model_store(start)
+    with store._reader() as rows:
+        named = "@" in ref or has_model(rows, ref.strip())
+        version = find_version(rows, ref) if named else None
+    if named:
+        return _from_version(store, version or _registry(store).resolve(ref))
     try:
-        run_id = store.resolve(ref)
+        with store._reader() as rows:
+            run_id = reading.resolve(rows, ref)
     except RunNotFoundError as exc:
         if exc.candidates:
             raise
-        names = registry.names()
+        names = _registry(store).names()
         raise ModelNotFoundError(
             f"{ref!r} is neither a registered model nor a run id.{did_you_mean(ref, names)}",
             hint=(f"registered models: {', '.join(names)}; " if names else "")
             + "'seedline models' lists models, 'seedline runs' lists runs",
         ) from None
-    return _from_run(store, store.manifest(run_id))
+    with store._reader() as rows:
+        address, _status = reading.manifest_object(rows, run_id)
+    if address is None:  # still running, or interrupted: Store says which
+        return _from_run(store, _full_store(store).manifest(run_id))
+    return _from_run(store, Manifest.from_json(store.objects.get(address)))
 
 
-def _from_version(store: Store, v: ModelVersion) -> ModelSource:
+def _from_version(store: RunRecords, v: ModelVersion) -> ModelSource:
     manifest = Manifest.from_json(store.objects.get(v.manifest_object))
     if not v.probe_object or not v.probe_input_object:
         raise RegistryError(f"{v.ref} has no stored probe set", hint="register the run again")
@@ -349,7 +403,7 @@ def _from_version(store: Store, v: ModelVersion) -> ModelSource:
     )
 
 
-def _from_run(store: Store, manifest: Manifest) -> ModelSource:
+def _from_run(store: RunRecords, manifest: Manifest) -> ModelSource:
     if manifest.status != "succeeded":
         raise RegistryError(
             f"run {manifest.run_id} did not succeed (status {manifest.status!r}): it has no model"

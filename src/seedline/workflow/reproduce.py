@@ -33,6 +33,7 @@ from seedline.execution.data import FILE_KINDS, LoadedData, load_data, read_sour
 from seedline.execution.persist import load_model
 from seedline.execution.runner import Prepared, run
 from seedline.records.manifest import CodeRecord, EnvironmentRecord, Manifest
+from seedline.records.recording import RunRecords
 from seedline.records.tracking import Store
 from seedline.workflow.compare import (
     Difference,
@@ -211,7 +212,7 @@ class SnapshotReads:
 
 
 def use_snapshots(
-    original: Manifest, store: Store, differences: list[Difference], notes: list[str]
+    original: Manifest, store: RunRecords, differences: list[Difference], notes: list[str]
 ) -> tuple[list[Difference], SnapshotReads]:
     """Replace missing or changed data by the run's snapshots, where it kept them.
 
