@@ -65,3 +65,4 @@ bench: bytecode
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -100,7 +100,11 @@ class _LoadedModules:
     every namespace per lookup (a quarter of a millisecond each over the two thousand modules
     of a run, on a machine with slow memory). It is exact as long as no namespace gains a name
     while ``sys.modules`` stays as it is, which holds for every module but those still being
-    imported (``live``), whose namespaces are read again at every lookup.
+    imported (``live``), whose namespaces are read again at every lookup. The lookup stands in
+    for skops' only while skops imports (``_fast_module_lookup``, which starts each import
+    with a fresh index): between two lookups only skops' module code runs then, binding names
+    in its own modules, which are live. Code that binds a name in a module imported earlier,
+    with nothing imported meanwhile (an import hook could), is not seen until the next import.
     """
 
     def __init__(self) -> None:
@@ -112,6 +116,10 @@ class _LoadedModules:
         self.live: list[int] = []  # plain modules still being imported
         self.hooks: list[int] = []  # the other plain modules with a module-level __getattr__
         self.first: dict[str, int] = {}
+
+    def forget(self) -> None:
+        """Build afresh at the next lookup, whatever ``sys.modules`` looks like then."""
+        self.key = (0, -1, None)
 
     def current(self) -> _LoadedModules:
         modules = sys.modules
@@ -235,9 +243,11 @@ def _fast_module_lookup() -> Iterator[None]:
         return
     finder = _PatchSkopsUtils()
     sys.meta_path.insert(0, finder)
+    _loaded.forget()
     try:
         yield
     finally:
+        _loaded.forget()
         sys.meta_path.remove(finder)
         if finder.patched is not None:
             finder.patched.whichmodule = finder.original  # type: ignore[attr-defined]
