@@ -176,10 +176,20 @@ def test_top_level_modules_are_mapped_to_distributions_as_importlib_metadata_doe
     """The step cache's code versions name the same distributions as the library would."""
     import importlib.metadata
 
-    from seedline.core.environment import _inferred_top_level, packages_distributions
+    from seedline.core.environment import (
+        _inferred_top_level,
+        first_distribution,
+        packages_distributions,
+    )
 
     uncached = packages_distributions.__wrapped__
     assert any(uncached() == importlib.metadata.packages_distributions() for _ in range(3))
+    # a step's key asks for one module's first provider, read only as far as that one
+    mapping = packages_distributions()
+    assert {top: first_distribution.__wrapped__(top) for top in mapping} == {
+        top: names[0] for top, names in mapping.items()
+    }
+    assert first_distribution.__wrapped__("no_such_module_anywhere") is None
     # RECORD paths of every shape: nested, top-level module, data, absolute, dotted, quoted
     info = tmp_path / "shapes-1.0.dist-info"
     info.mkdir()

@@ -180,11 +180,25 @@ def packages_distributions() -> dict[str, list[str | None]]:
     """
     out: dict[str, list[str | None]] = {}
     for dist, name, _ in _distributions(_path_key()):
-        declared = (dist.read_text("top_level.txt") or "").split()
-        tops = declared or _inferred_top_level(dist)
-        for top in tops:
+        for top in _top_level(dist):
             out.setdefault(top, []).append(name)
     return out
+
+
+def _top_level(dist: importlib.metadata.Distribution) -> Iterable[str]:
+    """The top-level modules a distribution provides: its ``top_level.txt``, else its RECORD's."""
+    declared = (dist.read_text("top_level.txt") or "").split()
+    return declared or _inferred_top_level(dist)
+
+
+@functools.cache
+def first_distribution(top: str) -> str | None:
+    """``packages_distributions().get(top)[0]`` (None where no distribution provides ``top``),
+    read only as far as that first distribution: most of the map's cost is parsing the RECORD
+    of distributions without a ``top_level.txt``, and a step's key needs one module's provider."""
+    return next(
+        (name for dist, name, _ in _distributions(_path_key()) if top in _top_level(dist)), None
+    )
 
 
 def _path_key() -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from seedline.core.deeplearning import framework_versions
 from seedline.core.environment import (
     distinct_pools,
     distribution_version,
-    packages_distributions,
+    first_distribution,
     source_fingerprint,
 )
 from seedline.core.errors import CorruptObjectError
@@ -80,7 +80,6 @@ def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
 def class_version(cls: Any, root: Path) -> str:
     """'scikit-learn 1.9.1' for library classes (and functions); a source fingerprint for the project's own."""
     top = cls.__module__.split(".")[0]
-    dists = packages_distributions().get(top)
     module = sys.modules.get(cls.__module__)
     mfile = getattr(module, "__file__", "") or ""
     is_local = (
@@ -88,7 +87,7 @@ def class_version(cls: Any, root: Path) -> str:
         and "site-packages" not in mfile
         and root.resolve() in Path(mfile).resolve().parents
     )
-    name = dists[0] if dists else None
+    name = first_distribution(top)
     if name and not is_local:
         return f"{name} {distribution_version(name)}"
     try:
