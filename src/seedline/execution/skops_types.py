@@ -127,26 +127,25 @@ class _LoadedModules:
         if key != self.key:
             self.key = key
             self.names, self.modules = list(modules), list(modules.values())
-            self.namespaces, self.special, self.live = [], [], []
+            self.namespaces, self.special, self.live, self.hooks = [], [], [], []
             for i, (name, module) in enumerate(zip(self.names, self.modules, strict=True)):
                 skip = name in ("__main__", "__mp_main__") or module is None
                 plain = type(module) is ModuleType and isinstance(module.__dict__, dict)
                 self.namespaces.append(module.__dict__ if plain and not skip else _NO_NAMES)
-                if not plain and not skip:
+                if skip:
+                    continue
+                if not plain:
                     self.special.append(i)
-                elif plain and not skip and _importing(module):
+                elif _importing(module):
                     self.live.append(i)
+                elif "__getattr__" in module.__dict__:
+                    self.hooks.append(i)
             live = set(self.live)
             first: dict[str, int] = {}
             for i in range(len(self.namespaces) - 1, -1, -1):  # the earliest holder wins
                 if i not in live:
                     first.update(dict.fromkeys(self.namespaces[i], i))
             self.first = first
-            self.hooks = [
-                i
-                for i, space in enumerate(self.namespaces)
-                if "__getattr__" in space and i not in live
-            ]
         return self
 
     def holder(self, name: str, obj: Any) -> int:

@@ -366,6 +366,7 @@ def resolve_source(
     try:
         with store._reader() as rows:
             run_id = reading.resolve(rows, ref)
+            address, _status = reading.manifest_object(rows, run_id)
     except RunNotFoundError as exc:
         if exc.candidates:
             raise
@@ -375,8 +376,6 @@ def resolve_source(
             hint=(f"registered models: {', '.join(names)}; " if names else "")
             + "'seedline models' lists models, 'seedline runs' lists runs",
         ) from None
-    with store._reader() as rows:
-        address, _status = reading.manifest_object(rows, run_id)
     if address is None:  # still running, or interrupted: Store says which
         return _from_run(store, _full_store(store).manifest(run_id))
     return _from_run(store, Manifest.from_json(store.objects.get(address)))
