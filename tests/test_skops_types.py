@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -76,6 +79,38 @@ def test_saving_and_loading_a_plain_model_imports_no_framework_and_no_other_esti
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"same": True, "modules": []}
+
+
+_FRESH_LOAD = """
+import json, sys
+from pathlib import Path
+from seedline.execution.persist import load_model
+model = load_model(Path(sys.argv[1]).read_bytes(), trusted_own=True)
+print(json.dumps({
+    "steps": [name for name, _ in model.steps],
+    "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "keras", "tensorflow", "jax")
+                      or m in ("sklearn.gaussian_process", "sklearn.neural_network", "sklearn.mixture")),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_loading_an_own_model_first_thing_imports_no_other_estimators(tmp_path: Path) -> None:
+    """A process whose first use of skops is loading a file seedline wrote (a cache hit with
+    no load memo: a teammate's entry) imports skops without crawling scikit-learn."""
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+    (tmp_path / "model.skops").write_bytes(dump_model(model))
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOAD, str(tmp_path / "model.skops")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env={**os.environ, "SEEDLINE_LOAD_MEMO": "off"},
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"steps": ["standardscaler", "logisticregression"], "modules": []}
 
 
 @pytest.mark.slow

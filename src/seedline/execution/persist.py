@@ -414,9 +414,9 @@ def _load_own(data: bytes) -> Any:
     are taken for it, and only if skops still finds one outside them (a type it reaches
     another way) is the file walked a second time for the exact list.
     """
+    sio = skops_io()  # first: importing skops.io.exceptions would import skops the stock way
     from skops.io.exceptions import UntrustedTypesFoundException
 
-    sio = skops_io()
     try:
         return sio.loads(data, trusted=_schema_types(data))
     except UntrustedTypesFoundException:
