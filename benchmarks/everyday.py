@@ -6,7 +6,10 @@ run, and printed with its ratio and the load average (foundation.py's helpers):
 1. ``run``: ``seedline run`` as a fresh process on digits and penguins, cache off, cache hit
    on every step, and cache miss that writes, against a plain script doing the same fit
    (also a fresh process). Targets: <= 1.15x; every-step hit's fit phase >= 3x faster
-   than the plain fit.
+   than the plain fit. Those runs find their model already stored (the same fitted state),
+   as a rerun of an unchanged spec does; two more cases run each trial with a seed never
+   run before (a new split and forest, the same work), so the model file is written too,
+   without the cache and with a miss that writes: the plain script writes no model.
 2. ``restart``: what pinning the hash seed costs (a fresh interpreter that reads the spec's
    seed and would restart), against a bare ``python -c pass``. Target < 50 ms.
 3. ``readonly``: ``runs``, ``show``, ``models``, ``sweeps``, ``cache ls``, ``--help`` against
@@ -216,12 +219,17 @@ def _bench_example(
         fits["plain"].append(json.loads(text)["fit"])
         return wall
 
-    def run_once(*flags: str, wipe: bool = False) -> Callable[[], float]:
+    seeds = iter(range(1_000_000, 2_000_000))
+
+    def run_once(*flags: str, wipe: bool = False, new_model: bool = False) -> Callable[[], float]:
         # only the run is timed: the wipe before it and the manifest read after it are not
         def once() -> float:
             if wipe:  # a miss that writes: no entries to find
                 fresh(seedline_cmd("cache", "prune", "--all"), root)
-            wall, _, text = fresh(seedline_cmd("run", "--json", *flags), root)
+            # a seed never run before: a new split and new fitted states, so a new model
+            # file to write (the same fit's cost; the other cases find their model stored)
+            more = ("--set", f"seed={next(seeds)}") if new_model else ()
+            wall, _, text = fresh(seedline_cmd("run", "--json", *flags, *more), root)
             out = json.loads(text)
             if not flags and not wipe:
                 m = _manifest(root, out["run_id"])
@@ -237,6 +245,8 @@ def _bench_example(
         "no-cache": run_once("--no-cache"),
         "hit": run_once(),
         "miss+write": run_once(wipe=True),
+        "no-cache, new model": run_once("--no-cache", new_model=True),
+        "miss+write, new model": run_once(new_model=True),
     }
     times = interleaved(cases, trials)
     rows = [

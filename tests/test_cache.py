@@ -103,6 +103,115 @@ def test_a_corrupt_cached_object_is_a_miss_not_a_wrong_result(digits: Path) -> N
     assert again.fingerprints["model"] == first.fingerprints["model"]
 
 
+def _final_step(digits: Path, module: str, cls: str, source: str) -> Path:
+    """The digits spec with its forest replaced by ``module.cls`` (a project module)."""
+    (digits / f"{module}.py").write_text(source)
+    spec = digits / "seedline.yaml"
+    forest = "    class: sklearn.ensemble.RandomForestClassifier\n    params: {n_estimators: 150}\n"
+    assert forest in spec.read_text()
+    spec.write_text(spec.read_text().replace(forest, f"    class: {module}.{cls}\n"))
+    return spec
+
+
+MAJORITY = """
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Majority(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        values, counts = np.unique(y, return_counts=True)
+        self.classes_, self.majority_ = values, values[np.argmax(counts)]
+        return self
+
+    def predict(self, X):
+        raise RuntimeError("scoring breaks")
+"""
+
+
+def test_a_run_that_fails_after_fitting_keeps_its_steps_in_files_of_their_own(
+    digits: Path,
+) -> None:
+    """Entries are steps of the run's model file once it is stored; a run that fails before
+    that (here, scoring) writes each fitted step to a file of its own, and the next run hits them."""
+    _final_step(digits, "majority", "Majority", MAJORITY)
+    failed = run_cli(digits, "run", check=False)  # as the next run: the spec's hash seed
+    assert failed.returncode != 0 and "scoring breaks" in failed.stderr
+    store = Store.open(digits)
+    entries = CacheIndex(store).entries()
+    assert sorted((e.step, e.fitted_step) for e in entries) == [
+        ("pipeline/clf", None),
+        ("pipeline/pca", None),
+        ("pipeline/scale", None),
+    ]
+    assert len({e.fitted_object for e in entries}) == 3
+    assert all(e.size_bytes > 0 for e in entries)  # the step's own file counts here
+    (digits / "majority.py").write_text(
+        MAJORITY.replace(
+            'raise RuntimeError("scoring breaks")', "return np.full(len(X), self.majority_)"
+        )
+    )
+    # a fresh process: this one still holds the first version of the module
+    fixed = run_json(digits, "run")
+    steps = Store.open(digits).manifest(fixed["run_id"])
+    assert [s.cache for s in steps.steps] == ["hit", "hit", "miss"]
+    model = steps.artifacts["model"]
+    (clf,) = [e for e in CacheIndex(store).entries() if e.fitted_step is not None]
+    assert (clf.step, clf.fitted_object, clf.fitted_step) == ("pipeline/clf", model, "clf")
+
+
+COUNTING = """
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Counting(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        values, counts = np.unique(y, return_counts=True)
+        self.classes_, self.majority_, self.calls_ = values, values[np.argmax(counts)], 0
+        return self
+
+    def predict(self, X):
+        self.calls_ += 1  # against scikit-learn's rule: predicting changes the fitted state
+        return np.full(len(X), self.majority_)
+"""
+
+
+def test_the_model_file_holds_the_state_each_step_was_fingerprinted_in(digits: Path) -> None:
+    """The model is serialised before scoring calls its steps: even a step whose predict
+    changes it is stored as fitted, so its entry (a step of that file) is what its
+    fingerprint says, and a hit gives the same run."""
+    from seedline.core.fingerprint import fingerprint_estimator
+    from seedline.execution.persist import load_model
+
+    spec = _final_step(digits, "counting", "Counting", COUNTING)
+    first = seedline.run(spec)
+    assert first.model.steps[-1][1].calls_ >= 1  # scoring called it
+    store = Store.open(digits)
+    stored = load_model(store.model_bytes(first.run_id), trusted_own=True)
+    assert stored.steps[-1][1].calls_ == 0
+    assert [fingerprint_estimator(est) for _, est in stored.steps] == [
+        s.fitted for s in first.manifest.steps
+    ]
+    again = seedline.run(spec)
+    assert statuses(again) == ["hit", "hit", "hit"]
+    assert again.fingerprints == first.fingerprints
+
+
+def test_entries_in_a_model_file_hit_without_a_load_memo(
+    digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no memo (a teammate's entries, or the memo off), a hit loads the model file through
+    skops, once for all its steps, and checks each step's fingerprint."""
+    monkeypatch.setenv("SEEDLINE_LOAD_MEMO", "off")
+    first = seedline.run(digits / "seedline.yaml")
+    entries = CacheIndex(Store.open(digits)).entries()
+    assert {e.fitted_object for e in entries} == {first.manifest.artifacts["model"]}
+    warm = seedline.run(digits / "seedline.yaml")
+    assert statuses(warm) == ["hit", "hit", "hit"]
+    assert warm.fingerprints == first.fingerprints
+
+
 CONCURRENT = "import json, seedline; r = seedline.run('seedline.yaml'); print(json.dumps([r.fingerprints['model'], [s.cache for s in r.manifest.steps]]))"
 
 
@@ -162,8 +271,18 @@ def test_cache_commands(penguins: Path) -> None:
     assert refused.returncode == 2 and "--older-than" in refused.stderr
     kept = run_json(penguins, "cache", "prune", "--older-than", "30")
     assert kept["entries"] == 0
+    # both steps' fitted states are steps of the run's model file: only prep's output is
+    # the cache's own, so pruning to a size removes prep's entry and keeps clf's (0 bytes)
+    assert {e["step"]: e["fitted_in"] for e in listing} == {
+        "pipeline/prep": "model",
+        "pipeline/clf": "model",
+    }
+    sizes = {e["step"]: e["size_bytes"] for e in listing}
+    assert sizes["pipeline/clf"] == 0 and sizes["pipeline/prep"] == du["bytes"]
     pruned = run_json(penguins, "cache", "prune", "--max-size", "1B")
-    assert pruned["entries"] == 2
+    assert (pruned["entries"], pruned["bytes"]) == (1, sizes["pipeline/prep"])
+    assert [e["step"] for e in run_json(penguins, "cache", "ls")] == ["pipeline/clf"]
+    assert run_json(penguins, "cache", "prune", "--all")["entries"] == 1
     assert run_json(penguins, "cache", "ls") == []
     git(penguins, "status")  # the store never dirties the repository
 

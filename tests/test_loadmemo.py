@@ -232,30 +232,58 @@ def test_the_folder_stays_within_its_bound_and_removes_only_memos(
 
 
 def test_a_cache_entry_is_remembered_with_its_fingerprint(penguins: Path, memo: Path) -> None:
-    """The step cache writes the memo as it stores a step, with the fingerprint it checks on a hit."""
+    """The step cache writes the memo of the model file its entries are steps of, with each
+    step's fingerprint, which a hit checks."""
     from seedline.records.cache_index import CacheIndex
     from seedline.records.tracking import Store
 
     from .conftest import clean_env, run_cli
 
     with_memo = clean_env(**{loadmemo.ENV_FOLDER: str(memo)})
-    run_cli(penguins, "run", env=with_memo)
+    first = json.loads(run_cli(penguins, "run", "--json", env=with_memo).stdout)
     store = Store.find(penguins)
+    model = store.manifest(first["run_id"]).artifacts["model"]
     entries = CacheIndex(store).entries()
     assert entries
+    found = loadmemo.recall(model)
+    assert found is not None
+    assert found.types is None  # not walked: a cache entry is only ever loaded as seedline's own
     for entry in entries:
-        found = loadmemo.recall(entry.fitted_object)
-        assert found is not None, entry.step
-        assert (
-            found.types is None
-        )  # not walked: a cache entry is only ever loaded as seedline's own
-        assert found.facts == {"fitted": entry.fitted_fingerprint}
+        assert (entry.fitted_object, entry.fitted_step) == (model, entry.step.rpartition("/")[2])
+        assert found.facts[f"fitted:{entry.fitted_step}"] == entry.fitted_fingerprint
     hit = json.loads(run_cli(penguins, "run", "--json", env=with_memo).stdout)
     assert {s.cache for s in store.manifest(hit["run_id"]).steps} == {"hit"}
     plain = run_cli(
         penguins, "run", "--json", "--no-cache", env=clean_env(**{loadmemo.ENV_FOLDER: "off"})
     )
     assert hit["metrics"] == json.loads(plain.stdout)["metrics"]
+
+
+def test_a_hit_with_no_memo_writes_one_with_each_step_it_checked(
+    penguins: Path, memo: Path
+) -> None:
+    """Entries from a run with no memo (a teammate's, or the memo off): the first hit loads the
+    model file through skops, checks each step's fingerprint and writes the memo with them,
+    which the next hit uses."""
+    from seedline.records.tracking import Store
+
+    from .conftest import clean_env, run_cli
+
+    first = json.loads(
+        run_cli(penguins, "run", "--json", env=clean_env(**{loadmemo.ENV_FOLDER: "off"})).stdout
+    )
+    store = Store.find(penguins)
+    model = store.manifest(first["run_id"]).artifacts["model"]
+    assert loadmemo.recall(model) is None
+    with_memo = clean_env(**{loadmemo.ENV_FOLDER: str(memo)})
+    for _ in range(2):
+        hit = store.manifest(
+            json.loads(run_cli(penguins, "run", "--json", env=with_memo).stdout)["run_id"]
+        )
+        assert {s.cache for s in hit.steps} == {"hit"}
+        found = loadmemo.recall(model)
+        assert found is not None
+        assert found.facts == {f"fitted:{s.name}": s.fitted for s in hit.steps}
 
 
 def test_the_memo_settings_are_not_part_of_a_run() -> None:

@@ -130,9 +130,9 @@ def test_the_recorder_leaves_the_rows_the_store_leaves(tmp_path: Path) -> None:
         records.close()
         out[way] = _rows(project)
     for rows in out.values():
-        ((*cache, last_used, hits),) = rows["cache_entries"]
+        ((*cache, last_used, hits, fitted_step),) = rows["cache_entries"]
         assert hits == 1 and str(last_used) > "2026-01-01"
-        rows["cache_entries"] = [tuple(cache)]
+        rows["cache_entries"] = [(*cache, fitted_step)]
     assert out["recorder"] == out["store"]
     runs = out["store"]["runs"]
     assert len(runs) == 1 and runs[0][2] == "failed"
@@ -301,7 +301,7 @@ def test_a_run_on_the_embedded_store_records_without_sqlalchemy(tmp_path: Path) 
     rows = _rows(project)
     assert [r[2] for r in rows["runs"]] == ["succeeded"] * 3
     assert len(rows["metrics"]) == 3 * len(load_spec(project / "seedline.yaml").metrics) > 0
-    hits = {key: h for key, *_, h in rows["cache_entries"]}
+    hits = {key: h for key, *_, h, _in_model in rows["cache_entries"]}
     assert hits and all(h == 1 for h in hits.values())  # the third run hit every entry
     assert not (project / ".seedline" / "metadata.db-wal").exists()
     listed = subprocess.run(

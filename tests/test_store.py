@@ -186,3 +186,45 @@ def test_object_store_urls_and_leftover_partial_writes(tmp_path: Path) -> None:
         store.remove_partial("../../etc/.tmp-x.part")
     assert store.remove_partial(partials[0].name)
     assert list(store.partials()) == [] and store.get(address) == b"kept"
+
+
+def test_migration_0009_keeps_each_older_cache_entry_a_file_of_its_own(tmp_path: Path) -> None:
+    """Entries written before 0009 (each step a file of its own) keep every column, and read
+    back as such: no step named, ``fitted_in`` 'file'."""
+    from sqlalchemy import create_engine
+
+    from seedline.records.reading import CACHE_COLUMNS, CacheEntry
+    from seedline.storage.metadata import upgrade
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'metadata.db'}")
+    upgrade(engine, "0008")
+    old = {
+        "key": "cachekey:" + "1" * 64,
+        "step": "pipeline/clf",
+        "cls": "sklearn.ensemble._forest.RandomForestClassifier",
+        "fitted_object": "a" * 64,
+        "output_object": None,
+        "fitted_fingerprint": "estimator:" + "2" * 64,
+        "output_fingerprint": None,
+        "output_shape": None,
+        "size_bytes": 123,
+        "created_at": "2026-11-30T00:00:00.000Z",
+        "last_used_at": "2026-11-30T00:00:00.000Z",
+        "hits": 4,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO cache_entries ({', '.join(old)}) "
+                f"VALUES ({', '.join(':' + c for c in old)})"
+            ),
+            old,
+        )
+    upgrade(engine)
+    assert current_revision(engine) == HEAD_REVISION == "0009"
+    with engine.connect() as conn:
+        (row,) = conn.execute(text(f"SELECT {', '.join(CACHE_COLUMNS)} FROM cache_entries")).all()
+    engine.dispose()
+    entry = CacheEntry.from_row(tuple(row))
+    assert {c: getattr(entry, c) for c in old} == old
+    assert entry.fitted_step is None and entry.to_dict()["fitted_in"] == "file"

@@ -241,13 +241,15 @@ def render_cache_entries(out: Console, entries: list[dict[str, Any]]) -> None:
         out.print("the step cache is empty")
         return
     t = Table(header_style="bold")
-    for col in ("key", "step", "class", "size", "hits", "last used (UTC)"):
+    for col in ("key", "step", "class", "fitted state", "size", "hits", "last used (UTC)"):
         t.add_column(col, justify="right" if col in ("size", "hits") else "left")
     for e in entries:
         t.add_row(
             e["key"].partition(":")[2][:12],
             e["step"],
             e["class"].rsplit(".", 1)[-1],
+            # in the run's model file (counted there), or a file of its own (counted here)
+            "in model" if e.get("fitted_in") == "model" else "own file",
             human_size(e["size_bytes"]),
             str(e["hits"]),
             e["last_used_at"][:19].replace("T", " "),

@@ -15,9 +15,11 @@ import ast
 import datetime as dt
 import inspect
 import io
+import logging
 import math
 import sys
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # maintenance takes the full store; a run records through Run
     from seedline.records.tracking import Store
 
 CACHE_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def _local_imports(module: Any, root: Path, seen: set[str]) -> dict[str, str]:
@@ -231,14 +234,39 @@ def _check(hasher: Any, address: str) -> None:
         raise CorruptObjectError(address, found)
 
 
+@dataclass
+class _Fitted:
+    """A step fitted (missed) in this run, its output stored, its fitted state not yet."""
+
+    key: str
+    path: str
+    name: str
+    estimator: Any
+    output_object: str | None
+    output_size: int
+    fitted: str
+    output_fingerprint: str | None
+    output_shape: str | None
+
+
 class StepCache:
-    """Per-step cache over a project's store (metadata rows + content-addressed objects)."""
+    """Per-step cache over a project's store (metadata rows + content-addressed objects).
+
+    A step that misses is fitted, its output is stored at once, and its entry waits for
+    the run's model: the model file holds every step's fitted state, so the entry names
+    that file and the step in it (:meth:`store_with_model`) rather than serialising the
+    step a second time. A run that stops before its model is stored writes each such step
+    to a file of its own instead (:meth:`store_apart`).
+    """
 
     def __init__(self, store: RunRecords, root: Path, context: dict[str, Any]) -> None:
         self.store = store
         self.index = CacheIndex(store)
         self.root = root
         self.context = context
+        self._fitted: list[_Fitted] = []
+        # model files loaded for hits in this run, by address: the model and its memo's facts
+        self._models: dict[str, tuple[Any, dict[str, str]]] = {}
 
     def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
         return fingerprint_value(
@@ -259,23 +287,52 @@ class StepCache:
         row = self.index.get(key)
         if row is None:
             return None
-        facts: dict[str, str] = {}
         try:
-            blob = self.store.objects.get(row.fitted_object)
-            # our own object, verified by address; from the load memo when this user has one
-            est = load_model(blob, trusted_own=True, facts=facts)
+            # our own objects, verified by address; from the load memo when this user has one
+            if row.fitted_step is None:
+                facts: dict[str, str] = {}
+                est = load_model(
+                    self.store.objects.get(row.fitted_object), trusted_own=True, facts=facts
+                )
+                noted = facts.get("fitted")
+            else:
+                est, noted = self._model_step(row.fitted_object, row.fitted_step)
             output = (
                 _read_output(self.store.objects, row.output_object) if row.output_object else None
             )
         except Exception:
             return None  # a missing or corrupt object is a miss; the step is refitted
-        # the memo records the fingerprint it was written with, checked then
-        if facts.get("fitted") != row.fitted_fingerprint:
+        # the memo records the fingerprints it was written with, checked then
+        if noted != row.fitted_fingerprint:
             if fingerprint_estimator(est) != row.fitted_fingerprint:
                 return None
-            remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
+            self._note(row, est)
         self.index.touch(key)
         return CacheHit(est, output, row.fitted_fingerprint, row.output_fingerprint)
+
+    def _model_step(self, address: str, name: str) -> tuple[Any, str | None]:
+        """The step ``name`` of the model file at ``address`` (loaded once per run), and the
+        fitted fingerprint its memo noted for it."""
+        loaded = self._models.get(address)
+        if loaded is None:
+            facts: dict[str, str] = {}
+            model = load_model(self.store.objects.get(address), trusted_own=True, facts=facts)
+            loaded = self._models[address] = (model, facts)
+        model, facts = loaded
+        steps = dict(getattr(model, "steps", None) or [])
+        if name not in steps:
+            raise KeyError(f"the model file {address} has no step {name!r}")
+        return steps[name], facts.get(_fact(name))
+
+    def _note(self, row: CacheEntry, est: Any) -> None:
+        """Remember that this stored state checked out, for the next load (a new load memo)."""
+        if row.fitted_step is None:
+            remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
+            return
+        # at once, before the run uses the step: the memo holds the state just checked
+        model, facts = self._models[row.fitted_object]
+        facts[_fact(row.fitted_step)] = row.fitted_fingerprint
+        remember(row.fitted_object, model, None, dict(facts))
 
     def put(
         self,
@@ -287,35 +344,81 @@ class StepCache:
         output_fp: str | None,
         final: bool,
     ) -> str:
-        """Store a fitted step; returns 'miss' when stored, 'uncacheable' when its output can't be."""
+        """Cache a step fitted in this run; 'miss' when it will be stored, 'uncacheable' when
+        its output cannot be. Its output is stored now, its fitted state with the model."""
         out_bytes = None if final else _dump_output(output)
         if not final and out_bytes is None:
             return "uncacheable"
-        fitted_bytes = dump_model(est)
-        fitted_obj = self.store.objects.put(fitted_bytes)
-        if is_plain_skops(fitted_bytes):
-            remember(fitted_obj, est, None, {"fitted": fitted})
-        out_obj = self.store.objects.put(out_bytes) if out_bytes is not None else None
+        self._fitted.append(
+            _Fitted(
+                key=key,
+                path=path,
+                name=path.rpartition("/")[2],
+                estimator=est,
+                output_object=self.store.objects.put(out_bytes) if out_bytes is not None else None,
+                output_size=len(out_bytes or b""),
+                fitted=fitted,
+                output_fingerprint=output_fp,
+                output_shape=None if final else "x".join(map(str, getattr(output, "shape", ()))),
+            )
+        )
+        return "miss"
+
+    def remember_model(
+        self, address: str, model: Any, data: bytes | None, fitted: Mapping[str, str]
+    ) -> None:
+        """Write the load memo of the run's model file (``data``, at ``address``) when steps
+        fitted in this run will be cached in it: every step's fitted fingerprint (``fitted``:
+        name to fingerprint) with it, so a hit loads at pickle's speed and checks nothing
+        again. Called before anything else uses the model (scoring calls its steps), so the
+        memo holds the state those fingerprints were taken of, as the file does."""
+        if self._fitted and data is not None and is_plain_skops(data):
+            remember(address, model, None, {_fact(k): v for k, v in fitted.items()})
+
+    def store_with_model(self, address: str) -> None:
+        """Index the steps fitted in this run as steps of the run's model file at ``address``."""
+        fitted_steps, self._fitted = self._fitted, []
+        for step in fitted_steps:
+            self.index.add(self._entry(step, address, step.name, step.output_size))
+
+    def store_apart(self) -> None:
+        """Write each step fitted in this run to a file of its own: the run stopped before its
+        model was stored. A step that cannot be written is left out (the run's failure is the
+        error to report)."""
+        fitted_steps, self._fitted = self._fitted, []
+        for step in fitted_steps:
+            try:
+                data = dump_model(step.estimator)
+                address = self.store.objects.put(data)
+                if is_plain_skops(data):
+                    remember(address, step.estimator, None, {"fitted": step.fitted})
+                self.index.add(self._entry(step, address, None, len(data) + step.output_size))
+            except Exception as exc:
+                log.debug("step %s not cached: %s", step.path, exc)
+
+    def _entry(self, step: _Fitted, address: str, fitted_step: str | None, size: int) -> CacheEntry:
         stamp = now_iso()
-        entry = CacheEntry(
-            key=key,
-            step=path,
+        est = step.estimator
+        return CacheEntry(
+            key=step.key,
+            step=step.path,
             cls=f"{type(est).__module__}.{type(est).__qualname__}",
-            fitted_object=fitted_obj,
-            output_object=out_obj,
-            fitted_fingerprint=fitted,
-            output_fingerprint=output_fp,
-            output_shape=None
-            if output is None or final
-            else "x".join(map(str, getattr(output, "shape", ()))),
-            size_bytes=len(fitted_bytes) + len(out_bytes or b""),
+            fitted_object=address,
+            output_object=step.output_object,
+            fitted_fingerprint=step.fitted,
+            output_fingerprint=step.output_fingerprint,
+            output_shape=step.output_shape,
+            size_bytes=size,
             created_at=stamp,
             last_used_at=stamp,
             hits=0,
+            fitted_step=fitted_step,
         )
-        # False when a concurrent run stored the same key: same content, same objects
-        self.index.add(entry)
-        return "miss"
+
+
+def _fact(step: str) -> str:
+    """The load memo's fact naming a model step's fitted fingerprint."""
+    return f"fitted:{step}"
 
 
 # -- maintenance: ls, du, prune ------------------------------------------------------------------

@@ -53,6 +53,7 @@ from seedline.execution.data import (
 )
 from seedline.execution.frozen import FrozenStep, resolve_frozen_steps
 from seedline.execution.jobs import probe_bytes
+from seedline.execution.loadmemo import address_of
 from seedline.execution.localcode import LocalCode, project_modules
 from seedline.execution.persist import dump_model
 from seedline.execution.plots import PERMUTATION_PATH
@@ -1012,6 +1013,7 @@ def run(
     interrupted: BaseException | None = None
     plots_seed = plan.derive(PERMUTATION_PATH) if plots else None
     plot_parts: list[dict[str, Any]] = []
+    cache: StepCache | None = None
     try:
         t = time.perf_counter()
         class_modules = sorted(
@@ -1087,6 +1089,24 @@ def run(
             timings["fit"] = time.perf_counter() - t
             model = pipeline
 
+            phase = "save"
+            t = time.perf_counter()
+            model_fp = fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model")
+            # a model with this exact fitted state is already stored (say, every step hit the
+            # cache): reuse its object rather than serialising it again. Otherwise it is
+            # serialised now, before scoring calls its steps: the file holds the state each
+            # step's fingerprint was taken of (and the steps fitted here are cached in it)
+            known = store.model_object_for(model_fp) if store is not None else None
+            if known is not None:
+                model_bytes, model_address = None, known
+            else:
+                model_bytes = dump_model(pipeline)
+                model_address = address_of(model_bytes)
+            if cache is not None:
+                fitted = {s.name: s.fitted for s in manifest.steps}
+                cache.remember_model(model_address, pipeline, model_bytes, fitted)
+            serialising = time.perf_counter() - t
+
             phase = "score"
             n = len(pipeline.steps)
             say("scoring", n, n)
@@ -1101,12 +1121,9 @@ def run(
 
         phase = "save"
         t = time.perf_counter()
-
-        model_fp = fingerprint_value([(s.name, s.fitted) for s in manifest.steps], kind="model")
-        # a model with this exact fitted state is already stored (say, every step hit the
-        # cache): reuse its object rather than serialising it again
-        known = store.model_object_for(model_fp) if store is not None else None
-        manifest.artifacts["model"] = known or put(dump_model(pipeline))
+        manifest.artifacts["model"] = model_address if model_bytes is None else put(model_bytes)
+        if cache is not None:  # the steps fitted here are cached as steps of this model file
+            cache.store_with_model(manifest.artifacts["model"])
         manifest.artifacts["probe"] = put(probe_bytes(pred, proba))
         manifest.probe = ProbeRecord(
             set="every row" if p.folds else "test split",
@@ -1124,7 +1141,7 @@ def run(
             "environment": manifest.environment.fingerprint,
             "code": None if detached else code_fingerprint(git_info),
         }
-        timings["save"] = time.perf_counter() - t
+        timings["save"] = time.perf_counter() - t + serialising
         if plots_seed is not None:
             # after every fingerprint and metric is final: plots cannot change them
             t = time.perf_counter()
@@ -1149,6 +1166,8 @@ def run(
         if not isinstance(exc, Exception):
             interrupted = exc
     finally:
+        if cache is not None:  # stopped before the model was stored: its fitted steps still count
+            cache.store_apart()
         if manifest.seeds is not None:
             manifest.seeds.derived = dict(sorted(plan.derived.items()))
         timings["total"] = time.perf_counter() - t_start

@@ -344,7 +344,12 @@ def list_sweeps(rows: Rows) -> list[SweepRecord]:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached step: its key, the objects holding its fitted state and output, and its use."""
+    """One cached step: its key, the objects holding its fitted state and output, and its use.
+
+    ``fitted_step``: the step's name inside ``fitted_object`` when that is the model file
+    of the run that stored the entry (the step is not written a second time); None when
+    ``fitted_object`` is a file of the step alone.
+    """
 
     key: str
     step: str
@@ -358,6 +363,7 @@ class CacheEntry:
     created_at: str
     last_used_at: str
     hits: int = 0
+    fitted_step: str | None = None
 
     @property
     def objects(self) -> list[str]:
@@ -382,6 +388,8 @@ class CacheEntry:
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "output_shape": self.output_shape,
+            # where the fitted state is: the run's model file, or a file of the step alone
+            "fitted_in": "model" if self.fitted_step is not None else "file",
         }
 
 

@@ -27,7 +27,7 @@ OBJECTS_ENV = "SEEDLINE_OBJECTS_URL"
 DATABASE_FILENAME = "metadata.db"
 OBJECTS_DIRNAME = "objects"
 # the schema revision this code reads and writes (the last Alembic migration in storage/migrations)
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 SQLITE_BUSY_TIMEOUT_MS = 30000
 # every read-write connection to a SQLite store, through SQLAlchemy or not: the busy timeout
 # first (switching to WAL itself needs a lock that a concurrent opener may hold); WAL lets

@@ -144,6 +144,8 @@ class CacheRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     last_used_at: Mapped[str] = mapped_column(String(40))
     hits: Mapped[int] = mapped_column(Integer, default=0)
+    # the step's name in the model file ``fitted_object`` (None: a file of the step alone)
+    fitted_step: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (Index("ix_cache_last_used", "last_used_at"),)
 
