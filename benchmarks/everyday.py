@@ -231,7 +231,7 @@ def _bench_example(
             more = ("--set", f"seed={next(seeds)}") if new_model else ()
             wall, _, text = fresh(seedline_cmd("run", "--json", *flags, *more), root)
             out = json.loads(text)
-            if not flags and not wipe:
+            if not flags and not wipe and not new_model:
                 m = _manifest(root, out["run_id"])
                 fits["hit"].append(float(m["timings"]["fit"]))
                 if any(s.get("cache") != "hit" for s in m["steps"]):

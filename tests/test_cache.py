@@ -198,6 +198,23 @@ def test_the_model_file_holds_the_state_each_step_was_fingerprinted_in(digits: P
     assert again.fingerprints == first.fingerprints
 
 
+def test_a_failed_run_leaves_out_a_step_that_scoring_changed(digits: Path) -> None:
+    """A run that fails while scoring, after a step's predict changed its state: that step is
+    not cached (its state is not the one fingerprinted), the steps before it are."""
+    _final_step(
+        digits,
+        "counting",
+        "Counting",
+        COUNTING.replace(
+            "return np.full(len(X), self.majority_)", 'raise RuntimeError("scoring breaks")'
+        ),
+    )
+    failed = run_cli(digits, "run", check=False)
+    assert failed.returncode != 0 and "scoring breaks" in failed.stderr
+    entries = CacheIndex(Store.open(digits)).entries()
+    assert sorted(e.step for e in entries) == ["pipeline/pca", "pipeline/scale"]
+
+
 def test_entries_in_a_model_file_hit_without_a_load_memo(
     digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

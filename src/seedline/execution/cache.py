@@ -383,11 +383,14 @@ class StepCache:
 
     def store_apart(self) -> None:
         """Write each step fitted in this run to a file of its own: the run stopped before its
-        model was stored. A step that cannot be written is left out (the run's failure is the
-        error to report)."""
+        model was stored. A step whose state is no longer the one fingerprinted when it was
+        fitted (scoring may have called it) or that cannot be written is left out (the run's
+        failure is the error to report)."""
         fitted_steps, self._fitted = self._fitted, []
         for step in fitted_steps:
             try:
+                if fingerprint_estimator(step.estimator) != step.fitted:
+                    continue
                 data = dump_model(step.estimator)
                 address = self.store.objects.put(data)
                 if is_plain_skops(data):
