@@ -19,10 +19,14 @@ at all while ``run`` and ``serve`` start up (``core.collector``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from typing import NoReturn
+
+# the restart happens before anything else is imported: not even typing (re, collections),
+# which annotations alone need (mypy reads a module's TYPE_CHECKING as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 PINNED_FLAG = "_SEEDLINE_HASH_SEED_PINNED"
 # options of `seedline run` that take a value (see cli.main.run_cmd)
@@ -134,6 +138,7 @@ def leave(code: str | int | None) -> NoReturn:
     missing (another interpreter), it exits the ordinary way.
     """
     import atexit
+    import contextlib
     import threading
 
     shutdown = getattr(threading, "_shutdown", None)
