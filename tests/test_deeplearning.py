@@ -230,6 +230,20 @@ def test_models_with_networks_are_saved_as_skops_plus_safetensors(
         assert ARCHIVE_MARKER not in zf.namelist()
 
 
+def test_a_cache_hit_on_a_model_archive_writes_it_no_load_memo(digits_cnn: Path) -> None:
+    """Cache entries of a pipeline with a network are steps of its model archive; a hit loads
+    the archive, checks each step's fingerprint and writes no memo for it: an archive always
+    loads through its weights (predict, serve and export read the same file)."""
+    from seedline.execution import loadmemo
+
+    first = seedline.run(digits_cnn / "seedline.yaml")
+    address = first.manifest.artifacts["model"]
+    hit = seedline.run(digits_cnn / "seedline.yaml")
+    assert [s.cache for s in hit.manifest.steps] == ["hit", "hit"]
+    assert hit.fingerprints == first.fingerprints
+    assert loadmemo.recall(address) is None
+
+
 JITTER = '''
 """The digits CNN, with an offset read from the environment added to the output layer after training."""
 import os

@@ -165,3 +165,38 @@ def test_bad_references_are_clear_errors(project: Path) -> None:
     (project / "typo.yaml").write_text(BUILT_ON.format(ref="pengiuns/prep"))
     with pytest.raises(FrozenStepError, match="neither a registered model nor a run"):
         seedline.run(project / "typo.yaml", use_cache=False)
+
+
+def test_a_model_with_a_frozen_step_is_not_reused_for_one_with_the_step_itself(
+    tmp_path: Path,
+) -> None:
+    """A frozen step records the fingerprint of the step it wraps, so a model built on
+    penguins@production/prep and one that fits the same prep itself share a model
+    fingerprint. The second must still store its own model (ColumnTransformer, not the
+    frozen wrapper), and its cache entries hit as what they are."""
+    root = make_project(tmp_path, "penguins")
+    source = seedline.run(root / "seedline.yaml", use_cache=False)
+    store = Store.open(root)
+    Registry(store).set_alias(
+        "penguins", "production", register_run(store, source.run_id, "penguins").version
+    )
+    store.close()
+    built = BUILT_ON.format(ref="penguins@production/prep")
+    (root / "built_on.yaml").write_text(built)
+    prep = (root / "seedline.yaml").read_text()
+    prep = prep[prep.index("  - name: prep") : prep.index("  - name: clf")]
+    (root / "fits_prep.yaml").write_text(
+        built.replace("  - name: prep\n    from: penguins@production/prep\n", prep)
+    )
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "the same prep, frozen and fitted")
+    frozen = seedline.run(root / "built_on.yaml")
+    fitted = seedline.run(root / "fits_prep.yaml")
+    assert fitted.fingerprints["model"] == frozen.fingerprints["model"]
+    assert fitted.manifest.artifacts["model"] != frozen.manifest.artifacts["model"]
+    stored = load_model(Store.open(root).model_bytes(fitted.run_id), trusted_own=True)
+    assert type(stored.steps[0][1]).__name__ == "ColumnTransformer"
+    again = seedline.run(root / "fits_prep.yaml")
+    assert [s.cache for s in again.manifest.steps] == ["hit", "hit"]
+    assert type(again.model.steps[0][1]).__name__ == "ColumnTransformer"
+    assert again.fingerprints == fitted.fingerprints

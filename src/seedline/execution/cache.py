@@ -19,7 +19,6 @@ import logging
 import math
 import sys
 import types
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from seedline.core.environment import (
 from seedline.core.errors import CorruptObjectError
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
 from seedline.execution.loadmemo import remember
-from seedline.execution.persist import dump_model, is_plain_skops, load_model
+from seedline.execution.persist import dump_model, has_networks, is_plain_skops, load_model
 from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
 from seedline.records.recording import RunRecords
 from seedline.storage.embedded import now_iso
@@ -265,8 +264,9 @@ class StepCache:
         self.root = root
         self.context = context
         self._fitted: list[_Fitted] = []
-        # model files loaded for hits in this run, by address: the model and its memo's facts
-        self._models: dict[str, tuple[Any, dict[str, str]]] = {}
+        # model files loaded for hits in this run, by address: the model, its memo's facts,
+        # and whether it is a plain skops file (an archive with networks has no memo)
+        self._models: dict[str, tuple[Any, dict[str, str], bool]] = {}
 
     def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
         return fingerprint_value(
@@ -316,9 +316,10 @@ class StepCache:
         loaded = self._models.get(address)
         if loaded is None:
             facts: dict[str, str] = {}
-            model = load_model(self.store.objects.get(address), trusted_own=True, facts=facts)
-            loaded = self._models[address] = (model, facts)
-        model, facts = loaded
+            data = self.store.objects.get(address)
+            model = load_model(data, trusted_own=True, facts=facts)
+            loaded = self._models[address] = (model, facts, is_plain_skops(data))
+        model, facts, _ = loaded
         steps = dict(getattr(model, "steps", None) or [])
         if name not in steps:
             raise KeyError(f"the model file {address} has no step {name!r}")
@@ -327,12 +328,14 @@ class StepCache:
     def _note(self, row: CacheEntry, est: Any) -> None:
         """Remember that this stored state checked out, for the next load (a new load memo)."""
         if row.fitted_step is None:
-            remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
+            if not has_networks(est):  # an archive with networks has no memo
+                remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
             return
         # at once, before the run uses the step: the memo holds the state just checked
-        model, facts = self._models[row.fitted_object]
+        model, facts, plain = self._models[row.fitted_object]
         facts[_fact(row.fitted_step)] = row.fitted_fingerprint
-        remember(row.fitted_object, model, None, dict(facts))
+        if plain:  # an archive with networks has no memo
+            remember(row.fitted_object, model, None, dict(facts))
 
     def put(
         self,
@@ -364,16 +367,15 @@ class StepCache:
         )
         return "miss"
 
-    def remember_model(
-        self, address: str, model: Any, data: bytes | None, fitted: Mapping[str, str]
-    ) -> None:
+    def remember_model(self, address: str, model: Any, data: bytes | None) -> None:
         """Write the load memo of the run's model file (``data``, at ``address``) when steps
-        fitted in this run will be cached in it: every step's fitted fingerprint (``fitted``:
-        name to fingerprint) with it, so a hit loads at pickle's speed and checks nothing
-        again. Called before anything else uses the model (scoring calls its steps), so the
-        memo holds the state those fingerprints were taken of, as the file does."""
+        fitted in this run will be cached in it, with the fitted fingerprint of each of those
+        steps (the ones fingerprinted as they are; not a frozen step, whose recorded
+        fingerprint is the step it wraps), so a hit on them loads at pickle's speed and
+        checks nothing again. Called before anything else uses the model (scoring calls its
+        steps), so the memo holds the state those fingerprints were taken of, as the file does."""
         if self._fitted and data is not None and is_plain_skops(data):
-            remember(address, model, None, {_fact(k): v for k, v in fitted.items()})
+            remember(address, model, None, {_fact(f.name): f.fitted for f in self._fitted})
 
     def store_with_model(self, address: str) -> None:
         """Index the steps fitted in this run as steps of the run's model file at ``address``."""

@@ -144,7 +144,8 @@ _SKOPS_NAME = "model.skops"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def _has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
+def has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
+    """The deep-learning steps of ``model`` (index, name, step): what an archive keeps apart."""
     from seedline.core.deeplearning import deep_learning_steps
 
     return deep_learning_steps(model)
@@ -152,7 +153,7 @@ def _has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
 
 def dump_model(model: Any) -> bytes:
     """Serialise a fitted estimator or pipeline (skops format; an archive with safetensors weights when it holds networks; never pickle)."""
-    networks = _has_networks(model)
+    networks = has_networks(model)
     if not networks:
         return skops_dumps(model)
     return _dump_archive(model, networks)

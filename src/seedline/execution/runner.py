@@ -1096,15 +1096,18 @@ def run(
             # cache): reuse its object rather than serialising it again. Otherwise it is
             # serialised now, before scoring calls its steps: the file holds the state each
             # step's fingerprint was taken of (and the steps fitted here are cached in it)
-            known = store.model_object_for(model_fp) if store is not None else None
+            known = (
+                store.model_object_for(model_fp, [(s.name, s.cls) for s in manifest.steps])
+                if store is not None
+                else None
+            )
             if known is not None:
                 model_bytes, model_address = None, known
             else:
                 model_bytes = dump_model(pipeline)
                 model_address = address_of(model_bytes)
             if cache is not None:
-                fitted = {s.name: s.fitted for s in manifest.steps}
-                cache.remember_model(model_address, pipeline, model_bytes, fitted)
+                cache.remember_model(model_address, pipeline, model_bytes)
             serialising = time.perf_counter() - t
 
             phase = "score"
@@ -1167,7 +1170,10 @@ def run(
             interrupted = exc
     finally:
         if cache is not None:  # stopped before the model was stored: its fitted steps still count
-            cache.store_apart()
+            try:
+                cache.store_apart()
+            except BaseException as exc:  # a second interrupt: the run is still recorded
+                interrupted = interrupted or exc
         if manifest.seeds is not None:
             manifest.seeds.derived = dict(sorted(plan.derived.items()))
         timings["total"] = time.perf_counter() - t_start

@@ -68,8 +68,8 @@ _SET_TAG = (
     "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
 )
 _MODEL_OBJECT_FOR = (
-    "SELECT model_object FROM runs WHERE model_fingerprint = :fingerprint "
-    "AND model_object IS NOT NULL LIMIT 1"
+    "SELECT model_object, manifest_object FROM runs WHERE model_fingerprint = :fingerprint "
+    "AND model_object IS NOT NULL ORDER BY id LIMIT 20"
 )
 # spec keys that say nothing a person filters by
 _UNINDEXED = ("description",)
@@ -233,12 +233,32 @@ class RunRecords(ABC):
             )
         return address
 
-    def model_object_for(self, model_fingerprint: str) -> str | None:
-        """The stored model object of a run whose fitted state has this fingerprint, if any."""
+    def model_object_for(
+        self, model_fingerprint: str, steps: Sequence[tuple[str, str]] | None = None
+    ) -> str | None:
+        """The stored model object of a run whose fitted state has this fingerprint, if any.
+
+        ``steps``: each step's name and class, which that run's steps must have too. A frozen
+        step records the fingerprint of the step it wraps, so a model with one and a model
+        with the step itself share a fingerprint, but not their objects.
+        """
         with self._reader() as rows:
             found = rows(_MODEL_OBJECT_FOR, {"fingerprint": model_fingerprint})
-        address = found[0][0] if found else None
-        return address if address and self.objects.exists(address) else None
+        for address, manifest in found:
+            if not address or not self.objects.exists(address):
+                continue
+            if steps is None or _step_classes(self.objects, manifest) == list(steps):
+                return str(address)
+        return None
+
+
+def _step_classes(objects: ObjectStore, manifest: str | None) -> list[tuple[str, str]] | None:
+    """The (name, class) of each step in the stored manifest at ``manifest`` (None: unreadable)."""
+    try:
+        steps = json.loads(objects.get(manifest or ""))["steps"]
+        return [(str(step["name"]), str(step["class"])) for step in steps]
+    except Exception:
+        return None
 
 
 class EmbeddedRecorder(RunRecords):
