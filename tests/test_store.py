@@ -228,3 +228,22 @@ def test_migration_0009_keeps_each_older_cache_entry_a_file_of_its_own(tmp_path:
     entry = CacheEntry.from_row(tuple(row))
     assert {c: getattr(entry, c) for c in old} == old
     assert entry.fitted_step is None and entry.to_dict()["fitted_in"] == "file"
+
+
+def test_a_store_migrated_by_a_newer_seedline_is_refused_clearly(tmp_path: Path) -> None:
+    """A teammate's newer seedline migrated the store further than this one knows: opening it
+    says so and what to do, rather than Alembic's traceback, and changes nothing."""
+    import sqlite3
+
+    Store.open(tmp_path).close()
+    database = tmp_path / ".seedline" / "metadata.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="revision '9999'") as err:
+        Store.open(tmp_path)
+    assert "upgrade seedline" in (err.value.hint or "")
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
+    refused = run_cli(tmp_path, "runs", check=False)
+    assert refused.returncode != 0 and "revision '9999'" in refused.stderr
+    assert "Traceback" not in refused.stderr

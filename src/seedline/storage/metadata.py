@@ -326,10 +326,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def _run_alembic(conn: Connection, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
+    found = current_revision(conn)
+    if found is not None:
+        known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+        if found not in known:  # Alembic would fail with a traceback; nothing is changed
+            from seedline.core.version import __version__
+
+            raise StoreError(
+                f"the metadata database is at schema revision {found!r}, which seedline "
+                f"{__version__} does not know (it knows up to {HEAD_REVISION!r}): a newer "
+                "seedline migrated it",
+                hint="upgrade seedline to the version the rest of your team uses; "
+                "the store was left as it is",
+            )
     command.upgrade(cfg, revision)
 
 
