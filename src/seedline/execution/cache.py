@@ -239,13 +239,17 @@ class _Fitted:
 
     key: str
     path: str
-    name: str
     estimator: Any
     output_object: str | None
     output_size: int
     fitted: str
     output_fingerprint: str | None
     output_shape: str | None
+
+    @property
+    def name(self) -> str:
+        """The step's name in the pipeline (and in the model file): its path's last part."""
+        return self.path.rpartition("/")[2]
 
 
 class StepCache:
@@ -356,7 +360,6 @@ class StepCache:
             _Fitted(
                 key=key,
                 path=path,
-                name=path.rpartition("/")[2],
                 estimator=est,
                 output_object=self.store.objects.put(out_bytes) if out_bytes is not None else None,
                 output_size=len(out_bytes or b""),
