@@ -218,15 +218,35 @@ def test_a_failed_run_leaves_out_a_step_that_scoring_changed(digits: Path) -> No
 def test_entries_in_a_model_file_hit_without_a_load_memo(
     digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no memo (a teammate's entries, or the memo off), a hit loads the model file through
-    skops, once for all its steps, and checks each step's fingerprint."""
+    """With no memo (a teammate's entries, or the memo off), a hit loads only its step's part
+    of the model file, never the whole file, and checks the step's fingerprint; a file whose
+    step cannot be loaded apart is loaded whole, and its steps still hit."""
+    from seedline.execution import cache, persist
+
     monkeypatch.setenv("SEEDLINE_LOAD_MEMO", "off")
     first = seedline.run(digits / "seedline.yaml")
     entries = CacheIndex(Store.open(digits)).entries()
     assert {e.fitted_object for e in entries} == {first.manifest.artifacts["model"]}
+
+    def whole(data: bytes) -> object:
+        raise AssertionError("the whole model file was loaded")
+
+    monkeypatch.setattr(persist, "_load_own", whole)
     warm = seedline.run(digits / "seedline.yaml")
     assert statuses(warm) == ["hit", "hit", "hit"]
     assert warm.fingerprints == first.fingerprints
+    changed = seedline.run(digits / "seedline.yaml", overrides=["pipeline.clf.n_estimators=20"])
+    assert statuses(changed) == ["hit", "hit", "miss"]
+    monkeypatch.undo()
+    monkeypatch.setenv("SEEDLINE_LOAD_MEMO", "off")
+
+    def no_part(data: bytes, name: str, where: str = "") -> object:
+        raise KeyError(name)
+
+    monkeypatch.setattr(cache, "load_own_step", no_part)
+    again = seedline.run(digits / "seedline.yaml")
+    assert statuses(again) == ["hit", "hit", "hit"]
+    assert again.fingerprints == first.fingerprints
 
 
 CONCURRENT = "import json, seedline; r = seedline.run('seedline.yaml'); print(json.dumps([r.fingerprints['model'], [s.cache for s in r.manifest.steps]]))"

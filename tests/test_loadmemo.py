@@ -259,12 +259,15 @@ def test_a_cache_entry_is_remembered_with_its_fingerprint(penguins: Path, memo: 
     assert hit["metrics"] == json.loads(plain.stdout)["metrics"]
 
 
-def test_a_hit_with_no_memo_writes_one_with_each_step_it_checked(
+def test_a_hit_with_no_memo_loads_its_step_apart_and_writes_the_step_a_memo(
     penguins: Path, memo: Path
 ) -> None:
-    """Entries from a run with no memo (a teammate's, or the memo off): the first hit loads the
-    model file through skops, checks each step's fingerprint and writes the memo with them,
-    which the next hit uses."""
+    """Entries from a run with no memo (a teammate's, or the memo off): a hit loads only its
+    step's part of the model file, checks its fingerprint and writes that step a memo of its
+    own, which the next hit reads. The whole model is never loaded, so it gets no memo."""
+    import os
+
+    from seedline.execution.cache import _part_memo
     from seedline.records.tracking import Store
 
     from .conftest import clean_env, run_cli
@@ -276,14 +279,20 @@ def test_a_hit_with_no_memo_writes_one_with_each_step_it_checked(
     model = store.manifest(first["run_id"]).artifacts["model"]
     assert loadmemo.recall(model) is None
     with_memo = clean_env(**{loadmemo.ENV_FOLDER: str(memo)})
-    for _ in range(2):
+    for attempt in range(2):
         hit = store.manifest(
             json.loads(run_cli(penguins, "run", "--json", env=with_memo).stdout)["run_id"]
         )
         assert {s.cache for s in hit.steps} == {"hit"}
-        found = loadmemo.recall(model)
-        assert found is not None
-        assert found.facts == {f"fitted:{s.name}": s.fitted for s in hit.steps}
+        assert not loadmemo.has_memo(model)
+        for step in hit.steps:
+            path = memo / f"{_part_memo(model, step.name)}{loadmemo.SUFFIX}"
+            if attempt == 1:  # the second run read it (a read marks it used)
+                assert path.stat().st_mtime > 1_000_000
+            found = loadmemo.recall(_part_memo(model, step.name))
+            assert found is not None
+            assert found.facts == {"fitted": step.fitted}
+            os.utime(path, (1_000_000, 1_000_000))
 
 
 def test_the_memo_settings_are_not_part_of_a_run() -> None:

@@ -344,3 +344,52 @@ def test_the_dump_writes_the_bytes_a_plain_zip_file_writes(monkeypatch: pytest.M
         with zipfile.ZipFile(io.BytesIO(ours)) as zf:
             names = zf.namelist()
         assert len(names) == len(set(names)) > 2
+
+
+def test_a_step_loads_apart_as_the_whole_model_holds_it() -> None:
+    """``load_own_step`` builds only the named step's part of a pipeline's file: each step
+    comes out with the fitted state the whole load gives it (and the pipeline had), nested
+    pipelines and column transformers included; its arrays are its own, not the model's."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from seedline.core.fingerprint import fingerprint_estimator
+    from seedline.execution.persist import load_own_step
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X["kind"] = pd.Series(np.where(y > 0, "a", "b"), dtype=object)
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(StandardScaler(), PCA(n_components=2)), list(X.columns[:4])),
+            ("cat", OneHotEncoder(), ["kind"]),
+        ]
+    )
+    forest = RandomForestClassifier(n_estimators=5, random_state=0)
+    model = Pipeline([("prep", prep), ('odd "name"', StandardScaler()), ("clf", forest)])
+    model.fit(X, y)
+    data = dump_model(model)
+    whole = load_model(data, trusted_own=True)
+    for (name, fitted), (_, loaded_whole) in zip(model.steps, whole.steps, strict=True):
+        part = load_own_step(data, name)
+        assert type(part) is type(fitted)
+        assert fingerprint_estimator(part) == fingerprint_estimator(fitted)
+        assert fingerprint_estimator(part) == fingerprint_estimator(loaded_whole)
+    clf = load_own_step(data, "clf")
+    features = whole[:-1].transform(X)
+    np.testing.assert_array_equal(clf.predict_proba(features), forest.predict_proba(features))
+
+
+def test_a_step_that_cannot_be_loaded_apart_says_so() -> None:
+    """No such step, or no pipeline at all: a ``KeyError`` (the cache then loads the file whole)."""
+    from seedline.execution.persist import load_own_step
+
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
+    with pytest.raises(KeyError, match="no step 'scaler'"):
+        load_own_step(dump_model(pipe), "scaler")
+    bare = LogisticRegression(max_iter=300).fit(X, y)
+    with pytest.raises(KeyError, match="not a pipeline"):
+        load_own_step(dump_model(bare), "logisticregression")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import blake3
 import numpy as np
 
 from seedline.core.deeplearning import framework_versions
@@ -34,8 +35,15 @@ from seedline.core.environment import (
 )
 from seedline.core.errors import CorruptObjectError
 from seedline.core.fingerprint import fingerprint_estimator, fingerprint_value
-from seedline.execution.loadmemo import remember
-from seedline.execution.persist import dump_model, has_networks, is_plain_skops, load_model
+from seedline.execution.loadmemo import has_memo, recall, remember, revive
+from seedline.execution.model_checks import check_model_structure
+from seedline.execution.persist import (
+    dump_model,
+    has_networks,
+    is_plain_skops,
+    load_model,
+    load_own_step,
+)
 from seedline.records.cache_index import CacheEntry, CacheIndex, list_entries
 from seedline.records.recording import RunRecords
 from seedline.storage.embedded import now_iso
@@ -271,6 +279,9 @@ class StepCache:
         # model files loaded for hits in this run, by address: the model, its memo's facts,
         # and whether it is a plain skops file (an archive with networks has no memo)
         self._models: dict[str, tuple[Any, dict[str, str], bool]] = {}
+        # steps of model files loaded apart in this run (address, step): each has a memo of its own
+        self._parts: set[tuple[str, str]] = set()
+        self._files: dict[str, bytes] = {}  # their files' bytes, read once
 
     def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
         return fingerprint_value(
@@ -315,9 +326,19 @@ class StepCache:
         return CacheHit(est, output, row.fitted_fingerprint, row.output_fingerprint)
 
     def _model_step(self, address: str, name: str) -> tuple[Any, str | None]:
-        """The step ``name`` of the model file at ``address`` (loaded once per run), and the
-        fitted fingerprint its memo noted for it."""
+        """The step ``name`` of the model file at ``address``, and the fitted fingerprint its
+        memo noted for it.
+
+        With this user's memo of the whole model, the model is loaded from it (once per run)
+        and the step taken; without one, from the step's own memo, or else only the step's
+        part of the file is loaded (a teammate's entries: the model's first step is not
+        worth its forest). A file whose step cannot be loaded apart is loaded whole.
+        """
         loaded = self._models.get(address)
+        if loaded is None and not has_memo(address):
+            part = self._model_part(address, name)
+            if part is not None:
+                return part
         if loaded is None:
             facts: dict[str, str] = {}
             data = self.store.objects.get(address)
@@ -329,11 +350,43 @@ class StepCache:
             raise KeyError(f"the model file {address} has no step {name!r}")
         return steps[name], facts.get(_fact(name))
 
+    def _model_part(self, address: str, name: str) -> tuple[Any, str | None] | None:
+        """The step ``name`` of the model file at ``address`` on its own: from its memo, or
+        loaded from its part of the file; None for a file to load whole (an archive with
+        networks, a file whose step skops cannot load apart)."""
+        memo = recall(_part_memo(address, name))
+        if memo is not None:
+            est = revive(memo)
+            if est is not None:
+                check_model_structure(est, f"step {name!r} of model file {address}")
+                self._parts.add((address, name))
+                return est, memo.facts.get("fitted")
+        data = self._files.get(address)
+        if data is None:
+            data = self._files[address] = self.store.objects.get(address)
+        if not is_plain_skops(data):
+            return None
+        try:
+            est = load_own_step(data, name, f"step {name!r} of model file {address}")
+        except Exception as exc:  # the whole file then: its step is checked all the same
+            log.debug("step %s of %s not loaded apart: %s", name, address, exc)
+            return None
+        self._parts.add((address, name))
+        return est, None
+
     def _note(self, row: CacheEntry, est: Any) -> None:
         """Remember that this stored state checked out, for the next load (a new load memo)."""
         if row.fitted_step is None:
             if not has_networks(est):  # an archive with networks has no memo
                 remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
+            return
+        if (row.fitted_object, row.fitted_step) in self._parts:  # loaded apart: its own memo
+            remember(
+                _part_memo(row.fitted_object, row.fitted_step),
+                est,
+                None,
+                {"fitted": row.fitted_fingerprint},
+            )
             return
         # at once, before the run uses the step: the memo holds the state just checked
         model, facts, plain = self._models[row.fitted_object]
@@ -427,6 +480,12 @@ class StepCache:
 def _fact(step: str) -> str:
     """The load memo's fact naming a model step's fitted fingerprint."""
     return f"fitted:{step}"
+
+
+def _part_memo(address: str, step: str) -> str:
+    """The name of the load memo of one step of the model file at ``address``, loaded apart:
+    a BLAKE3 digest of both, so it is named like every memo and never like a file's."""
+    return blake3.blake3(f"seedline-model-step\0{address}\0{step}".encode()).hexdigest()
 
 
 # -- maintenance: ls, du, prune ------------------------------------------------------------------

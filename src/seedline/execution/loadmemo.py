@@ -22,7 +22,9 @@ What makes that safe, and its limits:
   the memo never loads what the file would have been refused for.
 - It records Python's version and the version of each package whose classes the pickle
   names; a load under any other version goes through skops (and writes a new memo).
-- Only plain skops files get a memo; archives with network weights do not.
+- Only plain skops files get a memo; archives with network weights do not. A cache hit
+  that loaded one step of a model file apart keeps that step's memo under a BLAKE3 digest
+  of the file's address and the step's name.
 - The folder is bounded (``SEEDLINE_LOAD_MEMO_MAX_MB``, 1024 by default): writing a memo
   removes the least recently used ones beyond it, and only files this module wrote.
 
@@ -158,6 +160,16 @@ def _make_key(where: Path) -> None:
 
 def _mac(key: bytes, body: bytes | memoryview) -> bytes:
     return blake3.blake3(body, key=key).digest()
+
+
+def has_memo(address: str) -> bool:
+    """Whether a memo of the bytes at ``address`` is on disk (not yet checked: see ``recall``)."""
+    where = folder()
+    return (
+        where is not None
+        and _ADDRESS.fullmatch(address) is not None
+        and (where / f"{address}{SUFFIX}").is_file()
+    )
 
 
 def recall(address: str) -> Memo | None:

@@ -394,18 +394,7 @@ def _schema_types(data: bytes) -> list[str]:
     array): for a file seedline wrote itself, where every type is trusted anyway.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        stack: list[Any] = [json.loads(zf.read("schema.json"))]
-    found: set[str] = set()
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module, name = node.get("__module__"), node.get("__class__")
-            if isinstance(module, str) and isinstance(name, str):
-                found.add(f"{module}.{name}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return sorted(found)
+        return _types_named(json.loads(zf.read("schema.json")))
 
 
 def _load_own(data: bytes) -> Any:
@@ -422,6 +411,71 @@ def _load_own(data: bytes) -> Any:
         return sio.loads(data, trusted=_schema_types(data))
     except UntrustedTypesFoundException:
         return sio.loads(data, trusted=model_types(data))
+
+
+def load_own_step(data: bytes, name: str, where: str = "this model") -> Any:
+    """The step ``name`` of the pipeline in plain skops bytes seedline wrote and verified
+    itself (``trusted_own``), loading only that step's part of the schema.
+
+    skops writes each object's whole state wherever it occurs (an object met twice is
+    written twice, under the same ``__id__``), so a step's part of the schema stands on its
+    own: its arrays are read from the same zip, and nothing of the other steps is built.
+    Loading a model's first, small step no longer builds its forest of trees. The step comes
+    out as a whole load would give it; an object it shared with another step is its own
+    copy. Raises ``KeyError`` when the bytes hold no pipeline with such a step (a caller
+    then loads the whole file), and what skops raises for a part it cannot load.
+    """
+    skops_io()  # first: importing skops.io.exceptions would import skops the stock way
+    from skops.io._audit import audit_tree, get_tree
+    from skops.io._utils import read_schema
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        schema, context = read_schema(zf)
+        part = _step_state(schema, name)
+        trusted = _types_named(part)
+        tree = get_tree(part, context, trusted=trusted)
+        audit_tree(tree, trusted=trusted)
+        step = tree.construct()
+    check_model_structure(step, where)
+    return step
+
+
+def _step_state(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """The schema's state of the pipeline step ``name`` (``KeyError`` when there is none)."""
+    if schema.get("__module__") != "sklearn.pipeline" or schema.get("__class__") != "Pipeline":
+        raise KeyError(f"not a pipeline: {schema.get('__module__')}.{schema.get('__class__')}")
+    steps = schema["content"]["content"]["steps"]
+    if steps.get("__loader__") != "ListNode":
+        raise KeyError("the pipeline's steps are not a list")
+    for pair in steps["content"]:
+        if pair.get("__loader__") != "TupleNode" or len(pair["content"]) != 2:
+            raise KeyError("a pipeline step is not a (name, estimator) pair")
+        label, state = pair["content"]
+        if (
+            isinstance(label, dict)
+            and label.get("__loader__") == "JsonNode"
+            and isinstance(label.get("content"), str)
+            and json.loads(label["content"]) == name
+            and isinstance(state, dict)
+        ):
+            return state
+    raise KeyError(f"the pipeline has no step {name!r}")
+
+
+def _types_named(state: Any) -> list[str]:
+    """Every ``module.Class`` a part of a skops schema names (see ``_schema_types``)."""
+    stack: list[Any] = [state]
+    found: set[str] = set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, name = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
 
 
 def _load_error(exc: Exception, where: str, recorded: Mapping[str, str] | None) -> ModelLoadError:
