@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,32 +253,42 @@ def test_an_own_model_whose_schema_misses_a_type_is_walked_for_the_exact_list(
     np.testing.assert_array_equal(load_model(data, trusted_own=True).predict(X), model.predict(X))
 
 
-def _skops_content(data: bytes) -> tuple[Any, list[bytes]]:
-    """A skops file's schema with each array's file name replaced by the array's bytes and each
-    object's ``__id__`` by its order of appearance; and the arrays' bytes.
+def _skops_content(data: bytes) -> tuple[Any, list[Any]]:
+    """A skops file's schema with each array's file name replaced by the array's values and each
+    object's ``__id__`` by its order of appearance; and the arrays' values.
 
-    skops names objects and array files after their ``id()``, which differs from dump to dump.
+    skops names objects and array files after their ``id()`` (seedline numbers them, and plain
+    values by value: a plain value's ``__id__`` is left out), and a record array's padding
+    bytes are whatever memory held (seedline writes zeros): values are compared, field by field.
     """
     import io
     import zipfile
 
+    def values(raw: bytes) -> Any:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        names = arr.dtype.names or ()
+        fields = [np.ascontiguousarray(arr[n]).tobytes() for n in names] or [arr.tobytes()]
+        return (str(arr.dtype), arr.shape, fields)
+
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        arrays = {n: zf.read(n) for n in zf.namelist() if n != "schema.json"}
+        arrays = {n: values(zf.read(n)) for n in zf.namelist() if n.endswith(".npy")}
         raw = zf.read("schema.json")
 
     order: dict[Any, int] = {}
 
     def named(node: Any) -> Any:
         if isinstance(node, dict):
+            plain = node.get("__loader__") == "JsonNode"
             return {
                 k: order.setdefault(v, len(order)) if k == "__id__" else named(v)
                 for k, v in node.items()
+                if not (plain and k == "__id__")
             }
         if isinstance(node, list):
             return [named(v) for v in node]
         return arrays.get(node, node) if isinstance(node, str) else node
 
-    return named(json.loads(raw)), sorted(arrays.values())
+    return named(json.loads(raw)), sorted(map(repr, arrays.values()))
 
 
 def test_the_compact_dump_is_skops_own_with_the_schema_unindented() -> None:
@@ -299,51 +308,95 @@ def test_the_compact_dump_is_skops_own_with_the_schema_unindented() -> None:
 
 
 def test_the_dump_writes_the_bytes_a_plain_zip_file_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zip class seedline writes with changes nothing in the bytes but the members' time,
+    which is fixed: a stock ``ZipFile`` whose clock reads that time writes the same bytes."""
     import time
     import zipfile
 
     from sklearn.datasets import load_digits
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
-    from skops.io._utils import SaveContext
 
-    from seedline.execution.skops_types import skops_dumps
-
-    # skops names objects and array files after id(), and zip members carry the time of
-    # writing: both made the same from one dump to the next
-    numbers: dict[int, int] = {}
-
-    def memoize(self: SaveContext, obj: Any) -> int:
-        self.memo.setdefault(id(obj), obj)
-        return numbers.setdefault(id(obj), len(numbers))
-
-    monkeypatch.setattr(SaveContext, "memoize", memoize)
-    clock = types.SimpleNamespace(time=lambda: 1_700_000_000.0, localtime=time.localtime)
-    monkeypatch.setattr(zipfile, "time", clock)
-
-    def dumped(dumps: Callable[[Any], bytes], model: Any) -> bytes:
-        numbers.clear()
-        return dumps(model)
-
-    X, y = load_digits(return_X_y=True)
-    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
-    pipeline = make_pipeline(StandardScaler(), PCA(20), LogisticRegression(max_iter=500))
-    pipeline.fit(X, y)
     from seedline.execution import skops_types
+    from seedline.execution.skops_types import ZIP_TIME, skops_dumps
+
+    fixed = time.struct_time((*ZIP_TIME, 0, 1, -1))
+    clock = types.SimpleNamespace(time=time.time, localtime=lambda *_: fixed)
+    monkeypatch.setattr(zipfile, "time", clock)
 
     def plain_zip_dumps(model: Any) -> bytes:  # the dump with a stock ZipFile
         with monkeypatch.context() as m:
             m.setattr(skops_types, "_NamedZipFile", zipfile.ZipFile)
             return skops_dumps(model)
 
+    X, y = load_digits(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    pipeline = make_pipeline(StandardScaler(), PCA(20), LogisticRegression(max_iter=500))
+    pipeline.fit(X, y)
     for model in (forest, pipeline):
-        reference = dumped(plain_zip_dumps, model)
-        assert dumped(plain_zip_dumps, model) == reference  # the reference is reproducible
-        ours = dumped(skops_dumps, model)
+        reference = plain_zip_dumps(model)
+        ours = skops_dumps(model)
         assert ours == reference
         with zipfile.ZipFile(io.BytesIO(ours)) as zf:
             names = zf.namelist()
+            assert {info.date_time for info in zf.infolist()} == {ZIP_TIME}
         assert len(names) == len(set(names)) > 2
+
+
+DUMP_IN_A_FRESH_PROCESS = """
+import blake3
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from seedline.execution.persist import dump_model
+X, y = load_iris(return_X_y=True)
+model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=8, random_state=0))
+print(blake3.blake3(dump_model(model.fit(X, y))).hexdigest())
+"""
+
+
+def test_the_same_model_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's file depends on the model alone: not on when it is written (zip members carry
+    a fixed time), nor on memory addresses (objects are numbered in the order met, plain
+    values by value), nor on a tree's padding bytes (uninitialised memory, zeroed in the
+    copy written). So a copy, a pickle round trip, a load of the file itself, a later dump and
+    another process all give the same bytes, the same content address; and stock skops
+    loads them."""
+    import copy
+    import pickle
+    import time
+    import zipfile
+
+    import blake3
+    from skops.io import get_untrusted_types, loads
+
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=8, random_state=0))
+    model.fit(X, y)
+    data = dump_model(model)
+    later = types.SimpleNamespace(time=lambda: time.time() + 86_400.0, localtime=time.localtime)
+    monkeypatch.setattr(zipfile, "time", later)
+    assert dump_model(model) == data
+    assert dump_model(copy.deepcopy(model)) == data
+    assert dump_model(pickle.loads(pickle.dumps(model))) == data
+    assert dump_model(load_model(data, trusted_own=True)) == data
+    fresh = subprocess.run(
+        [sys.executable, "-c", DUMP_IN_A_FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "1"},
+    )
+    assert fresh.stdout.strip() == blake3.blake3(data).hexdigest()
+    stock = loads(data, trusted=get_untrusted_types(data=data))
+    np.testing.assert_array_equal(stock.predict_proba(X), model.predict_proba(X))
+    import scipy.sparse
+    from sklearn.svm import SVC
+
+    sparse = SVC(random_state=0).fit(scipy.sparse.csr_matrix(X), y)  # state in a sparse matrix
+    assert scipy.sparse.issparse(sparse.support_vectors_)
+    assert dump_model(pickle.loads(pickle.dumps(sparse))) == dump_model(sparse)
 
 
 def test_a_step_loads_apart_as_the_whole_model_holds_it() -> None:
@@ -393,3 +446,18 @@ def test_a_step_that_cannot_be_loaded_apart_says_so() -> None:
     bare = LogisticRegression(max_iter=300).fit(X, y)
     with pytest.raises(KeyError, match="not a pipeline"):
         load_own_step(dump_model(bare), "logisticregression")
+
+
+def test_two_clones_running_the_same_spec_store_the_same_model_object(tmp_path: Path) -> None:
+    """Two projects, one spec, one fit each: the same model file, at the same address (a
+    teammate's model is the object you would have written)."""
+    import seedline
+
+    from .conftest import make_project
+
+    runs = [
+        seedline.run(make_project(tmp_path / who, "penguins") / "seedline.yaml", use_cache=False)
+        for who in ("a", "b")
+    ]
+    assert runs[0].fingerprints["model"] == runs[1].fingerprints["model"]
+    assert runs[0].manifest.artifacts["model"] == runs[1].manifest.artifacts["model"]

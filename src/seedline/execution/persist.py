@@ -48,7 +48,7 @@ from seedline.core.errors import SeedlineError
 from seedline.execution import loadmemo
 from seedline.execution.localcode import LocalCode, LocalCodeError
 from seedline.execution.model_checks import check_model_structure
-from seedline.execution.skops_types import skops_dumps, skops_io
+from seedline.execution.skops_types import ZIP_TIME, skops_dumps, skops_io
 from seedline.execution.skops_types import untrusted_types as _skops_untrusted
 
 # Types beyond skops' own defaults that a scikit-learn model may hold and that seedline
@@ -140,8 +140,6 @@ ARCHIVE_MARKER = "seedline-archive.json"
 ARCHIVE_FORMAT = "seedline-model-archive"
 ARCHIVE_VERSION = 1
 _SKOPS_NAME = "model.skops"
-# fixed timestamps: the same model always gives the same bytes, so the same object address
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def has_networks(model: Any) -> list[tuple[int | None, str, Any]]:
@@ -207,7 +205,7 @@ def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> by
             **files,
         }
         for member, data in members.items():
-            info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
+            info = zipfile.ZipInfo(member, date_time=ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)
     return buf.getvalue()

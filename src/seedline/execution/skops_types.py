@@ -63,6 +63,7 @@ def skops_io() -> ModuleType:
 
     module = _import_skops()
     register()
+    _register_zeroed_padding()
     return module
 
 
@@ -252,18 +253,113 @@ def _fast_module_lookup() -> Iterator[None]:
             finder.patched.whichmodule = finder.original  # type: ignore[attr-defined]
 
 
+# every member's time: a dump's bytes depend on the model alone, not on when it was written
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
 class _NamedZipFile(zipfile.ZipFile):
-    """A ``ZipFile`` whose ``namelist()`` is a live view of the member names.
+    """A ``ZipFile`` whose ``namelist()`` is a live view of the member names, and whose members
+    written by name carry a fixed time.
 
     skops asks ``name not in zip_file.namelist()`` before writing each array; the stock
     ``namelist()`` builds a list each time, quadratic over a forest's hundreds of arrays
     (9 ms of a 150-tree forest's 46 ms dump). The view (``NameToInfo``'s keys: the names
     written, as ``filelist`` holds them) answers ``in`` with one dictionary lookup; in write
-    mode nothing else in ``zipfile`` calls ``namelist()``, and the bytes are a plain ``ZipFile``'s.
+    mode nothing else in ``zipfile`` calls ``namelist()``.
+
+    ``writestr(name, ...)`` stamps a member with the time of writing; here it is
+    :data:`ZIP_TIME`, otherwise the member is what the stock ``writestr`` makes of a name
+    (the archive's compression, mode 0600).
     """
 
     def namelist(self) -> KeysView[str]:  # type: ignore[override]
         return self.NameToInfo.keys()
+
+    def writestr(
+        self,
+        zinfo_or_arcname: str | zipfile.ZipInfo,
+        data: Any,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
+            info = zipfile.ZipInfo(zinfo_or_arcname, date_time=ZIP_TIME)
+            info.compress_type = self.compression
+            info.external_attr = 0o600 << 16
+            zinfo_or_arcname = info
+        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
+
+
+_BY_VALUE = frozenset({int, float, str, bool, type(None)})
+
+
+def _numbering_context(zip_file: zipfile.ZipFile) -> Any:
+    """skops' ``SaveContext``, numbering objects in the order it meets them rather than by
+    ``id()``: the ``__id__`` of each object in the schema, and the name of each array's file.
+
+    An ``id()`` is a memory address, different in every process, so the same model gave
+    different bytes from one dump to the next. The numbers only say which occurrences are one
+    object (skops' loader shares them), as the ids did: each object is kept alive in the memo
+    for the whole dump, as skops keeps it, so no two objects share an id meanwhile, nor a
+    number. A plain number, string, ``True``/``False`` or ``None`` is numbered by its type and
+    value instead: whether two equal ones are one object is Python's interning, not the
+    model's, and they load as equal values either way. Numbers start at 1: skops' loader
+    skips an ``__id__`` of 0.
+    """
+    from skops.io._utils import SaveContext
+
+    numbers: dict[int, int] = {}
+
+    class _Numbering(SaveContext):
+        # records arrays written with their padding zeroed, by the id of the array they copy
+        zeroed: dict[int, Any] = {}  # noqa: RUF012 - a class made for one dump
+
+        def memoize(self, obj: Any) -> int:
+            kind = type(obj)
+            # a number, a string, None: by value (which objects share one is interning, an
+            # accident of how the model was built); anything else by identity
+            key: Any = (kind, repr(obj) if kind is float else obj) if kind in _BY_VALUE else id(obj)
+            number = numbers.get(key)
+            if number is None:
+                self.memo[id(obj)] = obj
+                number = numbers[key] = len(numbers) + 1
+            return number
+
+    return _Numbering(zip_file=zip_file)
+
+
+def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
+    """skops' state of an array; in a dump of ``skops_dumps``, a record array is written from
+    a copy whose padding bytes are zero.
+
+    A record's padding is whatever memory held before (scikit-learn's tree nodes have 7 such
+    bytes in each 64), and ``np.save`` writes it as it is: the same tree gave different bytes.
+    The copy is made once per array, field by field into zeros, so two occurrences of one
+    array are still one file; the values, and what loads, are the same.
+    """
+    from skops.io._numpy import ndarray_get_state
+
+    zeroed = getattr(save_context, "zeroed", None)
+    if zeroed is not None and getattr(obj, "dtype", None) is not None and obj.dtype.fields:
+        clean = zeroed.get(id(obj))
+        if clean is None:
+            import numpy as np
+
+            clean = np.zeros(obj.shape, dtype=obj.dtype)
+            clean[...] = obj  # record to record assignment goes field by field
+            zeroed[id(obj)] = clean
+            save_context.memo.setdefault(-id(obj), obj)  # its id stays its own meanwhile
+        obj = clean
+    return ndarray_get_state(obj, save_context)
+
+
+def _register_zeroed_padding() -> None:
+    """Route skops' arrays through ``_ndarray_state`` (idempotent; other dumps are unchanged)."""
+    import numpy as np
+    from skops.io import _utils
+
+    if _utils._get_state.dispatch(np.ndarray) is not _ndarray_state:
+        _utils._get_state.register(np.ndarray)(_ndarray_state)
 
 
 def skops_dumps(obj: Any) -> bytes:
@@ -276,14 +372,19 @@ def skops_dumps(obj: Any) -> bytes:
     as ``dumps`` (the arrays through skops' own ``get_state``, the same members, the same
     schema as JSON data; a test compares the two) with the schema compact; ``skops.io.loads``
     reads either. The zip is a ``_NamedZipFile``, for skops' checks of the names written.
+
+    Unlike ``dumps``, the bytes depend on the model alone (and the libraries' versions): the
+    members' time is fixed, objects are numbered rather than named by ``id()``
+    (``_numbering_context``), and record arrays are written with zeroed padding
+    (``_ndarray_state``). The same model always has the same content address.
     """
     skops_io()  # imported the seedline way, with seedline's types registered
     import skops
-    from skops.io._utils import SaveContext, get_state
+    from skops.io._utils import get_state
 
     buffer = BytesIO()
     with _NamedZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zip_file:
-        context = SaveContext(zip_file=zip_file)
+        context = _numbering_context(zip_file)
         state = get_state(obj, context)
         context.clear_memo()
         state["protocol"] = context.protocol
