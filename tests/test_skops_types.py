@@ -352,7 +352,12 @@ from sklearn.preprocessing import StandardScaler
 from seedline.execution.persist import dump_model
 X, y = load_iris(return_X_y=True)
 model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=8, random_state=0))
-print(blake3.blake3(dump_model(model.fit(X, y))).hexdigest())
+model.fit(X, y)
+scaler = model.steps[0][1]
+scaler.words_ = {f"word{i}" for i in range(40)}  # hash order: PYTHONHASHSEED's
+scaler.raw_ = b"raw bytes"
+scaler.buffer_ = bytearray(b"a buffer")
+print(blake3.blake3(dump_model(model)).hexdigest())
 """
 
 
@@ -360,9 +365,10 @@ def test_the_same_model_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) ->
     """A model's file depends on the model alone: not on when it is written (zip members carry
     a fixed time), nor on memory addresses (objects are numbered in the order met, plain
     values by value), nor on a tree's padding bytes (uninitialised memory, zeroed in the
-    copy written). So a copy, a pickle round trip, a load of the file itself, a later dump and
-    another process all give the same bytes, the same content address; and stock skops
-    loads them."""
+    copy written), nor on the hash seed (a set's elements sorted), nor on chance (bytes named
+    by content, not a random UUID). So a copy, a pickle round trip, a load of the file itself,
+    a later dump and other processes all give the same bytes, the same content address; and
+    stock skops loads them."""
     import copy
     import pickle
     import time
@@ -374,6 +380,10 @@ def test_the_same_model_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) ->
     X, y = load_iris(return_X_y=True)
     model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=8, random_state=0))
     model.fit(X, y)
+    scaler = model.steps[0][1]
+    scaler.words_ = {f"word{i}" for i in range(40)}
+    scaler.raw_ = b"raw bytes"
+    scaler.buffer_ = bytearray(b"a buffer")
     data = dump_model(model)
     later = types.SimpleNamespace(time=lambda: time.time() + 86_400.0, localtime=time.localtime)
     monkeypatch.setattr(zipfile, "time", later)
@@ -381,16 +391,21 @@ def test_the_same_model_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) ->
     assert dump_model(copy.deepcopy(model)) == data
     assert dump_model(pickle.loads(pickle.dumps(model))) == data
     assert dump_model(load_model(data, trusted_own=True)) == data
-    fresh = subprocess.run(
-        [sys.executable, "-c", DUMP_IN_A_FRESH_PROCESS],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "1"},
-    )
-    assert fresh.stdout.strip() == blake3.blake3(data).hexdigest()
+    for hash_seed in ("1", "2"):  # other processes, and other orders of the set
+        fresh = subprocess.run(
+            [sys.executable, "-c", DUMP_IN_A_FRESH_PROCESS],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert fresh.stdout.strip() == blake3.blake3(data).hexdigest()
     stock = loads(data, trusted=get_untrusted_types(data=data))
     np.testing.assert_array_equal(stock.predict_proba(X), model.predict_proba(X))
+    stock_scaler = stock.steps[0][1]
+    assert stock_scaler.words_ == scaler.words_
+    assert (stock_scaler.raw_, stock_scaler.buffer_) == (b"raw bytes", bytearray(b"a buffer"))
+    assert type(stock_scaler.buffer_) is bytearray
     import scipy.sparse
     from sklearn.svm import SVC
 
@@ -461,3 +476,25 @@ def test_two_clones_running_the_same_spec_store_the_same_model_object(tmp_path: 
     ]
     assert runs[0].fingerprints["model"] == runs[1].fingerprints["model"]
     assert runs[0].manifest.artifacts["model"] == runs[1].manifest.artifacts["model"]
+
+
+def test_a_record_array_is_written_with_zero_padding_in_its_own_memory_order() -> None:
+    """A record array whose padding holds garbage is written with zeros there, in its own
+    memory order, and loads with the same values and order."""
+    import zipfile
+
+    kind = np.dtype({"names": ["a", "b"], "formats": ["<i8", "u1"], "itemsize": 16})
+    garbage = np.full(6 * kind.itemsize, 0xAB, dtype=np.uint8)  # in the padding, too
+    records = np.ndarray((3, 2), dtype=kind, buffer=garbage, order="F")
+    records["a"], records["b"] = np.arange(6).reshape(3, 2), 7
+    scaler = StandardScaler().fit(load_iris(return_X_y=True)[0])
+    scaler.records_ = records
+    data = dump_model(scaler)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        raw = [zf.read(n) for n in zf.namelist() if n.endswith(".npy")]
+    written = [r for r in raw if b"'a'" in r[:200]]
+    assert len(written) == 1 and b"\xab" not in written[0]
+    loaded = load_model(data, trusted_own=True).records_
+    assert loaded.flags.f_contiguous and not loaded.flags.c_contiguous
+    np.testing.assert_array_equal(loaded["a"], records["a"])
+    np.testing.assert_array_equal(loaded["b"], records["b"])

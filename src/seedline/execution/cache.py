@@ -281,7 +281,6 @@ class StepCache:
         self._models: dict[str, tuple[Any, dict[str, str], bool]] = {}
         # steps of model files loaded apart in this run (address, step): each has a memo of its own
         self._parts: set[tuple[str, str]] = set()
-        self._files: dict[str, bytes] = {}  # their files' bytes, read once
 
     def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
         return fingerprint_value(
@@ -335,13 +334,15 @@ class StepCache:
         worth its forest). A file whose step cannot be loaded apart is loaded whole.
         """
         loaded = self._models.get(address)
+        data = None
         if loaded is None and not has_memo(address):
-            part = self._model_part(address, name)
+            part, data = self._model_part(address, name)
             if part is not None:
                 return part
         if loaded is None:
             facts: dict[str, str] = {}
-            data = self.store.objects.get(address)
+            if data is None:
+                data = self.store.objects.get(address)
             model = load_model(data, trusted_own=True, facts=facts)
             loaded = self._models[address] = (model, facts, is_plain_skops(data))
         model, facts, _ = loaded
@@ -350,29 +351,31 @@ class StepCache:
             raise KeyError(f"the model file {address} has no step {name!r}")
         return steps[name], facts.get(_fact(name))
 
-    def _model_part(self, address: str, name: str) -> tuple[Any, str | None] | None:
-        """The step ``name`` of the model file at ``address`` on its own: from its memo, or
-        loaded from its part of the file; None for a file to load whole (an archive with
-        networks, a file whose step skops cannot load apart)."""
+    def _model_part(
+        self, address: str, name: str
+    ) -> tuple[tuple[Any, str | None] | None, bytes | None]:
+        """The step ``name`` of the model file at ``address`` on its own (and its memo's
+        fingerprint), from its memo or loaded from its part of the file; or None for a file
+        to load whole (an archive with networks, a file whose step skops cannot load apart),
+        with the file's bytes when they were read. The bytes are not kept: a second step of
+        the same file reads them again, rather than a run holding every model file it hit."""
         memo = recall(_part_memo(address, name))
         if memo is not None:
             est = revive(memo)
             if est is not None:
                 check_model_structure(est, f"step {name!r} of model file {address}")
                 self._parts.add((address, name))
-                return est, memo.facts.get("fitted")
-        data = self._files.get(address)
-        if data is None:
-            data = self._files[address] = self.store.objects.get(address)
+                return (est, memo.facts.get("fitted")), None
+        data = self.store.objects.get(address)
         if not is_plain_skops(data):
-            return None
+            return None, data
         try:
             est = load_own_step(data, name, f"step {name!r} of model file {address}")
         except Exception as exc:  # the whole file then: its step is checked all the same
             log.debug("step %s of %s not loaded apart: %s", name, address, exc)
-            return None
+            return None, data
         self._parts.add((address, name))
-        return est, None
+        return (est, None), None
 
     def _note(self, row: CacheEntry, est: Any) -> None:
         """Remember that this stored state checked out, for the next load (a new load memo)."""
@@ -484,8 +487,10 @@ def _fact(step: str) -> str:
 
 def _part_memo(address: str, step: str) -> str:
     """The name of the load memo of one step of the model file at ``address``, loaded apart:
-    a BLAKE3 digest of both, so it is named like every memo and never like a file's."""
-    return blake3.blake3(f"seedline-model-step\0{address}\0{step}".encode()).hexdigest()
+    a BLAKE3 key derivation from both, in a context of its own, so it is named like every
+    memo and can never be the address of any bytes (whose memo is named by their address)."""
+    derive = blake3.blake3(derive_key_context="seedline 2026-12-01 load memo of a model step")
+    return derive.update(f"{address}\0{step}".encode()).hexdigest()
 
 
 # -- maintenance: ls, du, prune ------------------------------------------------------------------

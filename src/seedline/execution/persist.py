@@ -206,6 +206,7 @@ def _dump_archive(model: Any, networks: list[tuple[int | None, str, Any]]) -> by
         }
         for member, data in members.items():
             info = zipfile.ZipInfo(member, date_time=ZIP_TIME)
+            info.create_system = 3  # the same bytes wherever it is written
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)
     return buf.getvalue()

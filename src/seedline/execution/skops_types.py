@@ -63,7 +63,7 @@ def skops_io() -> ModuleType:
 
     module = _import_skops()
     register()
-    _register_zeroed_padding()
+    _register_stable_states()
     return module
 
 
@@ -267,9 +267,10 @@ class _NamedZipFile(zipfile.ZipFile):
     written, as ``filelist`` holds them) answers ``in`` with one dictionary lookup; in write
     mode nothing else in ``zipfile`` calls ``namelist()``.
 
-    ``writestr(name, ...)`` stamps a member with the time of writing; here it is
-    :data:`ZIP_TIME`, otherwise the member is what the stock ``writestr`` makes of a name
-    (the archive's compression, mode 0600).
+    ``writestr(name, ...)`` stamps a member with the time of writing and the system it is
+    written on (0 on Windows, 3 elsewhere); here they are :data:`ZIP_TIME` and 3, otherwise
+    the member is what the stock ``writestr`` makes of a name (the archive's compression,
+    mode 0600).
     """
 
     def namelist(self) -> KeysView[str]:  # type: ignore[override]
@@ -285,6 +286,7 @@ class _NamedZipFile(zipfile.ZipFile):
         if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
             info = zipfile.ZipInfo(zinfo_or_arcname, date_time=ZIP_TIME)
             info.compress_type = self.compression
+            info.create_system = 3  # as written on Unix, wherever it is written
             info.external_attr = 0o600 << 16
             zinfo_or_arcname = info
         super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
@@ -334,8 +336,8 @@ def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
 
     A record's padding is whatever memory held before (scikit-learn's tree nodes have 7 such
     bytes in each 64), and ``np.save`` writes it as it is: the same tree gave different bytes.
-    The copy is made once per array, field by field into zeros, so two occurrences of one
-    array are still one file; the values, and what loads, are the same.
+    The copy is made once per array, field by field into zeros of the same memory order, so
+    two occurrences of one array are still one file; the values, and what loads, are the same.
     """
     from skops.io._numpy import ndarray_get_state
 
@@ -345,7 +347,9 @@ def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
         if clean is None:
             import numpy as np
 
-            clean = np.zeros(obj.shape, dtype=obj.dtype)
+            # zeros from the allocator (np.zeros_like fills field by field: padding untouched)
+            fortran = obj.flags.f_contiguous and not obj.flags.c_contiguous
+            clean = np.zeros(obj.shape, dtype=obj.dtype, order="F" if fortran else "C")
             clean[...] = obj  # record to record assignment goes field by field
             zeroed[id(obj)] = clean
             save_context.memo.setdefault(-id(obj), obj)  # its id stays its own meanwhile
@@ -353,13 +357,71 @@ def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
     return ndarray_get_state(obj, save_context)
 
 
-def _register_zeroed_padding() -> None:
-    """Route skops' arrays through ``_ndarray_state`` (idempotent; other dumps are unchanged)."""
+def _element_key(value: Any) -> tuple[str, str, str]:
+    kind = type(value)
+    return (kind.__module__, kind.__qualname__, repr(value))
+
+
+def _set_state(obj: Any, save_context: Any) -> dict[str, Any]:
+    """skops' state of a set; in a dump of ``skops_dumps``, its elements in a stable order.
+
+    A set iterates in hash order, which for strings changes with ``PYTHONHASHSEED``: its
+    elements are written sorted by type and ``repr`` (an element whose ``repr`` names a memory
+    address keeps an order that can differ; a set loads the same whatever the order).
+    """
+    from skops.io._general import set_get_state
+    from skops.io._utils import get_module, get_state
+
+    if getattr(save_context, "zeroed", None) is None:
+        return set_get_state(obj, save_context)
+    try:
+        values = sorted(obj, key=_element_key)
+    except Exception:  # a repr that fails: the set's own order
+        values = list(obj)
+    return {
+        "__class__": obj.__class__.__name__,
+        "__module__": get_module(type(obj)),
+        "__loader__": "SetNode",
+        "content": [get_state(value, save_context) for value in values],
+    }
+
+
+def _bytes_state(obj: Any, save_context: Any) -> dict[str, Any]:
+    """skops' state of ``bytes`` or a ``bytearray``; in a dump of ``skops_dumps``, its member is
+    named by its content (skops names it by a random UUID, so every dump differed)."""
+    from skops.io._general import bytearray_get_state, bytes_get_state
+    from skops.io._utils import get_module
+
+    if getattr(save_context, "zeroed", None) is None:
+        stock = bytearray_get_state if isinstance(obj, bytearray) else bytes_get_state
+        return stock(obj, save_context)
+    import blake3
+
+    name = f"bytes-{blake3.blake3(obj).hexdigest()[:40]}.bin"
+    if name not in save_context.zip_file.NameToInfo:
+        save_context.zip_file.writestr(name, bytes(obj))
+    return {
+        "__class__": obj.__class__.__name__,
+        "__module__": get_module(type(obj)),
+        "__loader__": "BytearrayNode" if isinstance(obj, bytearray) else "BytesNode",
+        "file": name,
+    }
+
+
+def _register_stable_states() -> None:
+    """Route skops' arrays, sets and bytes through the functions above, which write the same
+    thing in every dump of ``skops_dumps`` and what skops writes in any other (idempotent)."""
     import numpy as np
     from skops.io import _utils
 
-    if _utils._get_state.dispatch(np.ndarray) is not _ndarray_state:
-        _utils._get_state.register(np.ndarray)(_ndarray_state)
+    for kind, state in (
+        (np.ndarray, _ndarray_state),
+        (set, _set_state),
+        (bytes, _bytes_state),
+        (bytearray, _bytes_state),
+    ):
+        if _utils._get_state.dispatch(kind) is not state:
+            _utils._get_state.register(kind)(state)
 
 
 def skops_dumps(obj: Any) -> bytes:
@@ -373,10 +435,11 @@ def skops_dumps(obj: Any) -> bytes:
     schema as JSON data; a test compares the two) with the schema compact; ``skops.io.loads``
     reads either. The zip is a ``_NamedZipFile``, for skops' checks of the names written.
 
-    Unlike ``dumps``, the bytes depend on the model alone (and the libraries' versions): the
-    members' time is fixed, objects are numbered rather than named by ``id()``
-    (``_numbering_context``), and record arrays are written with zeroed padding
-    (``_ndarray_state``). The same model always has the same content address.
+    Unlike ``dumps``, the bytes depend on the model (and the libraries' versions), not on
+    when, where or in which process it was written: the members' time and system are fixed,
+    objects are numbered rather than named by ``id()`` (``_numbering_context``), record
+    arrays are written with zeroed padding, sets in a sorted order and bytes under names
+    taken from their content (``_register_stable_states``). Limits in docs/manifest.md.
     """
     skops_io()  # imported the seedline way, with seedline's types registered
     import skops
