@@ -23,8 +23,8 @@ What makes that safe, and its limits:
 - It records Python's version and the version of each package whose classes the pickle
   names; a load under any other version goes through skops (and writes a new memo).
 - Only plain skops files get a memo; archives with network weights do not. A cache hit
-  that loaded one step of a model file apart keeps that step's memo under a BLAKE3 digest
-  of the file's address and the step's name.
+  that loaded one step of a model file apart keeps that step's memo under a name derived
+  from the file's address and the step's name (a BLAKE3 key derivation of its own).
 - The folder is bounded (``SEEDLINE_LOAD_MEMO_MAX_MB``, 1024 by default): writing a memo
   removes the least recently used ones beyond it, and only files this module wrote.
 

@@ -313,7 +313,8 @@ def _numbering_context(zip_file: zipfile.ZipFile) -> Any:
     numbers: dict[int, int] = {}
 
     class _Numbering(SaveContext):
-        # records arrays written with their padding zeroed, by the id of the array they copy
+        stable = True  # what _register_stable_states' functions look for
+        # record arrays written with their padding zeroed, by the id of the array they copy
         zeroed: dict[int, Any] = {}  # noqa: RUF012 - a class made for one dump
 
         def memoize(self, obj: Any) -> int:
@@ -330,6 +331,11 @@ def _numbering_context(zip_file: zipfile.ZipFile) -> Any:
     return _Numbering(zip_file=zip_file)
 
 
+def _stable(save_context: Any) -> bool:
+    """Whether ``save_context`` is a dump of ``skops_dumps`` (any other dump is skops' own)."""
+    return getattr(save_context, "stable", False) is True
+
+
 def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
     """skops' state of an array; in a dump of ``skops_dumps``, a record array is written from
     a copy whose padding bytes are zero.
@@ -341,8 +347,8 @@ def _ndarray_state(obj: Any, save_context: Any) -> dict[str, Any]:
     """
     from skops.io._numpy import ndarray_get_state
 
-    zeroed = getattr(save_context, "zeroed", None)
-    if zeroed is not None and getattr(obj, "dtype", None) is not None and obj.dtype.fields:
+    if _stable(save_context) and getattr(obj, "dtype", None) is not None and obj.dtype.fields:
+        zeroed = save_context.zeroed
         clean = zeroed.get(id(obj))
         if clean is None:
             import numpy as np
@@ -372,7 +378,7 @@ def _set_state(obj: Any, save_context: Any) -> dict[str, Any]:
     from skops.io._general import set_get_state
     from skops.io._utils import get_module, get_state
 
-    if getattr(save_context, "zeroed", None) is None:
+    if not _stable(save_context):
         return set_get_state(obj, save_context)
     try:
         values = sorted(obj, key=_element_key)
@@ -392,7 +398,7 @@ def _bytes_state(obj: Any, save_context: Any) -> dict[str, Any]:
     from skops.io._general import bytearray_get_state, bytes_get_state
     from skops.io._utils import get_module
 
-    if getattr(save_context, "zeroed", None) is None:
+    if not _stable(save_context):
         stock = bytearray_get_state if isinstance(obj, bytearray) else bytes_get_state
         return stock(obj, save_context)
     import blake3
