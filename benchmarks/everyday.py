@@ -221,7 +221,11 @@ def _bench_example(
 
     seeds = iter(range(1_000_000, 2_000_000))
 
-    def run_once(*flags: str, wipe: bool = False, new_model: bool = False) -> Callable[[], float]:
+    memos = iter(range(1_000_000))
+
+    def run_once(
+        *flags: str, wipe: bool = False, new_model: bool = False, no_memo: bool = False
+    ) -> Callable[[], float]:
         # only the run is timed: the wipe before it and the manifest read after it are not
         def once() -> float:
             if wipe:  # a miss that writes: no entries to find
@@ -229,9 +233,19 @@ def _bench_example(
             # a seed never run before: a new split and new fitted states, so a new model
             # file to write (the same fit's cost; the other cases find their model stored)
             more = ("--set", f"seed={next(seeds)}") if new_model else ()
-            wall, _, text = fresh(seedline_cmd("run", "--json", *flags, *more), root)
+            # an empty load-memo folder: the hits of a teammate who pulled the entries
+            env = (
+                clean_env(SEEDLINE_LOAD_MEMO=str(root.parent / f"memo-{example}-{next(memos)}"))
+                if no_memo
+                else None
+            )
+            wall, _, text = fresh(seedline_cmd("run", "--json", *flags, *more), root, env)
             out = json.loads(text)
-            if not flags and not wipe and not new_model:
+            if no_memo:
+                m = _manifest(root, out["run_id"])
+                if any(s.get("cache") != "hit" for s in m["steps"]):
+                    notes.append(f"{example}: a step missed the cache in a no-memo hit trial")
+            if not flags and not wipe and not new_model and not no_memo:
                 m = _manifest(root, out["run_id"])
                 fits["hit"].append(float(m["timings"]["fit"]))
                 if any(s.get("cache") != "hit" for s in m["steps"]):
@@ -244,6 +258,7 @@ def _bench_example(
         "plain": plain_once,
         "no-cache": run_once("--no-cache"),
         "hit": run_once(),
+        "hit, no load memo": run_once(no_memo=True),
         "miss+write": run_once(wipe=True),
         "no-cache, new model": run_once("--no-cache", new_model=True),
         "miss+write, new model": run_once(new_model=True),
