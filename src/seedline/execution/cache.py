@@ -279,8 +279,6 @@ class StepCache:
         # model files loaded for hits in this run, by address: the model, its memo's facts,
         # and whether it is a plain skops file (an archive with networks has no memo)
         self._models: dict[str, tuple[Any, dict[str, str], bool]] = {}
-        # steps of model files loaded apart in this run (address, step): each has a memo of its own
-        self._parts: set[tuple[str, str]] = set()
 
     def key(self, path: str, est: Any, input_fingerprint: str, final: bool) -> str:
         return fingerprint_value(
@@ -364,7 +362,6 @@ class StepCache:
             est = revive(memo)
             if est is not None:
                 check_model_structure(est, f"step {name!r} of model file {address}")
-                self._parts.add((address, name))
                 return (est, memo.facts.get("fitted")), None
         data = self.store.objects.get(address)
         if not is_plain_skops(data):
@@ -374,7 +371,6 @@ class StepCache:
         except Exception as exc:  # the whole file then: its step is checked all the same
             log.debug("step %s of %s not loaded apart: %s", name, address, exc)
             return None, data
-        self._parts.add((address, name))
         return (est, None), None
 
     def _note(self, row: CacheEntry, est: Any) -> None:
@@ -383,7 +379,8 @@ class StepCache:
             if not has_networks(est):  # an archive with networks has no memo
                 remember(row.fitted_object, est, None, {"fitted": row.fitted_fingerprint})
             return
-        if (row.fitted_object, row.fitted_step) in self._parts:  # loaded apart: its own memo
+        loaded = self._models.get(row.fitted_object)
+        if loaded is None:  # the step was loaded apart (a whole load keeps its model): its own memo
             remember(
                 _part_memo(row.fitted_object, row.fitted_step),
                 est,
@@ -392,7 +389,7 @@ class StepCache:
             )
             return
         # at once, before the run uses the step: the memo holds the state just checked
-        model, facts, plain = self._models[row.fitted_object]
+        model, facts, plain = loaded
         facts[_fact(row.fitted_step)] = row.fitted_fingerprint
         if plain:  # an archive with networks has no memo
             remember(row.fitted_object, model, None, dict(facts))
